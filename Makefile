@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a fresh machine (both idempotent):
+#   make demo   install what is missing, then run the main job on RecBole's bundled ml-100k
+#   make test   install what is missing, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export RECBOLE_LLM_RAW_DATA ?= $(abspath ../shared/datasets)
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: install
+	$(PY) run_recbole_llm.py --compare=P4R,LightGCN --dataset=ml-100k --seeds=1 --epochs=20 \
+		--output=demo_results
+
+test: install
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf log log_tensorboard saved demo_results

@@ -1,0 +1,91 @@
+"""RecBole ``Config`` that knows recbole-llm's models and yaml defaults."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import yaml
+from recbole.config import Config as RecBoleConfig
+from recbole.utils import ModelType
+
+from recbole_llm.utils import get_model, properties_dir
+
+_TYPE_DEFAULTS = {
+    ModelType.GENERAL: "general.yaml",
+    ModelType.SEQUENTIAL: "sequential.yaml",
+}
+
+
+class Config(RecBoleConfig):
+    """RecBole's Config, plus recbole-llm's model lookup and defaults.
+
+    Precedence, lowest to highest: RecBole's own defaults (with its per-type quick-start
+    defaults); ``properties/overall.yaml``; our per-type defaults for our own models
+    (``properties/quick_start/<type>.yaml``); ``properties/model/<Model>.yaml``;
+    ``properties/dataset/<dataset>.yaml``; then the user's config files < ``config_dict`` <
+    command-line ``--key=value`` arguments (RecBole's order).
+
+    Unlike RecBole, the command line is read only from ``cmd_args`` (the run script passes its
+    leftover ``--key=value`` flags), never from ``sys.argv`` implicitly: importing recbole-llm in a
+    notebook, a test runner or a Ray worker does not pick up that process's unrelated flags.
+    """
+
+    def __init__(
+        self,
+        model: str | type | None = None,
+        dataset: str | None = None,
+        config_file_list: Sequence[str] | None = None,
+        config_dict: dict[str, Any] | None = None,
+        cmd_args: Sequence[str] | None = None,
+    ) -> None:
+        self._cmd_args = list(cmd_args or [])
+        super().__init__(
+            model=model,
+            dataset=dataset,
+            config_file_list=list(config_file_list) if config_file_list else None,
+            config_dict=dict(config_dict) if config_dict else None,
+        )
+
+    def _load_cmd_line(self) -> dict[str, Any]:
+        cmd_config_dict: dict[str, Any] = {}
+        for arg in self._cmd_args:
+            if not arg.startswith("--") or "=" not in arg:
+                raise ValueError(f"Command-line override '{arg}' is not of the form --key=value.")
+            name, value = arg[2:].split("=", 1)
+            if name in cmd_config_dict and cmd_config_dict[name] != value:
+                raise ValueError(f"Command-line key '{name}' given twice with different values.")
+            cmd_config_dict[name] = value
+        return self._convert_config_dict(cmd_config_dict)
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+            if model is None:
+                raise KeyError("No model given: pass --model=<Name> (or `model:` in a config file).")
+        if isinstance(model, str):
+            model_name, model_class = model, get_model(model)
+        else:
+            model_name, model_class = model.__name__, model
+        if dataset is None:
+            dataset = self.external_config_dict.get("dataset", "ml-100k")
+        return model_name, model_class, dataset
+
+    def _merge_yaml(self, path) -> dict[str, Any]:
+        if not path.is_file():
+            return {}
+        with open(path, encoding="utf-8") as handle:
+            values = yaml.load(handle.read(), Loader=self.yaml_loader) or {}
+        self.internal_config_dict.update(values)
+        return values
+
+    def _load_internal_config_dict(self, model, model_class, dataset) -> None:
+        super()._load_internal_config_dict(model, model_class, dataset)
+        props = properties_dir()
+        self._merge_yaml(props / "overall.yaml")
+        type_file = _TYPE_DEFAULTS.get(model_class.type)
+        if type_file and model_class.__module__.startswith("recbole_llm."):
+            self._merge_yaml(props / "quick_start" / type_file)
+        self._merge_yaml(props / "model" / f"{model}.yaml")
+        dataset_values = self._merge_yaml(props / "dataset" / f"{dataset}.yaml")
+        self.parameters["Dataset"] += [k for k in dataset_values if k not in self.parameters["Dataset"]]
+        logging.getLogger(__name__).debug("recbole-llm defaults merged for %s on %s", model, dataset)

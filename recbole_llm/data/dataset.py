@@ -1,0 +1,1 @@
+"""Custom ``<Model>Dataset`` classes, looked up by model name (RecBole's convention)."""

@@ -1,0 +1,139 @@
+"""Quick start: train and evaluate any recbole-llm or RecBole model (RecBole's ``run_recbole``)."""
+from __future__ import annotations
+
+import logging
+import resource
+import sys
+import time
+from logging import getLogger
+from typing import Any, Sequence
+
+import torch
+from recbole.utils import init_logger, init_seed, set_color
+
+from recbole_llm.config import Config
+from recbole_llm.compat import load_recbole_checkpoint
+from recbole_llm.data import create_dataset, data_preparation
+from recbole_llm.utils import get_model, get_trainer
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this run: CUDA allocator peak on GPU, process peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _EpochTimer:
+    """Times each training epoch of one trainer instance (wraps its bound ``_train_epoch``)."""
+
+    def __init__(self, trainer) -> None:
+        self.seconds: list[float] = []
+        self._inner = trainer._train_epoch
+        trainer._train_epoch = self
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self._inner(*args, **kwargs)
+        finally:
+            self.seconds.append(time.perf_counter() - start)
+
+
+def build(config: Config):
+    """Dataset, dataloaders, model and trainer for ``config`` (seeded like RecBole)."""
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    getLogger().info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    getLogger().info(model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    return dataset, train_data, valid_data, test_data, model, trainer
+
+
+def run_recbole_llm(
+    model: str | type | None = None,
+    dataset: str | None = None,
+    config_file_list: Sequence[str] | None = None,
+    config_dict: dict[str, Any] | None = None,
+    saved: bool = True,
+    cmd_args: Sequence[str] | None = None,
+    callback_fn=None,
+) -> dict[str, Any]:
+    """Train ``model`` on ``dataset``, evaluate the best checkpoint on the test split.
+
+    Returns RecBole's result dict (``best_valid_score``, ``valid_score_bigger``,
+    ``best_valid_result``, ``test_result``) plus ``epoch_times`` (seconds per training epoch),
+    ``peak_memory_mb`` and ``saved_model_file``.
+    """
+    config = Config(model, dataset, config_file_list, config_dict, cmd_args=cmd_args)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    _, train_data, valid_data, test_data, model_obj, trainer = build(config)
+    timer = _EpochTimer(trainer)
+    if config["device"].type == "cuda":
+        torch.cuda.reset_peak_memory_stats(config["device"])
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"],
+        callback_fn=callback_fn,
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "seed": config["seed"],
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": dict(best_valid_result or {}),
+        "test_result": dict(test_result),
+        "epoch_times": timer.seconds,
+        "peak_memory_mb": _peak_memory_mb(config["device"]),
+        "saved_model_file": trainer.saved_model_file if saved else None,
+    }
+
+
+def objective_function(
+    config_dict: dict[str, Any] | None = None,
+    config_file_list: Sequence[str] | None = None,
+    saved: bool = False,
+) -> dict[str, Any]:
+    """One training run for hyperparameter search: RecBole's objective, for our models too."""
+    config = Config(config_dict=config_dict, config_file_list=config_file_list)
+    init_seed(config["seed"], config["reproducibility"])
+    logging.basicConfig(level=logging.ERROR)
+    _, train_data, valid_data, test_data, _, trainer = build(config)
+    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, verbose=False, saved=saved)
+    test_result = trainer.evaluate(test_data, load_best_model=saved)
+    return {
+        "model": config["model"],
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+    }
+
+
+def load_data_and_model(model_file: str):
+    """Rebuild config, dataset, dataloaders and the trained model from a RecBole checkpoint.
+
+    Works for recbole-llm and RecBole models, under PyTorch's weights-only default.
+    """
+    checkpoint = load_recbole_checkpoint(model_file, map_location="cpu")
+    config = checkpoint["config"]
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data

@@ -1,0 +1,1 @@
+"""Custom trainers, looked up by name as ``<Model>Trainer`` (RecBole's convention)."""
