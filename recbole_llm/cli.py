@@ -15,7 +15,9 @@ import sys
 from typing import Sequence
 
 # Subcommands are registered here and imported only when used: name -> "module:function".
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "profiles": "recbole_llm.profiles.cli:main",  # P4R item-profile generation
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", type=str, default=None, help="comma-separated models to benchmark")
     parser.add_argument("--seeds", type=str, default="3", help="with --compare: a count or a comma-separated list")
     parser.add_argument("--reference", type=str, default=None, help="with --compare: model for the paired test")
-    parser.add_argument("--output", type=str, default=None, help="with --compare: output folder")
+    parser.add_argument("--output", type=str, default=None, help="with --compare / --tune: output folder")
+    parser.add_argument("--tune", type=str, default=None, help="Ray Tune search-space yaml (see properties/search/)")
     return parser
 
 
@@ -62,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from recbole_llm.utils import UnknownModelError, get_model
 
     try:
+        if args.tune:
+            from recbole_llm.tune import run_from_cli
+
+            return run_from_cli(args, overrides)
         if args.compare:
             from recbole_llm.compare import compare, parse_seeds
 

@@ -90,11 +90,12 @@ def get_model(model_name: str) -> type:
 
 
 def get_trainer(model_type: ModelType, model_name: str) -> type:
-    """Return ``<Model>Trainer`` from ``recbole_llm.trainer`` if it exists, else RecBole's choice."""
-    trainer_module = importlib.import_module("recbole_llm.trainer")
-    trainer = getattr(trainer_module, model_name + "Trainer", None)
-    if trainer is not None:
-        return trainer
+    """Return ``<Model>Trainer`` from ``recbole_llm/trainer/<model>.py`` if it exists, else RecBole's."""
+    module_path = f"recbole_llm.trainer.{model_name.lower()}"
+    if importlib.util.find_spec(module_path):
+        trainer = getattr(importlib.import_module(module_path), model_name + "Trainer", None)
+        if trainer is not None:
+            return trainer
     return recbole_get_trainer(model_type, model_name)
 
 

@@ -1,1 +1,1 @@
-"""Custom trainers, looked up by name as ``<Model>Trainer`` (RecBole's convention)."""
+"""Custom trainers: ``recbole_llm/trainer/<model lower-case>.py`` defines ``<Model>Trainer``."""
