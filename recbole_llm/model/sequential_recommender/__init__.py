@@ -1,0 +1,1 @@
+"""Sequential recommenders (one model per file; file name = class name lower-cased)."""
