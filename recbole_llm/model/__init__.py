@@ -1,1 +1,1 @@
-"""recbole-llm models, one per file, looked up by name like RecBole\x27s."""
+"""recbole-llm models, one per file, looked up by name like RecBole's."""
