@@ -1,0 +1,350 @@
+"""ReviewGNN: a graph recommender whose second layer reads the text of user reviews.
+
+Reference:
+    Kanezashi, Suzumura, Reid, Rahman, Hirate. "LLM-Augmented Graph Neural Recommenders:
+    Integrating User Reviews." arXiv 2504.02195 **v1** (April 2025). No public code; this follows
+    ``specs/reviewgnn.md`` and makes every open choice a switch in ``properties/model/ReviewGNN.yaml``.
+
+Structure (users and items are nodes of one bipartite graph with two edge kinds):
+
+* purchase edges: every (user, item) pair of the **training** split;
+* review edges: the training pairs whose interaction carries a non-empty review text.
+
+``r_ui = tanh(FC(e_ui))`` reduces the frozen sentence embedding ``e_ui`` of a review to the
+model's size. Layer 1 is a GCN layer over purchase edges. Layer 2 (the ReviewGNN layer) sums two
+relations with separate weights::
+
+    m_u = sum_{i in N_s(u)} c_ui W_s h_i  +  sum_{i in N_r(u)} c'_ui W_r [h_i || r_ui]
+    h_u^(2) = act(m_u)            (items symmetric)
+
+Both sums are computed with sparse matrices built once (PyG's ``to_torch_csr_tensor``): since
+``W_r`` is linear, ``sum c' W_r [h_i || r_ui] = W_r [sum c' h_i || sum c' r_ui]``, i.e. one
+sparse product with the review adjacency and one with the (node x review edge) incidence matrix.
+Scores are dot products of the final vectors; the loss is BPR + ``alpha`` * MSE(review, user/item)
+with ``alpha`` adapted after each validation by :class:`recbole_llm.trainer.reviewgnn.ReviewGNNTrainer`.
+
+``use_reviews: false`` removes the review branch (no FC-Tanh, no W_r, no MSE): the GCN baseline
+through the same code. :class:`ReviewGCN` is that baseline under its own name, for comparisons.
+
+Leakage: the model only sees the dataset it is constructed with, which RecBole's quick start
+passes as ``train_data._dataset`` (training rows only); review texts of validation and test
+interactions are never read, encoded, or put in the graph.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.model.init import xavier_uniform_initialization
+from recbole.model.loss import BPRLoss, EmbLoss
+from recbole.utils import InputType
+from torch import nn
+from torch_geometric.utils import to_torch_csr_tensor
+
+logger = logging.getLogger(__name__)
+
+REVIEW_FIELD_CHOICES = {
+    "both": ["summary", "review_text"],  # joined as "summary. reviewText" (text_field_separator)
+    "review_text": ["review_text"],
+    "summary": ["summary"],
+}
+
+
+def _choice(config, key: str, allowed: Sequence[str]) -> str:
+    value = config[key]
+    if value not in allowed:
+        raise ValueError(f"ReviewGNN: {key}={value!r} is not one of {list(allowed)}.")
+    return value
+
+
+def review_fields_from_config(config) -> list[str]:
+    """The ``.inter`` text fields that make a review (``review_field``: a preset name or a list)."""
+    value = config["review_field"]
+    if isinstance(value, str):
+        if value not in REVIEW_FIELD_CHOICES:
+            raise ValueError(
+                f"ReviewGNN: review_field={value!r} must be one of {list(REVIEW_FIELD_CHOICES)} "
+                "or a list of .inter text field names."
+            )
+        return list(REVIEW_FIELD_CHOICES[value])
+    fields = list(value or [])
+    if not fields:
+        raise ValueError("ReviewGNN: review_field is empty; set use_reviews: false for the GCN baseline.")
+    return fields
+
+
+def normalised_adjacency(
+    rows: torch.Tensor, cols: torch.Tensor, n_nodes: int, norm: str, self_loop: bool = False
+) -> torch.Tensor:
+    """Sparse CSR ``[n_nodes, n_nodes]`` adjacency of an undirected edge list, normalised once.
+
+    ``sym``: ``D^-1/2 A D^-1/2``; ``mean``: ``D^-1 A`` (each node averages its neighbours). With
+    ``self_loop`` the identity is added before normalising (Kipf and Welling's renormalisation).
+    Isolated nodes (the padding ids, users without reviews...) get an empty row.
+    """
+    src = torch.cat([rows, cols])
+    dst = torch.cat([cols, rows])
+    if self_loop:
+        loops = torch.arange(n_nodes, dtype=src.dtype)
+        src, dst = torch.cat([src, loops]), torch.cat([dst, loops])
+    degree = torch.bincount(src, minlength=n_nodes).float()
+    inv = degree.clamp(min=1.0)
+    if norm == "sym":
+        weight = inv.pow(-0.5)[src] * inv.pow(-0.5)[dst]
+    elif norm == "mean":
+        weight = inv.pow(-1.0)[src]
+    else:
+        raise ValueError(f"ReviewGNN: unknown normalisation {norm!r} (sym | mean).")
+    return _csr(torch.stack([src, dst]), weight, (n_nodes, n_nodes))
+
+
+def _csr(edge_index: torch.Tensor, weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    with warnings.catch_warnings():  # torch flags every CSR construction as "beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return to_torch_csr_tensor(edge_index, weight, size=size)
+
+
+class ReviewGNN(GeneralRecommender):
+    """Two-layer GNN over purchase and review edges with a BPR + adaptive-MSE loss."""
+
+    input_type = InputType.PAIRWISE
+    #: ``use_reviews`` forced by a subclass (``ReviewGCN``); ``None`` = read it from the config.
+    force_use_reviews: bool | None = None
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.embedding_size: int = config["embedding_size"]
+        self.reg_weight: float = config["reg_weight"]
+        self.require_pow: bool = config["require_pow"]
+        self.use_reviews: bool = bool(
+            config["use_reviews"] if self.force_use_reviews is None else self.force_use_reviews
+        )
+        self.normalisation = _choice(config, "normalisation", ["sym", "mean"])
+        self.self_loop: bool = bool(config["self_loop"])
+        self.layer1_transform = _choice(config, "layer1_transform", ["linear", "none"])
+        self.activation = _choice(config, "activation", ["relu", "none"])
+        self.layer_combine = _choice(config, "layer_combine", ["mean", "last"])
+        self.mse_target = _choice(config, "mse_target", ["both", "user", "item", "hadamard"])
+        self.alpha_mode = _choice(config, "alpha_mode", ["adaptive", "fixed"])
+        self.alpha_0: float = float(config["alpha_0"])
+        self.alpha_min: float = float(config["alpha_min"])
+        if not 0.0 <= self.alpha_min <= self.alpha_0:
+            raise ValueError(f"ReviewGNN: need 0 <= alpha_min <= alpha_0, got {self.alpha_min}, {self.alpha_0}.")
+        if config["finetune_text_encoder"]:
+            raise NotImplementedError(
+                "ReviewGNN: finetune_text_encoder: true is not implemented; review embeddings are "
+                "precomputed and frozen (the spec's default)."
+            )
+        self.n_nodes = self.n_users + self.n_items
+
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        self.layer1_weight = (
+            nn.Linear(self.embedding_size, self.embedding_size, bias=False)
+            if self.layer1_transform == "linear" else None
+        )
+        # W_s: purchase relation of layer 2; W_r: review relation on [h_i || r_ui].
+        self.purchase_weight = nn.Linear(self.embedding_size, self.embedding_size, bias=False)
+        self.mf_loss = BPRLoss()
+        self.reg_loss = EmbLoss()
+
+        users, items = self._training_pairs(dataset)
+        # sparse operators are non-persistent buffers: they follow .to(device), stay out of checkpoints
+        self.register_buffer("purchase_adj", normalised_adjacency(
+            users, items + self.n_users, self.n_nodes, self.normalisation, self.self_loop
+        ), persistent=False)
+
+        # alpha lives in buffers so RecBole's checkpoints save and restore it with the weights.
+        self.register_buffer("alpha", torch.tensor(self.alpha_0))
+        self.register_buffer("alpha_best_valid", torch.tensor(0.0))
+
+        self.review_fields: list[str] = []
+        self.n_review_edges = 0
+        if self.use_reviews:
+            self.review_fields = review_fields_from_config(config)
+            self._build_review_graph(config, dataset)
+            self.review_fc = nn.Linear(self.review_embeddings.shape[1], self.embedding_size)
+            self.review_weight = nn.Linear(2 * self.embedding_size, self.embedding_size, bias=False)
+
+        self.restore_user_e: torch.Tensor | None = None
+        self.restore_item_e: torch.Tensor | None = None
+        self.apply(xavier_uniform_initialization)
+        self.other_parameter_name = ["restore_user_e", "restore_item_e"]
+
+    # ------------------------------------------------------------------ graph construction
+    def _training_pairs(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distinct (user, item) pairs of the dataset the model is built on (the training split)."""
+        users = dataset.inter_feat[self.USER_ID].numpy().astype(np.int64)
+        items = dataset.inter_feat[self.ITEM_ID].numpy().astype(np.int64)
+        keys = np.unique(users * self.n_items + items)
+        return torch.from_numpy(keys // self.n_items), torch.from_numpy(keys % self.n_items)
+
+    def _build_review_graph(self, config, dataset) -> None:
+        """Review edges, their frozen text embeddings and the sparse operators of layer 2.
+
+        Reads only ``dataset.inter_feat`` (the training rows). Several training rows of one pair
+        (repeated reviews) are averaged into one review edge; rows with empty text make no edge.
+        """
+        from recbole_llm.text.features import interaction_text_embeddings
+
+        text = interaction_text_embeddings(config, dataset, fields=self.review_fields)
+        mask = text.mask.bool().cpu().numpy()
+        users = dataset.inter_feat[self.USER_ID].numpy().astype(np.int64)[mask]
+        items = dataset.inter_feat[self.ITEM_ID].numpy().astype(np.int64)[mask]
+        row_embeddings = text.embeddings.float().cpu()[torch.from_numpy(mask)]
+        keys, inverse = np.unique(users * self.n_items + items, return_inverse=True)
+        n_edges = len(keys)
+        if n_edges == 0:
+            logger.warning("ReviewGNN: no training interaction has review text in %s; layer 2 uses "
+                           "purchase edges only.", self.review_fields)
+        inverse_t = torch.from_numpy(inverse.reshape(-1))
+        summed = torch.zeros(n_edges, row_embeddings.shape[1]).index_add_(0, inverse_t, row_embeddings)
+        counts = torch.bincount(inverse_t, minlength=n_edges).clamp(min=1).unsqueeze(1).float()
+        edge_users = torch.from_numpy(keys // self.n_items)
+        edge_items = torch.from_numpy(keys % self.n_items) + self.n_users
+
+        self.n_review_edges = n_edges
+        self.register_buffer("review_embeddings", summed / counts, persistent=False)
+        # sorted pair keys: a batch's (user, item) finds its review edge by binary search
+        self.register_buffer("review_pair_keys", torch.from_numpy(keys), persistent=False)
+        self.register_buffer(
+            "review_adj", normalised_adjacency(edge_users, edge_items, self.n_nodes, self.normalisation), persistent=False
+        )
+        # node x review-edge incidence with the same coefficients c'_ui: sums r_ui into both ends
+        coef = self.review_adj_coefficients(edge_users, edge_items)
+        nodes = torch.cat([edge_users, edge_items])
+        edges = torch.arange(n_edges).repeat(2)
+        order = torch.argsort(nodes * max(n_edges, 1) + edges)
+        self.register_buffer("review_incidence", _csr(
+            torch.stack([nodes[order], edges[order]]), torch.cat(coef)[order], (self.n_nodes, n_edges)
+        ), persistent=False)
+        logger.info("ReviewGNN: %d review edges from %d training rows with text (fields %s).",
+                    n_edges, int(mask.sum()), self.review_fields)
+
+    def review_adj_coefficients(self, edge_users, edge_items) -> tuple[torch.Tensor, torch.Tensor]:
+        """c'_ui as seen from the user end and from the item end (equal for ``sym``)."""
+        degree = torch.bincount(torch.cat([edge_users, edge_items]), minlength=self.n_nodes).float().clamp(min=1.0)
+        if self.normalisation == "sym":
+            c = degree[edge_users].pow(-0.5) * degree[edge_items].pow(-0.5)
+            return c, c
+        return degree[edge_users].pow(-1.0), degree[edge_items].pow(-1.0)
+
+    # ------------------------------------------------------------------ propagation
+    def _act(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x) if self.activation == "relu" else x
+
+    def review_vectors(self) -> torch.Tensor:
+        """r_ui = tanh(FC(e_ui)) for every review edge, ``[n_review_edges, embedding_size]``."""
+        return torch.tanh(self.review_fc(self.review_embeddings))
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Final user and item vectors (and the review vectors, for the MSE term)."""
+        h0 = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
+        x1 = self.layer1_weight(h0) if self.layer1_weight is not None else h0
+        h1 = self._act(torch.sparse.mm(self.purchase_adj, x1))
+        message = torch.sparse.mm(self.purchase_adj, self.purchase_weight(h1))
+        reviews = None
+        if self.use_reviews:
+            reviews = self.review_vectors()
+            neighbour_sum = torch.sparse.mm(self.review_adj, h1)
+            review_sum = torch.sparse.mm(self.review_incidence, reviews)
+            message = message + self.review_weight(torch.cat([neighbour_sum, review_sum], dim=1))
+        h2 = self._act(message)
+        final = torch.stack([h0, h1, h2]).mean(dim=0) if self.layer_combine == "mean" else h2
+        user_e, item_e = torch.split(final, [self.n_users, self.n_items])
+        return user_e, item_e, reviews
+
+    def train(self, mode: bool = True):
+        """Entering train or eval mode invalidates the cached full-sort embeddings."""
+        self.restore_user_e, self.restore_item_e = None, None
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self.restore_user_e, self.restore_item_e = None, None
+        return super().load_state_dict(*args, **kwargs)
+
+    # ------------------------------------------------------------------ loss
+    def review_edge_index(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """Index of the review edge of each (user, item), or -1 when that pair has no review."""
+        keys = user.long() * self.n_items + item.long()
+        if self.n_review_edges == 0:
+            return torch.full_like(keys, -1)
+        pos = torch.searchsorted(self.review_pair_keys, keys).clamp(max=self.n_review_edges - 1)
+        return torch.where(self.review_pair_keys[pos] == keys, pos, torch.full_like(pos, -1))
+
+    def alignment_loss(self, reviews, user_e, item_e, user, item) -> torch.Tensor:
+        """MSE between each review vector and its user/item representation (``mse_target``)."""
+        index = self.review_edge_index(user, item)
+        has_review = index >= 0
+        if not bool(has_review.any()):
+            return user_e.new_zeros(())
+        r = reviews[index[has_review]]
+        u = user_e[user[has_review]]
+        i = item_e[item[has_review]]
+        if self.mse_target == "both":
+            return F.mse_loss(u, r) + F.mse_loss(i, r)
+        if self.mse_target == "user":
+            return F.mse_loss(u, r)
+        if self.mse_target == "item":
+            return F.mse_loss(i, r)
+        return F.mse_loss(u * i, r)
+
+    def calculate_loss(self, interaction):
+        self.restore_user_e, self.restore_item_e = None, None
+        user = interaction[self.USER_ID]
+        pos_item = interaction[self.ITEM_ID]
+        neg_item = interaction[self.NEG_ITEM_ID]
+        user_all, item_all, reviews = self.forward()
+        u_e, pos_e, neg_e = user_all[user], item_all[pos_item], item_all[neg_item]
+        bpr = self.mf_loss((u_e * pos_e).sum(dim=1), (u_e * neg_e).sum(dim=1))
+        reg = self.reg_loss(
+            self.user_embedding(user), self.item_embedding(pos_item), self.item_embedding(neg_item),
+            require_pow=self.require_pow,
+        )
+        loss = bpr + self.reg_weight * reg
+        if self.use_reviews:
+            loss = loss + self.alpha * self.alignment_loss(reviews, user_all, item_all, user, pos_item)
+        return loss
+
+    # ------------------------------------------------------------------ adaptive alpha
+    @torch.no_grad()
+    def update_alpha(self, valid_hit: float) -> float:
+        """Spec rule, after each validation: alpha = alpha_0 * (1 - HR / best HR seen), clipped.
+
+        Strong collaborative filtering (HR at its best) -> alpha_min, BPR dominates; HR falling
+        below its best -> the review term weighs more. ``fixed`` keeps alpha_0.
+        """
+        if self.alpha_mode == "adaptive" and self.use_reviews:
+            best = max(float(self.alpha_best_valid), float(valid_hit))
+            self.alpha_best_valid.fill_(best)
+            ratio = valid_hit / best if best > 0 else 1.0
+            self.alpha.fill_(float(np.clip(self.alpha_0 * (1.0 - ratio), self.alpha_min, self.alpha_0)))
+        return float(self.alpha)
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, interaction):
+        user_all, item_all, _ = self.forward()
+        user = interaction[self.USER_ID]
+        item = interaction[self.ITEM_ID]
+        return (user_all[user] * item_all[item]).sum(dim=1)
+
+    def full_sort_predict(self, interaction):
+        if self.restore_user_e is None or self.restore_item_e is None:
+            self.restore_user_e, self.restore_item_e, _ = self.forward()
+        user = interaction[self.USER_ID]
+        return torch.matmul(self.restore_user_e[user], self.restore_item_e.transpose(0, 1)).view(-1)
+
+
+class ReviewGCN(ReviewGNN):
+    """The GCN baseline of ReviewGNN (``use_reviews: false``) under its own name.
+
+    ``--compare=ReviewGNN,ReviewGCN,...`` runs models by name; this class forces the flag so both
+    share ReviewGNN's yaml and code path and differ only by the review branch.
+    """
+
+    force_use_reviews = False
