@@ -1,30 +1,206 @@
 """Named datasets: atomic files in ``data_path`` if present, else converted from raw files.
 
-(Foundation stub: the data issue adds the registry of named datasets and their converters.)
+``--dataset=amazon-beauty`` (or any name in :data:`NAMED_DATASETS`) first looks for
+``<data_path>/<name>.inter`` as RecBole does. When it is missing, the raw public files are looked
+up in the raw-data folder (config ``raw_data_path``, else the environment variable
+``RECBOLE_LLM_RAW_DATA``), in the layout of ``../shared/datasets`` (``amazon-2018-5core/...``) or
+flat, converted by :mod:`dataset_converters` into a temporary folder and moved into ``data_path``.
+With ``download_raw: True`` a missing raw file is downloaded from its official address (progress
+bar, sha256 checked) into the raw-data folder first.
 """
 from __future__ import annotations
 
+import logging
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+logger = logging.getLogger(__name__)
+
+RAW_DATA_ENV = "RECBOLE_LLM_RAW_DATA"
+
+
+class RawDataNotFoundError(FileNotFoundError):
+    """A named dataset's atomic files are missing and its raw files cannot be found."""
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """One raw input of a named dataset.
+
+    ``candidates``: paths relative to the raw-data folder, tried in order (the shared layout
+    first, then flat). ``url`` / ``sha256`` / ``size``: the official download, when one exists.
+    """
+
+    role: str
+    candidates: tuple[str, ...]
+    url: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class NamedDataset:
+    name: str
+    description: str
+    raw_files: tuple[RawFile, ...]
+    convert: Callable[[dict[str, Path], Path, str], object]
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _amazon_candidates(stem: str, folder: str = "amazon-2018-5core") -> tuple[str, ...]:
+    names = (f"{stem}.json.gz", f"{stem}.json", f"{stem}.jsonl.gz", f"{stem}.jsonl")
+    return tuple(f"{folder}/{n}" for n in names) + names
+
+
+def _convert_amazon(raw: dict[str, Path], output: Path, name: str):
+    from dataset_converters.amazon import convert_amazon
+
+    return convert_amazon(raw["reviews"], output, meta_path=raw.get("meta"), name=name)
+
+
+def _copy_atomic(source_name: str):
+    def convert(raw: dict[str, Path], output: Path, name: str):
+        from dataset_converters.atomic import copy_atomic
+
+        return copy_atomic(raw["inter"].parent, output, name=name, source_name=source_name)
+
+    return convert
+
+
+_AMAZON_2018 = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2"
+
+NAMED_DATASETS: dict[str, NamedDataset] = {}
+
+
+def register(dataset: NamedDataset) -> NamedDataset:
+    """Add (or replace) a named dataset."""
+    NAMED_DATASETS[dataset.name] = dataset
+    return dataset
+
+
+register(NamedDataset(
+    name="amazon-beauty",
+    description="Amazon Reviews 2018 All_Beauty 5-core: ratings, timestamps, review text and summary",
+    source="Ni, Li & McAuley, EMNLP 2019",
+    raw_files=(RawFile("reviews", _amazon_candidates("All_Beauty_5"),
+                       url=f"{_AMAZON_2018}/categoryFilesSmall/All_Beauty_5.json.gz",
+                       sha256="8e49737fefaec9290187c69bf92889452df8be0ab5e36c9476520d6639683279",
+                       size=634283),),
+    convert=_convert_amazon,
+))
+register(NamedDataset(
+    name="amazon-gift-cards",
+    description="Amazon Reviews 2018 Gift_Cards 5-core + metadata (title, categories, brand, description, price)",
+    source="Ni, Li & McAuley, EMNLP 2019",
+    raw_files=(
+        RawFile("reviews", _amazon_candidates("Gift_Cards_5"),
+                url=f"{_AMAZON_2018}/categoryFilesSmall/Gift_Cards_5.json.gz",
+                sha256="41e1f0e50d3c1c9d7d949fb6315944c8bde51ea6b7429a29fdd0d02cbc07ef25", size=176952),
+        RawFile("meta", _amazon_candidates("meta_Gift_Cards"),
+                url=f"{_AMAZON_2018}/metaFiles2/meta_Gift_Cards.json.gz",
+                sha256="24ac90af3eb47d9c04458a61a44a76a882419190e027c6ec14ee0a993549c34a", size=389825),
+    ),
+    convert=_convert_amazon,
+))
+register(NamedDataset(
+    name="lastfm",
+    description="Last.fm (HetRec 2011) as RecBole atomic files: user, artist, weight, timestamp; artist names",
+    source="Cantador, Brusilovsky & Kuflik, HetRec 2011",
+    raw_files=(RawFile("inter", ("lastfm/lastfm.inter", "lastfm.inter")),
+               RawFile("item", ("lastfm/lastfm.item", "lastfm.item"), optional=True)),
+    convert=_copy_atomic("lastfm"),
+))
+
+
+def known_dataset_names() -> list[str]:
+    """Names that ``--dataset`` can convert from raw files."""
+    return sorted(NAMED_DATASETS)
 
 
 def atomic_files_present(data_path: str | Path, dataset: str, config=None) -> bool:
     """True when RecBole will find this dataset's interactions in ``data_path``."""
     folder = Path(data_path)
-    if (folder / f"{dataset}.inter").is_file():
-        return True
-    benchmark = config["benchmark_filename"] if config is not None else None
+    benchmark = _get(config, "benchmark_filename")
     if benchmark:
         return all((folder / f"{dataset}.{part}.inter").is_file() for part in benchmark)
-    return False
+    return (folder / f"{dataset}.inter").is_file()
+
+
+def _get(config, key: str, default=None):
+    if config is None:
+        return default
+    try:
+        value = config[key]
+    except (KeyError, TypeError):
+        return default
+    return default if value is None else value
+
+
+def raw_data_root(config=None) -> Path | None:
+    """The raw-data folder: config ``raw_data_path``, else ``$RECBOLE_LLM_RAW_DATA``, else None."""
+    value = _get(config, "raw_data_path") or os.environ.get(RAW_DATA_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def locate_raw_files(spec: NamedDataset, root: Path | None) -> tuple[dict[str, Path], list[RawFile]]:
+    """(found role -> path, required files not found) under ``root``."""
+    found: dict[str, Path] = {}
+    missing: list[RawFile] = []
+    for raw in spec.raw_files:
+        path = None
+        if root is not None:
+            path = next((root / c for c in raw.candidates if (root / c).is_file()), None)
+        if path is not None:
+            found[raw.role] = path
+        elif not raw.optional:
+            missing.append(raw)
+    return found, missing
+
+
+def _download_missing(spec: NamedDataset, missing: list[RawFile], root: Path) -> None:
+    from recbole_llm.data.download import download_file
+
+    for raw in missing:
+        if not raw.url:
+            raise RawDataNotFoundError(
+                f"{spec.name}: raw file {raw.candidates[0]} has no official download address; "
+                f"put it under {root}."
+            )
+        download_file(raw.url, root / raw.candidates[0], sha256=raw.sha256, expected_size=raw.size)
 
 
 def prepare_named_dataset(config) -> bool:
     """Make the atomic files of a named dataset appear in ``config['data_path']``.
 
-    Returns True when the files are present afterwards.
+    Returns True when the files are present afterwards; False for an unknown name whose files
+    are missing. Raises :class:`RawDataNotFoundError` when a named dataset's raw files are not
+    found (saying where it looked).
     """
-    return atomic_files_present(config["data_path"], config["dataset"], config)
-
-
-def known_dataset_names() -> list[str]:
-    return []
+    dataset, data_path = config["dataset"], Path(config["data_path"])
+    if atomic_files_present(data_path, dataset, config):
+        return True
+    spec = NAMED_DATASETS.get(dataset)
+    if spec is None:
+        return False
+    root = raw_data_root(config)
+    found, missing = locate_raw_files(spec, root)
+    if missing and _get(config, "download_raw", False):
+        download_root = root or data_path.parent / "raw"
+        _download_missing(spec, missing, download_root)
+        found, missing = locate_raw_files(spec, download_root)
+    if missing:
+        where = f"under {root}" if root is not None else "(no raw-data folder set)"
+        wanted = "; ".join(" or ".join(m.candidates[:2]) for m in missing)
+        downloadable = all(m.url for m in missing)
+        raise RawDataNotFoundError(
+            f"Named dataset '{dataset}': no atomic files in {data_path} and raw file(s) not found {where}: "
+            f"looked for {wanted}. Set --raw_data_path=<folder> or the environment variable {RAW_DATA_ENV}"
+            + (", or pass --download_raw=True to download them." if downloadable else ".")
+        )
+    logger.info("Converting named dataset %s from %s into %s", dataset, root, data_path)
+    spec.convert(found, data_path, dataset)
+    return atomic_files_present(data_path, dataset, config)
