@@ -71,6 +71,15 @@ def _copy_atomic(source_name: str):
     return convert
 
 
+def _convert_seqrec(raw: dict[str, Path], output: Path, name: str):
+    from dataset_converters.seqrec import convert_seqrec
+
+    has_text = "item_map" in raw and "item_meta" in raw
+    return convert_seqrec(raw["sequences"], output, name=name,
+                          item_map=raw["item_map"] if has_text else None,
+                          item_meta=raw["item_meta"] if has_text else None)
+
+
 _AMAZON_2018 = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2"
 
 NAMED_DATASETS: dict[str, NamedDataset] = {}
@@ -113,6 +122,26 @@ register(NamedDataset(
     raw_files=(RawFile("inter", ("lastfm/lastfm.inter", "lastfm.inter")),
                RawFile("item", ("lastfm/lastfm.item", "lastfm.item"), optional=True)),
     convert=_copy_atomic("lastfm"),
+))
+register(NamedDataset(
+    name="beauty-seq",
+    description="Amazon 2014 Beauty in the S3-Rec/BSARec sequential format (literal ids 1..12101), "
+                "item text (title, categories, brand, price) joined from amazon-2014-beauty/",
+    source="McAuley et al., SIGIR 2015 / He & McAuley, WWW 2016; S3-Rec (Zhou et al., CIKM 2020) preprocessing",
+    raw_files=(
+        RawFile("sequences", ("seqrec/Beauty.txt", "Beauty.txt")),
+        RawFile("item_map", ("amazon-2014-beauty/DERIVED_s3rec_item_id2asin.tsv", "DERIVED_s3rec_item_id2asin.tsv"),
+                optional=True),
+        RawFile("item_meta", ("amazon-2014-beauty/Amazon_Beauty.item", "Amazon_Beauty.item"), optional=True),
+    ),
+    convert=_convert_seqrec,
+))
+register(NamedDataset(
+    name="lastfm-seq",
+    description="Last.fm in the S3-Rec/BSARec sequential format (literal ids 1..3646), no text",
+    source="Cantador, Brusilovsky & Kuflik, HetRec 2011; S3-Rec preprocessing",
+    raw_files=(RawFile("sequences", ("seqrec/LastFM.txt", "LastFM.txt")),),
+    convert=_convert_seqrec,
 ))
 
 
