@@ -80,6 +80,18 @@ def _convert_seqrec(raw: dict[str, Path], output: Path, name: str):
                           item_meta=raw["item_meta"] if has_text else None)
 
 
+def _convert_unisrec(raw: dict[str, Path], output: Path, name: str):
+    from dataset_converters.unisrec import convert_unisrec
+
+    return convert_unisrec(raw["train"].parent, output, prefix="Scientific", name=name)
+
+
+def _convert_mind(raw: dict[str, Path], output: Path, name: str):
+    from dataset_converters.mind import convert_mind
+
+    return convert_mind(raw["behaviors"], raw.get("news"), output, name=name)
+
+
 _AMAZON_2018 = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2"
 
 NAMED_DATASETS: dict[str, NamedDataset] = {}
@@ -142,6 +154,27 @@ register(NamedDataset(
     source="Cantador, Brusilovsky & Kuflik, HetRec 2011; S3-Rec preprocessing",
     raw_files=(RawFile("sequences", ("seqrec/LastFM.txt", "LastFM.txt")),),
     convert=_convert_seqrec,
+))
+register(NamedDataset(
+    name="scientific",
+    description="Amazon 2018 Industrial & Scientific, UniSRec pre-split files (8,442 users, 4,385 items) + item text",
+    source="Ni, Li & McAuley, EMNLP 2019; UniSRec (Hou et al., KDD 2022) preprocessing",
+    raw_files=tuple(
+        RawFile(split, (f"amazon-2018-scientific/Scientific.{split}.inter", f"Scientific.{split}.inter"))
+        for split in ("train", "valid", "test")
+    ) + (RawFile("text", ("amazon-2018-scientific/Scientific.text", "Scientific.text"), optional=True),),
+    convert=_convert_unisrec,
+))
+register(NamedDataset(
+    name="mind-small",
+    description="MIND-small train impressions (impression, user, news, label, time) + news text; on the "
+                "shared data this is the 5,000-row sample (mind-small-sample/)",
+    source="Wu et al., ACL 2020",
+    raw_files=(
+        RawFile("behaviors", ("mind-small-sample/behaviors.tsv", "MINDsmall_train/behaviors.tsv", "behaviors.tsv")),
+        RawFile("news", ("mind-small-sample/news.tsv", "MINDsmall_train/news.tsv", "news.tsv"), optional=True),
+    ),
+    convert=_convert_mind,
 ))
 
 

@@ -1,0 +1,169 @@
+"""MIND (``behaviors.tsv``, ``news.tsv``) -> impression-level RecBole atomic files.
+
+Source: Wu et al., MIND: A Large-scale Dataset for News Recommendation (ACL 2020).
+``behaviors.tsv``: impression id, user, time (``11/12/2019 2:14:46 PM``), click history,
+impressions (``N123-1 N456-0``). ``news.tsv``: id, category, subcategory, title, abstract, url,
+title entities, abstract entities (JSON).
+
+Output ``<name>.inter``: one row per shown news item, ``impression_id:token user_id:token
+item_id:token label:float timestamp:float`` (unix seconds, times read as UTC);
+``<name>.user``: ``user_id:token history:token_seq`` (the click history before the log period);
+``<name>.item``: ``item_id:token category:token subcategory:token title:token abstract:token
+entities:token``.
+
+CLI::
+
+    python -m dataset_converters.mind --behaviors behaviors.tsv --news news.tsv --output dataset/mind-small
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dataset_converters._common import (
+    ConversionError,
+    ConversionReport,
+    atomic_output_dir,
+    clean_text,
+    configure_cli_logging,
+    iter_lines,
+    write_atomic_file,
+    write_report,
+)
+
+logger = logging.getLogger(__name__)
+
+INTER_HEADER = ["impression_id:token", "user_id:token", "item_id:token", "label:float", "timestamp:float"]
+USER_HEADER = ["user_id:token", "history:token_seq"]
+ITEM_HEADER = ["item_id:token", "category:token", "subcategory:token", "title:token", "abstract:token",
+               "entities:token"]
+TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"
+
+
+def _parse_impressions(field: str) -> list[tuple[str, int]]:
+    shown = []
+    for token in field.split():
+        news, sep, label = token.rpartition("-")
+        if not sep or not news or label not in ("0", "1"):
+            raise ValueError(f"impression '{token}' is not <news id>-<0|1>")
+        shown.append((news, int(label)))
+    return shown
+
+
+def _entity_labels(field: str) -> list[str]:
+    if not field.strip():
+        return []
+    try:
+        return [clean_text(e.get("Label")) for e in json.loads(field) if isinstance(e, dict) and e.get("Label")]
+    except json.JSONDecodeError:
+        return []
+
+
+def convert_mind(behaviors: str | Path, news: str | Path | None, output_dir: str | Path,
+                 name: str | None = None, skip_bad: bool = False) -> ConversionReport:
+    """Convert MIND files into ``output_dir/<name>.{inter,user,item}``."""
+    output_dir = Path(output_dir)
+    name = name or output_dir.name
+    report = ConversionReport(name=name)
+    inter_rows: list[list[Any]] = []
+    histories: dict[str, str] = {}
+    history_changes = 0
+    impression_ids: set[str] = set()
+    for number, line in iter_lines(behaviors):
+        report.rows_read += 1
+        parts = line.split("\t")
+        try:
+            if len(parts) != 5:
+                raise ValueError(f"{len(parts)} columns, expected 5")
+            impression, user, time_text, history, shown_field = parts
+            if not impression.strip() or not user.strip():
+                raise ValueError("empty impression id or user")
+            timestamp = datetime.strptime(time_text.strip(), TIME_FORMAT).replace(tzinfo=timezone.utc).timestamp()
+            shown = _parse_impressions(shown_field)
+        except ValueError as err:
+            if skip_bad:
+                report.drop("malformed behaviors line")
+                continue
+            raise ConversionError(f"{behaviors}:{number}: {err}; pass --skip-bad to skip such lines") from None
+        if impression in impression_ids:
+            report.drop("duplicate impression id")
+            continue
+        impression_ids.add(impression)
+        history = " ".join(history.split())
+        if user in histories:
+            history_changes += histories[user] != history
+        else:
+            histories[user] = history
+        if not shown:
+            report.drop("impression without shown news")
+            continue
+        for news_id, label in shown:
+            inter_rows.append([impression, user, news_id, float(label), timestamp])
+    report.rows_kept = len(impression_ids) - report.dropped.get("impression without shown news", 0)
+    clicked = sum(1 for r in inter_rows if r[3] == 1.0)
+    shown_items = {r[2] for r in inter_rows}
+    report.counts.update(
+        impressions=report.rows_kept, impression_rows=len(inter_rows), clicks=clicked,
+        users=len(histories), shown_news=len(shown_items), users_whose_history_differs=history_changes,
+        users_without_history=sum(1 for h in histories.values() if not h),
+    )
+
+    item_rows: list[list[Any]] = []
+    if news is not None:
+        seen: set[str] = set()
+        duplicates = 0
+        for number, line in iter_lines(news):
+            parts = line.split("\t")
+            if len(parts) < 5:
+                if skip_bad:
+                    report.drop("malformed news line")
+                    continue
+                raise ConversionError(f"{news}:{number}: {len(parts)} columns, expected 8")
+            news_id = parts[0].strip()
+            if news_id in seen:
+                duplicates += 1
+                continue
+            seen.add(news_id)
+            entities = _entity_labels(parts[6]) + _entity_labels(parts[7]) if len(parts) >= 8 else []
+            item_rows.append([news_id, clean_text(parts[1]), clean_text(parts[2]), clean_text(parts[3]),
+                              clean_text(parts[4]), ", ".join(dict.fromkeys(entities))])
+        report.counts.update(news_rows=len(item_rows), duplicate_news_rows=duplicates,
+                             shown_news_with_text=len(shown_items & seen),
+                             shown_news_without_text=len(shown_items - seen))
+
+    with atomic_output_dir(output_dir) as tmp:
+        write_atomic_file(tmp / f"{name}.user", USER_HEADER, sorted(histories.items()))
+        report.files.append(str(output_dir / f"{name}.user"))
+        if news is not None:
+            write_atomic_file(tmp / f"{name}.item", ITEM_HEADER, item_rows)
+            report.files.append(str(output_dir / f"{name}.item"))
+        write_atomic_file(tmp / f"{name}.inter", INTER_HEADER, inter_rows)
+        report.files.append(str(output_dir / f"{name}.inter"))
+        write_report(tmp, report)
+    logger.info(report.summary())
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="MIND behaviors/news -> impression-level RecBole atomic files.")
+    parser.add_argument("--behaviors", required=True, help="behaviors.tsv")
+    parser.add_argument("--news", help="news.tsv (item text)")
+    parser.add_argument("--output", required=True, help="output folder, e.g. dataset/mind-small")
+    parser.add_argument("--name", help="dataset name; default: the output folder's name")
+    parser.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted) instead of failing")
+    args = parser.parse_args(argv)
+    configure_cli_logging()
+    try:
+        convert_mind(args.behaviors, args.news, args.output, args.name, args.skip_bad)
+    except (ConversionError, FileNotFoundError) as err:
+        logger.error("error: %s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
