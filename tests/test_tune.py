@@ -1,0 +1,154 @@
+"""Ray Tune search (recbole_llm.tune): real BPR searches on ml-100k through the entry point."""
+from __future__ import annotations
+
+import ast
+import re
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from recbole_llm import tune as recbole_tune
+from recbole_llm.cli import main
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SEARCH_DIR = PROJECT_ROOT / "properties" / "search"
+# Fixed settings of the test searches: small, quiet, CPU.
+FAST_FLAGS = ["--state=ERROR", "--show_progress=False", "--train_batch_size=4096", "--verbose=0", "--cpus_per_trial=1"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One small local Ray for the module's searches (the searches reuse it and leave it running)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def bpr_search(local_ray, tmp_path_factory):
+    """A 2-trial x 2-epoch random search for BPR on ml-100k, run through the entry point."""
+    folder = tmp_path_factory.mktemp("bpr_search")
+    space = _write(folder / "space.yaml", "learning_rate: {loguniform: [1.0e-3, 1.0e-2]}\n"
+                                          "embedding_size: {choice: [16, 32]}\n")
+    output = folder / "out"
+    code = main([f"--tune={space}", "--model=BPR", "--dataset=ml-100k", f"--output={output}", "--num_samples=2",
+                 "--epochs=2", "--grace_period=1", *FAST_FLAGS])
+    return code, output
+
+
+def test_bpr_search_writes_table_and_best_yaml(bpr_search):
+    code, output = bpr_search
+    assert code == 0
+    trials = pd.read_csv(output / "trials.csv")
+    assert len(trials) == 2
+    assert set(trials["status"]) <= {"completed", "stopped early"} and "completed" in set(trials["status"])
+    assert trials["error"].isna().all()
+    # the searched values are inside the space and the metric is a real one (random BPR: MRR@10 ~ 0.01)
+    assert trials["param.learning_rate"].between(1e-3, 1e-2).all()
+    assert set(trials["param.embedding_size"]) <= {16, 32}
+    assert (trials["best_valid_score"] > 0).all()
+    assert (trials["best_valid_score"] == trials["valid.mrr@10"]).all()
+    # per-epoch reporting: a completed trial reported each of its 2 validations to Ray
+    completed = trials[trials["status"] == "completed"].iloc[0]
+    progress = pd.read_csv(Path(completed["trial_dir"]) / "progress.csv")
+    assert list(progress["epoch"]) == [1, 2]
+    # trials are isolated: each wrote its RecBole log inside its own trial folder
+    for trial_dir in trials["trial_dir"]:
+        assert list(Path(trial_dir).glob("log/BPR/*.log"))
+    markdown = (output / "trials.md").read_text()
+    assert "| trial |" in markdown and str(trials.loc[0, "trial"]) in markdown
+    best = yaml.safe_load((output / "best.yaml").read_text())
+    assert best["epochs"] == 2 and best["dataset"] == "ml-100k"
+    assert best["learning_rate"] == pytest.approx(trials.loc[0, "param.learning_rate"], rel=1e-12)
+
+
+def test_best_yaml_reruns_through_entry_point_and_reproduces_valid_metric(bpr_search, capsys):
+    code, output = bpr_search
+    assert code == 0
+    trials = pd.read_csv(output / "trials.csv")
+    best = trials[trials["status"] == "completed"].iloc[0]
+    capsys.readouterr()
+    assert main(["--model=BPR", "--dataset=ml-100k", f"--config_files={output / 'best.yaml'}"]) == 0
+    printed = capsys.readouterr().out
+    match = re.search(r"best valid: (.*)", printed)
+    assert match, printed
+    valid = dict(ast.literal_eval(match.group(1).replace("OrderedDict(", "(")))
+    # same seed, same config: the same validation result (RecBole rounds metrics to 4 decimals)
+    assert valid["mrr@10"] == pytest.approx(best["valid.mrr@10"], abs=1e-4)
+    assert valid["recall@10"] == pytest.approx(best["valid.recall@10"], abs=1e-4)
+
+
+def test_failing_trial_is_reported_and_search_goes_on(local_ray, tmp_path):
+    # embedding_size -1 passes RecBole's Config but makes the model constructor raise inside the trial
+    space = _write(tmp_path / "space.yaml", "embedding_size: {grid: [16, -1]}\n")
+    code = main([f"--tune={space}", "--model=BPR", "--dataset=ml-100k", f"--output={tmp_path / 'out'}",
+                 "--num_samples=1", "--epochs=1", "--scheduler=fifo", *FAST_FLAGS])
+    assert code == 0
+    trials = pd.read_csv(tmp_path / "out" / "trials.csv").set_index("param.embedding_size")
+    assert trials.loc[-1, "status"] == "error"
+    assert "negative dimension" in trials.loc[-1, "error"]
+    assert trials.loc[16, "status"] == "completed" and trials.loc[16, "best_valid_score"] > 0
+    assert yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())["embedding_size"] == 16
+    assert "error" in (tmp_path / "out" / "trials.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "space_text, extra, expected",
+    [
+        ("learning_rate: {logunifrom: [1.0e-4, 1.0e-2]}\n", [], ["learning_rate", "loguniform"]),
+        ("learnig_rate: {loguniform: [1.0e-4, 1.0e-2]}\n", [], ["learnig_rate", "learning_rate"]),
+        ("learning_rate: {uniform: [0.1, 0.01]}\n", [], ["learning_rate", "low < high"]),
+        ("learning_rate: {loguniform: [0.0, 0.01]}\n", [], ["learning_rate", "0 < low"]),
+        ("learning_rate: 0.01\n", [], ["learning_rate", "one distribution"]),
+        ("embedding_size: {choice: []}\n", [], ["embedding_size", "non-empty"]),
+        ("topk: {choice: [10, -1]}\n", [], ["topk", "-1"]),
+        ("learning_rate: {choice: [0.01]}\n", ["--learning_rate=0.1"], ["learning_rate", "also fixed"]),
+        ("dataset: {choice: [ml-100k]}\n", [], ["dataset", "cannot be searched"]),
+        ("embedding_size: {grid: [16, 32]}\n", ["--search_alg=nope"], ["search_alg"]),
+        ("embedding_size: {choice: [16]}\n", ["--num_samples=two"], ["num_samples"]),
+    ],
+)
+def test_invalid_search_fails_before_any_trial_naming_the_key(tmp_path, capsys, monkeypatch, space_text, extra,
+                                                               expected):
+    def ray_must_not_start(*args, **kwargs):
+        raise AssertionError("Ray started for an invalid search")
+
+    monkeypatch.setattr(recbole_tune, "_ray_session", ray_must_not_start)
+    space = _write(tmp_path / "space.yaml", space_text)
+    start = time.perf_counter()
+    code = main([f"--tune={space}", "--model=BPR", "--dataset=ml-100k", f"--output={tmp_path / 'out'}", *extra])
+    message = capsys.readouterr().err
+    assert code == 2
+    for text in expected:
+        assert text in message
+    assert time.perf_counter() - start < 20
+    assert not (tmp_path / "out").exists()
+
+
+def test_grid_needs_random_search():
+    space = recbole_tune.load_search_space({"n_layers": {"grid": [1, 2]}})
+    with pytest.raises(recbole_tune.SearchSpaceError, match="n_layers.*random"):
+        recbole_tune._search_algorithm(recbole_tune.TuneOptions(search_alg="optuna"), space, seed=1)
+
+
+SHIPPED = sorted(p.stem for p in SEARCH_DIR.glob("*.yaml"))
+
+
+def test_search_spaces_shipped_for_our_models_and_the_benchmark_baselines():
+    assert {"ReviewGNN", "P4R", "BSARec", "BPR", "LightGCN", "NGCF", "SGL", "SASRec", "BERT4Rec"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_shipped_search_space_is_valid_for_its_model(model):
+    space, config = recbole_tune.validate_search_space(model, "ml-100k", SEARCH_DIR / f"{model}.yaml")
+    assert space and all(key in config.final_config_dict for key in space)
