@@ -78,6 +78,16 @@ class Config(RecBoleConfig):
         self.internal_config_dict.update(values)
         return values
 
+    def _set_train_neg_sample_args(self) -> None:
+        """Also accept ``distribution: popk`` (recbole_llm.sampler), validated with its defaults."""
+        from recbole_llm.sampler.args import is_popk, normalize_popk_args
+
+        args = self.final_config_dict.get("train_neg_sample_args")
+        if is_popk(args):
+            self.final_config_dict["train_neg_sample_args"] = normalize_popk_args(args)
+            return
+        super()._set_train_neg_sample_args()
+
     def _load_internal_config_dict(self, model, model_class, dataset) -> None:
         super()._load_internal_config_dict(model, model_class, dataset)
         props = properties_dir()

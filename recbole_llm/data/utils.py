@@ -41,5 +41,12 @@ def create_dataset(config):
 
 
 def data_preparation(config, dataset):
-    """Split and build the train/valid/test dataloaders (RecBole's, plus our sampler hooks)."""
+    """Split and build the train/valid/test dataloaders (RecBole's, plus our sampler hooks).
+
+    ``train_neg_sample_args: {distribution: popk, ...}`` installs the POPK train sampler.
+    """
+    from recbole_llm.sampler import is_popk, popk_data_preparation
+
+    if is_popk(config["train_neg_sample_args"]):
+        return popk_data_preparation(config, dataset)
     return recbole_data_preparation(config, dataset)

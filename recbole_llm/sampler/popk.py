@@ -1,0 +1,190 @@
+"""POPK negative sampler for RecBole (a ``Sampler`` subclass plus a ``TrainDataLoader`` subclass).
+
+Paper: Azevedo, Suzumura, Yasui, "Popular News Always Compete for the User's Attention! POPK:
+Mitigating Popularity Bias via a Temporal-Counterfactual", arXiv 2407.09939.
+
+Selected with ``train_neg_sample_args: {distribution: popk, sample_num: k, popk: p, ...}``. For each
+training positive (u, i, t) the loader asks for k uniform negatives plus P(t, p), the p most
+popular items at t (see :mod:`recbole_llm.sampler.popularity`), minus i and u's training items.
+
+How the negatives arrive (RecBole's own batch format, so models need no change):
+
+- pairwise models (BPR, LightGCN, NGCF, ...): with ``popk_mode: add`` every positive row appears
+  k + p times as (user, pos, neg) rows, k with uniform negatives then p with popular ones; the
+  pairwise loss averages over all rows. ``replace``: k rows, the last p of them popular.
+- pointwise models: 1 + k + p rows (``add``) or 1 + k (``replace``) with label 1 for the positive.
+
+When fewer than p popular items qualify (the first buckets, a user who saw them all), the
+missing slots get uniform negatives, so every batch keeps its shape.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from recbole.data.dataloader import TrainDataLoader
+from recbole.sampler import Sampler
+
+from recbole_llm.sampler.args import is_popk, negatives_per_positive, normalize_popk_args
+from recbole_llm.sampler.popularity import PopularityTable
+
+logger = logging.getLogger(__name__)
+
+#: Largest users x items bool matrix (bytes) used for the training-item check.
+_DENSE_USED_LIMIT = 200_000_000
+
+
+class PopkSampler(Sampler):
+    """RecBole ``Sampler`` for the training phase that also returns P(t, popk).
+
+    Built on the TRAIN split only: its ``used_ids`` (the items never sampled for a user) and its
+    popularity table come from the training interactions. ``sample_by_user_ids`` keeps RecBole's
+    uniform behaviour; :meth:`sample_with_popk` is what :class:`PopkTrainDataLoader` calls.
+    """
+
+    def __init__(self, train_dataset, neg_sample_args: dict[str, Any], time_field: str, show_progress: bool = False):
+        super().__init__(["train"], [train_dataset], distribution="uniform", alpha=1.0)
+        self.phase = "train"
+        self.used_ids = self.used_ids["train"]
+        self.args = normalize_popk_args(neg_sample_args)
+        self.popk = self.args["popk"]
+        self.time_field = time_field
+        inter = train_dataset.inter_feat
+        users = inter[self.uid_field].numpy().astype(np.int64)
+        items = inter[self.iid_field].numpy().astype(np.int64)
+        times = train_times(train_dataset, time_field)
+        # Vectorised "is it a training item of this user?": a dense bit matrix when it is small,
+        # else sorted (user, item) keys searched with np.searchsorted.
+        if self.user_num * self.item_num <= _DENSE_USED_LIMIT:
+            self._used_matrix = np.zeros((self.user_num, self.item_num), dtype=bool)
+            self._used_matrix[users, items] = True
+            self._used_keys = None
+        else:
+            self._used_matrix = None
+            self._used_keys = np.unique(users * self.item_num + items)
+        max_degree = int(np.bincount(users).max()) if len(users) else 0
+        self.table = PopularityTable(
+            items,
+            times,
+            self.item_num,
+            metric=self.args["popk_metric"],
+            logic=self.args["popk_logic"],
+            bucket=self.args["popk_bucket"],
+            leak_free=self.args["popk_leak_free"],
+            window=self.args["popk_window"],
+            depth=self.popk + max_degree + 1,  # deep enough to skip every training item of any user
+            show_progress=show_progress,
+        )
+
+    def is_used(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Boolean array (broadcast shape): is ``items`` a training item of ``users``?"""
+        if self._used_matrix is not None:
+            return self._used_matrix[users, items]
+        keys = np.asarray(users, dtype=np.int64) * self.item_num + np.asarray(items, dtype=np.int64)
+        pos = np.searchsorted(self._used_keys, keys)
+        pos = np.minimum(pos, len(self._used_keys) - 1)
+        return self._used_keys[pos] == keys
+
+    def uniform_negatives(self, user_ids: np.ndarray, num: int) -> np.ndarray:
+        """[num, len(user_ids)] uniform item ids, never a training item of the row's user (rejection)."""
+        users = np.broadcast_to(np.asarray(user_ids, dtype=np.int64), (num, len(user_ids)))
+        values = np.random.randint(1, self.item_num, size=users.shape)
+        bad = np.nonzero(self.is_used(users, values))
+        while bad[0].size:
+            values[bad] = np.random.randint(1, self.item_num, size=bad[0].size)
+            still = self.is_used(users[bad], values[bad])
+            bad = (bad[0][still], bad[1][still])
+        return values
+
+    def popular_negatives(self, user_ids, item_ids, timestamps) -> np.ndarray:
+        """P(t, popk) per row, [len(user_ids), popk], 0 where fewer items qualify."""
+        return self.table.lookup(np.asarray(timestamps), item_ids, user_ids, self.popk, self.is_used)
+
+    def sample_with_popk(self, user_ids, item_ids, timestamps, num: int) -> torch.Tensor:
+        """``num`` negatives per row in RecBole's layout (block c holds the c-th negative of every row).
+
+        The last ``popk`` blocks are P(t, popk); the others (and any popular slot left empty) are
+        uniform negatives.
+        """
+        user_ids = np.asarray(user_ids, dtype=np.int64)
+        negatives = self.uniform_negatives(user_ids, num)
+        popular = self.popular_negatives(user_ids, item_ids, timestamps).T  # [popk, n]
+        tail = negatives[num - self.popk :]
+        negatives[num - self.popk :] = np.where(popular > 0, popular, tail)
+        return torch.from_numpy(negatives.reshape(-1))
+
+
+def train_times(dataset, time_field: str) -> np.ndarray:
+    """The time of every interaction of ``dataset``, or a clear error if POPK cannot use it."""
+    if not time_field or time_field not in dataset.inter_feat:
+        raise ValueError(
+            f"POPK needs the interaction time: TIME_FIELD is {time_field!r} but that field is not loaded. "
+            "Set TIME_FIELD and include it in load_col (e.g. load_col: {inter: [user_id, item_id, timestamp]})."
+        )
+    config = dataset.config
+    normalized = config["normalize_all"] or time_field in (config["normalize_field"] or [])
+    if normalized:
+        raise ValueError(
+            f"POPK buckets raw times, but '{time_field}' is min-max normalised: set normalize_all: False "
+            f"(RecBole's ml-100k default is True) and keep '{time_field}' out of normalize_field."
+        )
+    return dataset.inter_feat[time_field].numpy()
+
+
+class PopkTrainDataLoader(TrainDataLoader):
+    """RecBole's ``TrainDataLoader`` that hands the batch's times to :class:`PopkSampler`.
+
+    The only hook needed is ``_neg_sampling``: it sees the batch ``inter_feat`` with the time
+    field, while RecBole's sampler only receives user and item ids.
+    """
+
+    def _set_neg_sample_args(self, config, dataset, dl_format, neg_sample_args):
+        if not is_popk(neg_sample_args):
+            return super()._set_neg_sample_args(config, dataset, dl_format, neg_sample_args)
+        args = normalize_popk_args(neg_sample_args)
+        # RecBole sets up times / labels / neg_ fields for "k + popk" uniform negatives ...
+        super()._set_neg_sample_args(
+            config, dataset, dl_format,
+            {**args, "distribution": "uniform", "sample_num": negatives_per_positive(args)},
+        )
+        # ... and we keep the popk arguments so _neg_sampling takes our branch.
+        self.neg_sample_args = args
+        self.time_field = config["TIME_FIELD"]
+
+    def _neg_sampling(self, inter_feat):
+        if not is_popk(self.neg_sample_args):
+            return super()._neg_sampling(inter_feat)
+        user_ids = inter_feat[self.uid_field].numpy()
+        item_ids = inter_feat[self.iid_field].numpy()
+        times = inter_feat[self.time_field].numpy()
+        neg_item_ids = self._sampler.sample_with_popk(user_ids, item_ids, times, self.neg_sample_num)
+        return self.sampling_func(inter_feat, neg_item_ids)
+
+
+def popk_data_preparation(config, dataset):
+    """RecBole's ``data_preparation`` with the POPK train sampler and loader (general/sequential models)."""
+    from recbole.data.utils import create_samplers, get_dataloader
+    from recbole.utils import ModelType
+
+    if config["MODEL_TYPE"] == ModelType.KNOWLEDGE or get_dataloader(config, "train") is not TrainDataLoader:
+        raise ValueError(
+            f"train_neg_sample_args.distribution 'popk' needs a model trained by RecBole's TrainDataLoader "
+            f"with sampled negatives; {config['model']} uses {get_dataloader(config, 'train').__name__}."
+        )
+    train_dataset, valid_dataset, test_dataset = built = dataset.build()
+    popk_args = config["train_neg_sample_args"]
+    # RecBole's valid/test samplers (only built when evaluation samples negatives).
+    config["train_neg_sample_args"] = {**popk_args, "distribution": "uniform"}
+    try:
+        _, valid_sampler, test_sampler = create_samplers(config, dataset, built)
+    finally:
+        config["train_neg_sample_args"] = popk_args
+    train_sampler = PopkSampler(train_dataset, config["train_neg_sample_args"], config["TIME_FIELD"],
+                                show_progress=bool(config["show_progress"]))
+    train_data = PopkTrainDataLoader(config, train_dataset, train_sampler, shuffle=config["shuffle"])
+    valid_data = get_dataloader(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
+    test_data = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)
+    logger.info("POPK train sampler: %s", {k: v for k, v in train_sampler.args.items() if k != "distribution"})
+    return train_data, valid_data, test_data
