@@ -1,0 +1,236 @@
+"""Converters on the real shared files: counts, malformed lines, empty reviews, literal ids."""
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dataset_converters import amazon, atomic, mind, seqrec, unisrec
+from dataset_converters._common import REPORT_FILE, ConversionError, atomic_output_dir, clean_text
+
+
+def read_atomic(path: Path) -> pd.DataFrame:
+    """Read an atomic file the way RecBole's Dataset._load_feat does."""
+    frame = pd.read_csv(path, delimiter="\t", dtype=str, engine="python")
+    frame.columns = [c.split(":")[0] for c in frame.columns]
+    return frame
+
+
+def raw_json_lines(path: Path, n: int | None = None) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    return lines[:n] if n else lines
+
+
+@pytest.fixture(scope="module")
+def beauty_raw(shared_datasets) -> Path:
+    return shared_datasets / "amazon-2018-5core" / "All_Beauty_5.json.gz"
+
+
+@pytest.fixture(scope="module")
+def beauty_converted(beauty_raw, tmp_path_factory):
+    out = tmp_path_factory.mktemp("conv") / "amazon-beauty"
+    return amazon.convert_amazon(beauty_raw, out), out
+
+
+def test_amazon_beauty_counts_match_the_raw_file(beauty_converted, beauty_raw):
+    report, out = beauty_converted
+    records = [json.loads(line) for line in raw_json_lines(beauty_raw)]
+    pairs = {(r["reviewerID"], r["asin"]) for r in records}
+    assert report.rows_read == len(records) == 5269
+    assert report.rows_kept == len(pairs) == 4092
+    assert report.dropped == {"duplicate (user, item) pair (kept the earliest review)": 5269 - 4092}
+    assert report.counts["users"] == 991 and report.counts["items"] == 85
+    inter = read_atomic(out / "amazon-beauty.inter")
+    assert len(inter) == 4092
+    assert set(zip(inter.user_id, inter.item_id)) == pairs
+    assert json.loads((out / REPORT_FILE).read_text())["rows_kept"] == 4092
+    assert not list(out.parent.glob(".amazon-beauty.tmp-*")), "temporary folder left behind"
+
+
+def test_amazon_review_text_round_trips_through_recbole_reader(beauty_converted, beauty_raw):
+    _, out = beauty_converted
+    inter = read_atomic(out / "amazon-beauty.inter")
+    by_pair = {(u, i): t for u, i, t in zip(inter.user_id, inter.item_id, inter.review_text)}
+    records = [json.loads(line) for line in raw_json_lines(beauty_raw)]
+    earliest: dict = {}
+    for r in records:
+        key = (r["reviewerID"], r["asin"])
+        if key not in earliest or r["unixReviewTime"] < earliest[key]["unixReviewTime"]:
+            earliest[key] = r
+    quoted = [k for k, r in earliest.items() if '"' in r.get("reviewText", "")]
+    assert len(quoted) > 10  # real reviews with quotes, which RecBole's CSV reader must not mangle
+    for key, record in earliest.items():
+        expected = clean_text(record.get("reviewText"))
+        got = by_pair[key]
+        assert (got if isinstance(got, str) else "") == expected
+
+
+def test_amazon_empty_review_is_kept_with_empty_text(beauty_converted, beauty_raw):
+    report, out = beauty_converted
+    inter = read_atomic(out / "amazon-beauty.inter")
+    empty = inter[inter.review_text.isna()]
+    assert len(empty) == report.counts["reviews without text"] == 4
+    assert (empty.summary == "Five Stars").all()  # the summary survives; only the review is empty
+
+
+def test_amazon_gift_cards_with_metadata(shared_datasets, tmp_path):
+    folder = shared_datasets / "amazon-2018-5core"
+    report = amazon.convert_amazon(folder / "Gift_Cards_5.json.gz", tmp_path / "gc",
+                                   meta_path=folder / "meta_Gift_Cards.json.gz")
+    assert (report.rows_read, report.rows_kept) == (2972, 2965)
+    assert report.counts["items"] == 148 and report.counts["items_without_metadata"] == 0
+    assert report.counts["meta_rows_read"] == 1547
+    item = read_atomic(tmp_path / "gc" / "gc.item")
+    assert len(item) == 148 and item.item_id.is_unique
+    row = item.set_index("item_id").loc["B004Q7CK9M"]
+    assert row.title == "Amazon.com Gift Card in a Greeting Card (Various Designs)"
+    assert row.brand == "Amazon" and row.categories == "Gift Cards" and float(row.price) == 40.0
+    assert row.description.startswith("Amazon.com Gift Cards are the perfect way")
+
+
+def test_amazon_malformed_line_fails_with_file_and_line_or_is_skipped(beauty_raw, tmp_path):
+    lines = raw_json_lines(beauty_raw, 20)
+    lines.insert(3, lines[3][: len(lines[3]) // 2])  # a truncated record becomes line 4
+    raw = tmp_path / "broken.json"
+    raw.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ConversionError, match=r"broken\.json:4: malformed line"):
+        amazon.convert_amazon(raw, tmp_path / "out")
+    assert not (tmp_path / "out").exists(), "a failed conversion must not leave output"
+    report = amazon.convert_amazon(raw, tmp_path / "out", skip_bad=True)
+    assert report.rows_read == 21 and report.dropped["malformed line in broken.json"] == 1
+    assert amazon.main(["--input", str(raw), "--output", str(tmp_path / "cli")]) == 1  # CLI: error, exit 1
+
+
+def test_amazon_2023_format_matches_2018(beauty_raw, tmp_path):
+    records = [json.loads(line) for line in raw_json_lines(beauty_raw, 300)]
+    as_2023 = [{"user_id": r["reviewerID"], "parent_asin": r["asin"], "asin": r["asin"], "rating": r["overall"],
+                "text": r.get("reviewText", ""), "title": r.get("summary", ""),
+                "timestamp": r["unixReviewTime"] * 1000} for r in records]
+    (tmp_path / "r2018.json").write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+    with gzip.open(tmp_path / "r2023.jsonl.gz", "wt", encoding="utf-8") as handle:
+        handle.write("\n".join(json.dumps(r) for r in as_2023))
+    old = amazon.convert_amazon(tmp_path / "r2018.json", tmp_path / "a")
+    new = amazon.convert_amazon(tmp_path / "r2023.jsonl.gz", tmp_path / "b")
+    assert new.counts["format"] == "2023" and old.counts["format"] == "2014/2018"
+    assert (tmp_path / "a" / "a.inter").read_text() == (tmp_path / "b" / "b.inter").read_text()
+
+
+def test_amazon_min_rating_and_kcore(beauty_raw, tmp_path):
+    report = amazon.convert_amazon(beauty_raw, tmp_path / "k", kcore=5, min_rating=4)
+    inter = read_atomic(tmp_path / "k" / "k.inter")
+    assert (inter.rating.astype(float) >= 4).all()
+    assert min(Counter(inter.user_id).values()) >= 5 and min(Counter(inter.item_id).values()) >= 5
+    assert report.rows_read == report.rows_kept + sum(report.dropped.values())
+    assert report.dropped["rating below 4"] > 0 and report.dropped["k-core filter (users >= 5, items >= 5)"] > 0
+
+
+def test_seqrec_lastfm_counts_and_literal_order(shared_datasets, tmp_path):
+    report = seqrec.convert_seqrec(shared_datasets / "seqrec" / "LastFM.txt", tmp_path / "lf")
+    assert report.counts["users"] == 1090 and report.counts["items"] == 3646
+    assert report.counts["interactions"] == 52551 and report.counts["literal_item_ids"]
+    inter = read_atomic(tmp_path / "lf" / "lf.inter")
+    first_seen = list(dict.fromkeys(inter.item_id.astype(int)))
+    assert first_seen == list(range(1, 3647))  # RecBole's first-appearance remap gives k -> k
+    times = inter.timestamp.astype(float)
+    assert times.is_monotonic_increasing and times.is_unique
+
+
+def test_seqrec_reorders_rows_when_file_order_is_not_literal(tmp_path):
+    raw = tmp_path / "seq.txt"
+    raw.write_text("1 3 1\n2 2 3\n", encoding="utf-8")
+    report = seqrec.convert_seqrec(raw, tmp_path / "s")
+    inter = read_atomic(tmp_path / "s" / "s.inter")
+    assert list(dict.fromkeys(inter.item_id.astype(int))) == [1, 2, 3]
+    assert report.counts["rows_reordered_for_literal_ids"]
+    # sequence order survives in the timestamps
+    user1 = inter[inter.user_id == "1"].sort_values("timestamp", key=lambda s: s.astype(float))
+    assert list(user1.item_id) == ["3", "1"]
+
+
+def test_seqrec_malformed_line(shared_datasets, tmp_path):
+    lines = (shared_datasets / "seqrec" / "LastFM.txt").read_text().splitlines()[:5]
+    lines[2] = lines[2] + " x12"
+    raw = tmp_path / "bad.txt"
+    raw.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConversionError, match=r"bad\.txt:3: malformed line"):
+        seqrec.convert_seqrec(raw, tmp_path / "o")
+    report = seqrec.convert_seqrec(raw, tmp_path / "o", skip_bad=True)
+    assert report.rows_kept == 4 and sum(report.dropped.values()) == 1
+
+
+def test_unisrec_scientific_counts(shared_datasets, tmp_path):
+    report = unisrec.convert_unisrec(shared_datasets / "amazon-2018-scientific", tmp_path / "sci", prefix="Scientific")
+    assert (report.counts["users"], report.counts["items"], report.counts["interactions"]) == (8442, 4385, 59384)
+    assert report.counts["items_with_text"] == 4385
+    assert report.counts["test_rows"] == report.counts["valid_rows"] == 8442
+    item = read_atomic(tmp_path / "sci" / "sci.item")
+    assert item.text.str.len().min() > 10
+
+
+def test_unisrec_malformed_line(shared_datasets, tmp_path):
+    source = shared_datasets / "amazon-2018-scientific"
+    for path in source.glob("Scientific.*"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    lines = (tmp_path / "Scientific.valid.inter").read_text().splitlines()
+    lines[5] = lines[5].replace("\t", "\t99999x ", 1)
+    (tmp_path / "Scientific.valid.inter").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConversionError, match=r"Scientific\.valid\.inter:6:"):
+        unisrec.convert_unisrec(tmp_path, tmp_path / "out", prefix="Scientific")
+
+
+def test_mind_sample_counts(shared_datasets, tmp_path):
+    folder = shared_datasets / "mind-small-sample"
+    report = mind.convert_mind(folder / "behaviors.tsv", folder / "news.tsv", tmp_path / "m")
+    rows = [line.split("\t") for line in (folder / "behaviors.tsv").read_text(encoding="utf-8").splitlines()]
+    shown = [tok for r in rows for tok in r[4].split()]
+    assert report.rows_read == report.counts["impressions"] == 5000
+    assert report.counts["impression_rows"] == len(shown) == 189359
+    assert report.counts["clicks"] == sum(tok.endswith("-1") for tok in shown)
+    assert report.counts["news_rows"] == 2000
+    inter = read_atomic(tmp_path / "m" / "m.inter")
+    assert len(inter) == len(shown) and set(inter.label) == {"0.0", "1.0"}
+    first = inter[inter.impression_id == rows[0][0]]
+    assert list(first.item_id) == [tok.rsplit("-", 1)[0] for tok in rows[0][4].split()]
+
+
+def test_mind_malformed_line(shared_datasets, tmp_path):
+    lines = (shared_datasets / "mind-small-sample" / "behaviors.tsv").read_text(encoding="utf-8").splitlines()[:4]
+    lines[1] = lines[1].rsplit("\t", 1)[0] + "\tN1-x N2-0"
+    raw = tmp_path / "behaviors.tsv"
+    raw.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ConversionError, match=r"behaviors\.tsv:2: impression 'N1-x'"):
+        mind.convert_mind(raw, None, tmp_path / "o")
+    assert mind.convert_mind(raw, None, tmp_path / "o", skip_bad=True).counts["impressions"] == 3
+
+
+def test_atomic_copy_checks_columns(shared_datasets, tmp_path):
+    report = atomic.copy_atomic(shared_datasets / "lastfm", tmp_path / "fm")
+    assert report.rows_read == 64286 and sorted(p.name for p in (tmp_path / "fm").iterdir()) == [
+        REPORT_FILE, "fm.inter", "fm.item"]
+    src = tmp_path / "src" / "lastfm"
+    src.mkdir(parents=True)
+    lines = (shared_datasets / "lastfm" / "lastfm.inter").read_text().splitlines()[:10]
+    lines[7] += "\textra"
+    (src / "lastfm.inter").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConversionError, match=r"lastfm\.inter:8: 5 columns"):
+        atomic.copy_atomic(src, tmp_path / "bad")
+
+
+def test_atomic_output_dir_moves_only_complete_output(tmp_path):
+    target = tmp_path / "ds"
+    with pytest.raises(RuntimeError):
+        with atomic_output_dir(target) as tmp:
+            (tmp / "ds.inter").write_text("half")
+            raise RuntimeError("conversion failed")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    target.mkdir()
+    (target / "text_cache").mkdir()  # an existing folder with other content is merged into
+    with atomic_output_dir(target) as tmp:
+        (tmp / "ds.inter").write_text("complete")
+    assert (target / "ds.inter").read_text() == "complete" and (target / "text_cache").is_dir()
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]
