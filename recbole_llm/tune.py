@@ -67,7 +67,7 @@ SCHEDULERS = ("asha", "fifo")
 _NOT_SEARCHABLE = {"model", "dataset", "data_path", "checkpoint_dir", "device", "gpu_id", "use_gpu",
                    "local_rank", "nproc", "world_size", "valid_metric", "metrics", "eval_args"}
 # Environment the trials need on every node (a cluster's workers do not share the driver's env).
-_FORWARDED_ENV = ("RECBOLE_LLM_RAW_DATA", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
+_FORWARDED_ENV = ("RECBOLE_LLM_RAW_DATA", "RECBOLE_LLM_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
                   "HF_HOME")
 
 
@@ -471,13 +471,27 @@ def validate_search_space(
 
 
 def _absolute_paths(probe, fixed: dict[str, Any]) -> dict[str, Any]:
-    """Data paths as absolute paths: trials run in their own folders (and maybe other machines)."""
-    resolved = {}
+    """Paths of the run as absolute paths: trials run in their own folders (and maybe other machines).
+
+    ``data_path`` and ``raw_data_path`` always; other ``*_dir`` / ``*_path`` settings given as
+    relative paths (caches, profile folders) too, so trials share them; ``*_file`` settings when
+    the file exists from here. ``checkpoint_dir`` stays relative: each trial keeps its own.
+    """
+    resolved: dict[str, Any] = {}
     if probe["dataset"] != "ml-100k":  # RecBole always uses its bundled copy for ml-100k
         resolved["data_path"] = str(Path(probe["data_path"]).resolve().parent)
-    raw = fixed.get("raw_data_path", probe.final_config_dict.get("raw_data_path")) or os.environ.get("RECBOLE_LLM_RAW_DATA")
+    settings = {**probe.file_config_dict, **fixed}
+    raw = settings.get("raw_data_path") or probe.final_config_dict.get("raw_data_path") or os.environ.get("RECBOLE_LLM_RAW_DATA")
     if raw:
-        resolved["raw_data_path"] = str(Path(raw).resolve())
+        resolved["raw_data_path"] = str(Path(raw).expanduser().resolve())
+    for key, value in settings.items():
+        if key in resolved or key in ("checkpoint_dir", "data_path") or not isinstance(value, str) or not value:
+            continue
+        path = Path(value).expanduser()
+        if path.is_absolute():
+            continue
+        if key.endswith(("_dir", "_path")) or (key.endswith("_file") and path.exists()):
+            resolved[key] = str(path.resolve())
     return resolved
 
 
@@ -736,7 +750,7 @@ def run_from_cli(args: argparse.Namespace, overrides: Sequence[str]) -> int:
         flags += [f"--{name}={getattr(args, name)}" for name in ("dataset", "config_files", "output") if getattr(args, name)]
         command = "python run_recbole_llm.py " + " ".join(shlex.quote(a) for a in [*flags, *overrides])
         summary = run_tune(args.model, args.dataset, args.tune, config_files, config_overrides, options, command)
-    except SearchSpaceError as exc:
+    except (SearchSpaceError, FileNotFoundError) as exc:  # FileNotFoundError: dataset or raw files missing
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"trials: {summary.markdown_path} ({len(summary.trials)} trials), {summary.csv_path}")
