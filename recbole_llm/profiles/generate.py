@@ -1,0 +1,237 @@
+"""The offline, resumable profile-generation stage, and the lookup a model uses to read profiles.
+
+Where profiles go: ``profile_file`` if set; else ``<profile_dir>/<dataset>.p4r-profiles.<backend>.<key>.jsonl``
+with ``profile_dir`` defaulting to the dataset's ``data_path`` when that folder is writable and not
+inside an installed package (RecBole's bundled ml-100k lives in site-packages), else
+``dataset/<dataset>/`` under the current directory. ``<key>`` hashes everything that changes the
+profiles (model, prompt file, decoding, attribute settings, training split), so a rerun with the
+same settings resumes the same file and changed settings never mix with old profiles.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+
+from recbole_llm.profiles.attributes import (
+    ItemAttributes,
+    attribute_settings,
+    collect_item_attributes,
+    split_fingerprint,
+    writable_dir,
+)
+from recbole_llm.profiles.backends import TEMPLATE_VERSION, ProfileBackend, TemplateBackend, TransformersBackend
+from recbole_llm.profiles.prompt import PromptTemplate, profile_text
+from recbole_llm.profiles.store import ProfileStore, read_profiles
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("template", "transformers")
+
+
+class ProfilesMissingError(FileNotFoundError):
+    """No profile file for these settings, and the backend is too costly to run implicitly."""
+
+
+def _get(config, key: str, default=None):
+    try:
+        value = config[key]
+    except (KeyError, TypeError):
+        return default
+    return default if value is None else value
+
+
+def backend_name(config) -> str:
+    name = str(_get(config, "profile_backend", "template")).lower()
+    if name not in BACKENDS:
+        raise ValueError(f"profile_backend must be one of {', '.join(BACKENDS)}, got '{name}'")
+    if name == "transformers" and not _get(config, "profile_llm"):
+        raise ValueError("profile_backend=transformers needs profile_llm (a causal LM name or local folder).")
+    return name
+
+
+def decoding_settings(config) -> dict[str, Any]:
+    """Decoding settings that change the output (recorded in the file and part of its key)."""
+    if backend_name(config) == "template":
+        return {}
+    return {"do_sample": False, "max_new_tokens": int(_get(config, "profile_max_new_tokens", 160)),
+            "max_prompt_tokens": int(_get(config, "profile_max_prompt_tokens", 1536)), "retries": 1}
+
+
+def profile_identity(config, train_dataset) -> dict[str, Any]:
+    """The header fields that identify a profile file (see :data:`store.IDENTITY_KEYS`)."""
+    backend = backend_name(config)
+    extrinsic = bool(_get(config, "profile_extrinsic", True))
+    if backend == "template":
+        model, prompt_hash = "template", TEMPLATE_VERSION
+    else:
+        model = str(_get(config, "profile_llm"))
+        prompt_hash = PromptTemplate.load(_get(config, "profile_prompt_file")).text_hash
+    return {
+        "dataset": str(config["dataset"]),
+        "backend": backend,
+        "model": model,
+        "prompt_hash": prompt_hash,
+        "decoding": decoding_settings(config),
+        "attributes": attribute_settings(config),
+        "split": split_fingerprint(train_dataset) if extrinsic else "none (intrinsic attributes only)",
+    }
+
+
+def _default_profile_dir(config) -> Path:
+    data_path = Path(str(config["data_path"]))
+    parts = data_path.resolve().parts
+    if data_path.is_dir() and writable_dir(data_path) and "site-packages" not in parts and "dist-packages" not in parts:
+        return data_path
+    return Path("dataset") / str(config["dataset"])
+
+
+def profile_path(config, train_dataset, identity: dict[str, Any] | None = None) -> Path:
+    """Where the profiles for ``config`` (and this training split) are stored."""
+    explicit = _get(config, "profile_file")
+    if explicit:
+        return Path(explicit).expanduser()
+    identity = identity or profile_identity(config, train_dataset)
+    folder = Path(_get(config, "profile_dir") or _default_profile_dir(config)).expanduser()
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    slug = identity["backend"]
+    if identity["backend"] != "template":
+        slug += "-" + re.sub(r"[^A-Za-z0-9._-]+", "_", Path(identity["model"].rstrip("/")).name)[:40]
+    return folder / f"{config['dataset']}.p4r-profiles.{slug}.{key}.jsonl"
+
+
+def build_backend(config) -> ProfileBackend:
+    name = backend_name(config)
+    if name == "template":
+        return TemplateBackend()
+    return TransformersBackend(
+        _get(config, "profile_llm"),
+        PromptTemplate.load(_get(config, "profile_prompt_file")),
+        device=_get(config, "device", "cpu"),
+        max_new_tokens=int(_get(config, "profile_max_new_tokens", 160)),
+        batch_size=int(_get(config, "profile_batch_size", 8)),
+        dtype=str(_get(config, "profile_llm_dtype", "auto")),
+        max_prompt_tokens=int(_get(config, "profile_max_prompt_tokens", 1536)),
+    )
+
+
+@dataclass
+class GenerationResult:
+    path: Path
+    total: int          # items in the dataset
+    skipped: int        # already in the file before this run
+    generated: int      # written by this run
+    unparsed: int       # written by this run with parsed == False
+    seconds: float
+
+
+def _load_dataset_and_train_split(config):
+    from recbole.utils import init_seed
+
+    from recbole_llm.data import create_dataset
+
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    # The same seed and call order as training (quick_start.build), so the split is the same.
+    train_dataset = dataset.build()[0]
+    return dataset, train_dataset
+
+
+def generate_profiles(
+    config,
+    dataset=None,
+    train_dataset=None,
+    backend: ProfileBackend | None = None,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    limit: int | None = None,
+    show_progress: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> GenerationResult:
+    """Generate (or finish generating) one profile per item and append them to the profile file.
+
+    ``dataset``/``train_dataset`` default to the config's dataset and its training split (the
+    split gives the extrinsic attributes, so no validation/test feedback enters a profile).
+    ``limit`` caps how many new profiles this call writes; ``on_batch(n_written)`` runs after each
+    stored batch (tests use it to interrupt the run).
+    """
+    start = time.perf_counter()
+    if dataset is None:
+        dataset, train_dataset = _load_dataset_and_train_split(config)
+    train_dataset = train_dataset if train_dataset is not None else dataset
+    identity = profile_identity(config, train_dataset)
+    path = Path(output) if output else profile_path(config, train_dataset, identity)
+    store = ProfileStore(path, identity, overwrite=overwrite)
+    if store.repaired_bytes:
+        logger.warning("Cut a torn last line (%d bytes) from %s: an earlier run was killed mid-write.",
+                       store.repaired_bytes, path)
+    items = collect_item_attributes(config, dataset, train_dataset)
+    todo: list[ItemAttributes] = [item for item in items if item.token not in store.done]
+    skipped = len(items) - len(todo)
+    if limit is not None:
+        todo = todo[: max(0, int(limit))]
+    if not todo:
+        return GenerationResult(path, len(items), skipped, 0, 0, time.perf_counter() - start)
+    backend = backend or build_backend(config)
+    if backend.prompt_hash != identity["prompt_hash"] or backend.model_id != identity["model"]:
+        raise ValueError("The backend passed does not match the config's profile_backend / profile_llm settings.")
+    extra = {"chat_template": backend.use_chat_template} if isinstance(backend, TransformersBackend) else {}
+    written = unparsed = 0
+    with tqdm(total=len(todo), desc=f"profiles ({backend.name})", unit="item", disable=not show_progress,
+              dynamic_ncols=True) as progress:
+        for begin in range(0, len(todo), backend.batch_size):
+            batch = todo[begin: begin + backend.batch_size]
+            records = backend.generate(batch)
+            for record in records:
+                record.setdefault("model", backend.model_id)
+                record.setdefault("prompt_hash", backend.prompt_hash)
+                record.update(extra)
+            store.append(records)
+            written += len(records)
+            unparsed += sum(1 for r in records if not r.get("parsed", True))
+            progress.update(len(records))
+            if on_batch is not None:
+                on_batch(written)
+    logger.info("Profiles: %d new (%d unparsed), %d already done, in %s", written, unparsed, skipped, path)
+    return GenerationResult(path, len(items), skipped, written, unparsed, time.perf_counter() - start)
+
+
+def load_item_profiles(config, train_dataset, generate_missing: bool | None = None) -> tuple[list[str | None], Path]:
+    """One profile text per internal item id of ``train_dataset`` (index 0 = padding -> None).
+
+    The ``template`` backend fills a missing or incomplete file on the fly (it is cheap and needs
+    no LLM); for ``transformers`` a missing file raises :class:`ProfilesMissingError` naming the
+    command to run, and items missing from a partial file get ``None`` (the model masks them).
+    """
+    identity = profile_identity(config, train_dataset)
+    path = profile_path(config, train_dataset, identity)
+    if generate_missing is None:
+        generate_missing = identity["backend"] == "template"
+    if generate_missing:
+        generate_profiles(config, dataset=train_dataset, train_dataset=train_dataset, output=path,
+                          show_progress=bool(_get(config, "show_progress", False)))
+    elif not path.is_file():
+        raise ProfilesMissingError(
+            f"No item profiles at {path}. Generate them first: python run_recbole_llm.py profiles "
+            f"--dataset={config['dataset']} --backend={identity['backend']} --llm={identity['model']} "
+            "(with the same seed, split and profile_* settings as training), or set profile_file."
+        )
+    records = read_profiles(path)
+    tokens = train_dataset.field2id_token[train_dataset.iid_field]
+    texts: list[str | None] = [None]
+    for item_id in range(1, train_dataset.item_num):
+        record = records.get(str(tokens[item_id]))
+        text = profile_text(record) if record else ""
+        texts.append(text or None)
+    missing = sum(t is None for t in texts[1:])
+    if missing:
+        logger.warning("%d of %d items have no profile in %s: they use their ID embedding only.",
+                       missing, train_dataset.item_num - 1, path)
+    return texts, path
