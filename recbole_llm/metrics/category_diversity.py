@@ -40,6 +40,12 @@ def item_category_matrix(config, dataset) -> torch.Tensor:
         )
     values = dataset.item_feat[field]
     ftype = dataset.field2type[field]
+    if not torch.is_tensor(values):  # a Dataset before build(): item_feat is still a DataFrame
+        if ftype == FeatureType.TOKEN_SEQ:
+            seqs = [torch.as_tensor(np.asarray(seq, dtype=np.int64)) for seq in values]
+            values = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
+        else:
+            values = torch.as_tensor(values.to_numpy())
     if ftype == FeatureType.TOKEN:
         return values.long().view(-1, 1).cpu()
     if ftype == FeatureType.TOKEN_SEQ:

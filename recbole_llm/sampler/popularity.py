@@ -105,6 +105,8 @@ class PopularityTable:
 
     def _rank(self, scores: np.ndarray) -> torch.Tensor:
         """Top ``depth`` item ids per row by descending score, ties to the smaller id, 0 where score <= 0."""
+        if self.metric != "count":  # shares and variances: equal values summed in another order stay ties
+            scores = np.round(scores, 12)
         scores_t = torch.from_numpy(scores)
         values, index = torch.sort(scores_t, dim=1, descending=True, stable=True)
         values, index = values[:, : self.depth], index[:, : self.depth]
