@@ -234,3 +234,28 @@ def test_atomic_output_dir_moves_only_complete_output(tmp_path):
         (tmp / "ds.inter").write_text("complete")
     assert (target / "ds.inter").read_text() == "complete" and (target / "text_cache").is_dir()
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]
+
+
+def test_amazon_2014_loose_metadata_and_cli(shared_datasets, tmp_path):
+    """2014 metadata lines are Python literals, not JSON; the CLI runs as ``python -m``."""
+    import ast
+    import subprocess
+    import sys
+
+    folder = shared_datasets / "amazon-2018-5core"
+    records = [json.loads(line) for line in raw_json_lines(folder / "meta_Gift_Cards.json.gz")]
+    (tmp_path / "meta_loose.json").write_text("\n".join(repr(r) for r in records), encoding="utf-8")
+    assert ast.literal_eval(repr(records[0])) == records[0]
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(repr(records[0]))
+    out = tmp_path / "gc"
+    result = subprocess.run(
+        [sys.executable, "-m", "dataset_converters.amazon", "--input", str(folder / "Gift_Cards_5.json.gz"),
+         "--meta", str(tmp_path / "meta_loose.json"), "--output", str(out)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "rows read: 2,972, kept: 2,965" in result.stderr
+    reference = amazon.convert_amazon(folder / "Gift_Cards_5.json.gz", tmp_path / "ref",
+                                      meta_path=folder / "meta_Gift_Cards.json.gz", name="gc")
+    assert reference.rows_kept == 2965
+    assert (out / "gc.item").read_text() == (tmp_path / "ref" / "gc.item").read_text()

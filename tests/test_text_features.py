@@ -157,3 +157,18 @@ def test_from_config_caches_next_to_the_dataset(gift_cards):
     encoder = TextEncoder.from_config(config)
     assert encoder.batch_size == config["text_batch_size"] == 64
     assert str(encoder.cache.folder).startswith(config["text_cache_dir"])
+
+
+def test_cache_shards_are_merged_and_stay_readable(tmp_path):
+    from recbole_llm.text.encoder import EmbeddingCache, text_hash
+
+    cache = EmbeddingCache(tmp_path / "enc")
+    keys = [text_hash(f"text {i}") for i in range(40)]
+    vectors = torch.randn(40, 8).numpy()
+    for start in range(0, 40, 2):  # 20 small writes -> merged after the 17th
+        cache.add(keys[start:start + 2], vectors[start:start + 2])
+    assert len(list((tmp_path / "enc").glob("shard-*.npz"))) < 20
+    fresh = EmbeddingCache(tmp_path / "enc")  # another process reading the merged cache
+    found, rows = fresh.lookup(keys[::-1])
+    assert found.all() and torch.equal(torch.from_numpy(rows), torch.from_numpy(vectors[::-1].copy()))
+    assert fresh.lookup([text_hash("never written")])[0].tolist() == [False]
