@@ -2,7 +2,14 @@
 
     python run_recbole_llm.py --tune=properties/search/BPR.yaml --model=BPR --dataset=ml-100k \\
         --num_samples=20 --epochs=50 [--search_alg=random|optuna|hyperopt] [--scheduler=asha|fifo] \\
-        [--cpus_per_trial=1] [--gpus_per_trial=0] [--max_concurrent=N] [--ray_address=auto]
+        [--grace_period=5] [--reduction_factor=3] [--cpus_per_trial=1] [--gpus_per_trial=0] \\
+        [--max_concurrent=N] [--time_budget_s=S] [--ray_num_cpus=N | --ray_address=auto] [--verbose=1]
+
+``--tune`` takes a yaml path or the name of a space shipped in ``properties/search/`` (``--tune=BPR``).
+Without ``--ray_address`` a local Ray is started (``--ray_num_cpus``, default all cores) and shut
+down afterwards; ``--ray_address=auto`` (on a node of a running cluster) or ``--ray_address=host:6379``
+joins an existing cluster and leaves it running; its nodes need recbole-llm installed and the
+data at the same absolute path (Ray Client ``ray://`` addresses are untested).
 
 Why not RecBole's ``objective_function`` + ``run_hyper.py``: it reports and returns (ASHA then
 rejects the trial), asks for a GPU per trial (never schedules on a CPU machine) and only finds
@@ -34,7 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
-import importlib.util
+import importlib
 import inspect
 import math
 import os
@@ -136,6 +143,27 @@ def _check_distribution(key: str, spec: Any) -> tuple[str, Any]:
     return name, args
 
 
+def shipped_search_spaces() -> dict[str, Path]:
+    """The search spaces shipped in ``properties/search/``, by model name."""
+    from recbole_llm.utils import properties_dir
+
+    folder = properties_dir() / "search"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+
+
+def resolve_search_space_path(source: str | os.PathLike) -> Path:
+    """A yaml path, or the bare name of a shipped space (``--tune=LightGCN``)."""
+    path = Path(source)
+    if path.is_file():
+        return path
+    shipped = shipped_search_spaces()
+    if str(source) in shipped:
+        return shipped[str(source)]
+    raise SearchSpaceError(
+        f"search space file not found: {path} (nor a shipped space; shipped: {', '.join(shipped) or 'none'})"
+    )
+
+
 class SearchSpace(dict):
     """``{key: (distribution, args)}`` plus ``fixed``: constant settings shipped with the space."""
 
@@ -154,9 +182,7 @@ def load_search_space(source: str | os.PathLike | Mapping[str, Any]) -> SearchSp
         raw = dict(source)
         origin = "search space"
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise SearchSpaceError(f"search space file not found: {path}")
+        path = resolve_search_space_path(source)
         try:
             raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_yaml_loader())
         except yaml.YAMLError as exc:
@@ -228,7 +254,7 @@ class TuneOptions:
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None
     time_budget_s: float | None = None
-    ray_address: str | None = None  # None: start a local Ray; "auto" or "ray://host:10001": an existing cluster
+    ray_address: str | None = None  # None: start a local Ray; "auto" or "host:6379": an existing cluster
     ray_num_cpus: int | None = None  # local Ray only (default: all cores)
     output: str | None = None
     verbose: int = 1  # Ray's progress output (0 silent, 1 status table)
@@ -240,10 +266,14 @@ class TuneOptions:
             raise SearchSpaceError(f"--search_alg must be one of {', '.join(SEARCH_ALGORITHMS)}, got '{self.search_alg}'")
         if self.scheduler not in SCHEDULERS:
             raise SearchSpaceError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got '{self.scheduler}'")
-        if self.search_alg != "random" and importlib.util.find_spec(self.search_alg) is None:
-            raise SearchSpaceError(
-                f"--search_alg={self.search_alg} needs the '{self.search_alg}' package: pip install {self.search_alg}"
-            )
+        if self.search_alg != "random":
+            try:
+                importlib.import_module(self.search_alg)
+            except Exception as exc:  # missing, or installed but broken (e.g. a missing dependency)
+                raise SearchSpaceError(
+                    f"--search_alg={self.search_alg} needs the '{self.search_alg}' package, which does not import "
+                    f"({type(exc).__name__}: {exc}): pip install {self.search_alg}"
+                ) from exc
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
             raise SearchSpaceError("--cpus_per_trial must be > 0 and --gpus_per_trial >= 0")
         if self.max_concurrent is not None and self.max_concurrent < 1:
