@@ -14,6 +14,7 @@ from recbole.utils import init_logger, init_seed, set_color
 from recbole_llm.config import Config
 from recbole_llm.compat import load_recbole_checkpoint
 from recbole_llm.data import create_dataset, data_preparation
+from recbole_llm.oie.pretrain import apply_oie_init
 from recbole_llm.utils import get_model, get_trainer
 
 
@@ -48,6 +49,7 @@ def build(config: Config):
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    apply_oie_init(config, model, dataset)  # OIE pre-training + transfer when `oie_init` is set (else no-op)
     getLogger().info(model)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     return dataset, train_data, valid_data, test_data, model, trainer
