@@ -255,7 +255,7 @@ class ReviewGNN(GeneralRecommender):
             review_sum = torch.sparse.mm(self.review_incidence, reviews)
             message = message + self.review_weight(torch.cat([neighbour_sum, review_sum], dim=1))
         h2 = self._act(message)
-        final = torch.stack([h0, h1, h2]).mean(dim=0) if self.layer_combine == "mean" else h2
+        final = (h0 + h1 + h2) / 3.0 if self.layer_combine == "mean" else h2
         user_e, item_e = torch.split(final, [self.n_users, self.n_items])
         return user_e, item_e, reviews
 
@@ -277,22 +277,24 @@ class ReviewGNN(GeneralRecommender):
         pos = torch.searchsorted(self.review_pair_keys, keys).clamp(max=self.n_review_edges - 1)
         return torch.where(self.review_pair_keys[pos] == keys, pos, torch.full_like(pos, -1))
 
-    def alignment_loss(self, reviews, user_e, item_e, user, item) -> torch.Tensor:
-        """MSE between each review vector and its user/item representation (``mse_target``)."""
+    def alignment_loss(self, reviews, u, i, user, item) -> torch.Tensor:
+        """MSE between each review vector and its user/item representation (``mse_target``),
+        averaged over the batch pairs that are review edges (pairs without review weigh 0).
+
+        ``u``/``i``: final vectors of the batch's ``user``/``item`` ids.
+        """
         index = self.review_edge_index(user, item)
-        has_review = index >= 0
-        if not bool(has_review.any()):
-            return user_e.new_zeros(())
-        r = reviews[index[has_review]]
-        u = user_e[user[has_review]]
-        i = item_e[item[has_review]]
+        weight = (index >= 0).to(reviews.dtype).unsqueeze(1)
+        r = reviews[index.clamp(min=0)]
         if self.mse_target == "both":
-            return F.mse_loss(u, r) + F.mse_loss(i, r)
-        if self.mse_target == "user":
-            return F.mse_loss(u, r)
-        if self.mse_target == "item":
-            return F.mse_loss(i, r)
-        return F.mse_loss(u * i, r)
+            error = (u - r).square() + (i - r).square()
+        elif self.mse_target == "user":
+            error = (u - r).square()
+        elif self.mse_target == "item":
+            error = (i - r).square()
+        else:
+            error = (u * i - r).square()
+        return (weight * error).sum() / (weight.sum() * r.shape[1]).clamp(min=1.0)
 
     def calculate_loss(self, interaction):
         self.restore_user_e, self.restore_item_e = None, None
@@ -308,7 +310,7 @@ class ReviewGNN(GeneralRecommender):
         )
         loss = bpr + self.reg_weight * reg
         if self.use_reviews:
-            loss = loss + self.alpha * self.alignment_loss(reviews, user_all, item_all, user, pos_item)
+            loss = loss + self.alpha * self.alignment_loss(reviews, u_e, pos_e, user, pos_item)
         return loss
 
     # ------------------------------------------------------------------ adaptive alpha
