@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -168,6 +169,30 @@ def generate_profiles(
     train_dataset = train_dataset if train_dataset is not None else dataset
     identity = profile_identity(config, train_dataset)
     path = Path(output) if output else profile_path(config, train_dataset, identity)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive_lock(path):  # parallel runs (seeds, Ray trials) wait instead of writing twice
+        return _generate_locked(config, dataset, train_dataset, identity, path, backend, overwrite, limit,
+                                show_progress, on_batch, start)
+
+
+@contextmanager
+def _exclusive_lock(path: Path):
+    """An advisory lock on ``<file>.lock`` for the duration of one generation run (POSIX only)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no locking
+        yield
+        return
+    with open(str(path) + ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _generate_locked(config, dataset, train_dataset, identity, path, backend, overwrite, limit, show_progress,
+                     on_batch, start) -> GenerationResult:
     store = ProfileStore(path, identity, overwrite=overwrite)
     if store.repaired_bytes:
         logger.warning("Cut a torn last line (%d bytes) from %s: an earlier run was killed mid-write.",
