@@ -49,7 +49,7 @@ import re
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -417,7 +417,6 @@ class TuneSummary:
     metric: str
     mode: str
     rerun_command: str | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from recbole_llm import tune as recbole_tune
@@ -78,7 +79,12 @@ def test_best_yaml_reruns_through_entry_point_and_reproduces_valid_metric(bpr_se
     trials = pd.read_csv(output / "trials.csv")
     best = trials[trials["status"] == "completed"].iloc[0]
     capsys.readouterr()
-    assert main(["--model=BPR", "--dataset=ml-100k", f"--config_files={output / 'best.yaml'}"]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the trial (1 CPU per trial); also spares the shared test machine
+    try:
+        assert main(["--model=BPR", "--dataset=ml-100k", f"--config_files={output / 'best.yaml'}"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     printed = capsys.readouterr().out
     match = re.search(r"best valid: (.*)", printed)
     assert match, printed
