@@ -133,6 +133,8 @@ class ReviewGNN(GeneralRecommender):
         self.alpha_mode = _choice(config, "alpha_mode", ["adaptive", "fixed"])
         self.alpha_0: float = float(config["alpha_0"])
         self.alpha_min: float = float(config["alpha_min"])
+        self.hide_target_reviews: bool = bool(config["hide_target_reviews"])
+        self.center_reviews: bool = bool(config["center_reviews"])
         if not 0.0 <= self.alpha_min <= self.alpha_0:
             raise ValueError(f"ReviewGNN: need 0 <= alpha_min <= alpha_0, got {self.alpha_min}, {self.alpha_0}.")
         if config["finetune_text_encoder"]:
@@ -208,8 +210,13 @@ class ReviewGNN(GeneralRecommender):
         edge_users = torch.from_numpy(keys // self.n_items)
         edge_items = torch.from_numpy(keys % self.n_items) + self.n_users
 
+        edge_embeddings = summed / counts
+        if self.center_reviews and n_edges > 0:
+            # sentence embeddings share a large common direction; summed over a node's reviews it
+            # grows with the node's degree and turns layer 2 into a popularity score
+            edge_embeddings = edge_embeddings - edge_embeddings.mean(dim=0, keepdim=True)
         self.n_review_edges = n_edges
-        self.register_buffer("review_embeddings", summed / counts, persistent=False)
+        self.register_buffer("review_embeddings", edge_embeddings, persistent=False)
         # sorted pair keys: a batch's (user, item) finds its review edge by binary search
         self.register_buffer("review_pair_keys", torch.from_numpy(keys), persistent=False)
         self.register_buffer(
@@ -242,8 +249,14 @@ class ReviewGNN(GeneralRecommender):
         """r_ui = tanh(FC(e_ui)) for every review edge, ``[n_review_edges, embedding_size]``."""
         return torch.tanh(self.review_fc(self.review_embeddings))
 
-    def forward(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Final user and item vectors (and the review vectors, for the MSE term)."""
+    def forward(
+        self, review_keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Final user and item vectors (and the review vectors, for the MSE term).
+
+        ``review_keep``: optional [n_review_edges] 0/1 weights on the review vectors in layer 2
+        (training hides the batch's own reviews, see ``hide_target_reviews``).
+        """
         h0 = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
         x1 = self.layer1_weight(h0) if self.layer1_weight is not None else h0
         h1 = self._act(torch.sparse.mm(self.purchase_adj, x1))
@@ -252,7 +265,8 @@ class ReviewGNN(GeneralRecommender):
         if self.use_reviews:
             reviews = self.review_vectors()
             neighbour_sum = torch.sparse.mm(self.review_adj, h1)
-            review_sum = torch.sparse.mm(self.review_incidence, reviews)
+            kept = reviews if review_keep is None else reviews * review_keep.unsqueeze(1)
+            review_sum = torch.sparse.mm(self.review_incidence, kept)
             message = message + self.review_weight(torch.cat([neighbour_sum, review_sum], dim=1))
         h2 = self._act(message)
         final = (h0 + h1 + h2) / 3.0 if self.layer_combine == "mean" else h2
@@ -277,13 +291,12 @@ class ReviewGNN(GeneralRecommender):
         pos = torch.searchsorted(self.review_pair_keys, keys).clamp(max=self.n_review_edges - 1)
         return torch.where(self.review_pair_keys[pos] == keys, pos, torch.full_like(pos, -1))
 
-    def alignment_loss(self, reviews, u, i, user, item) -> torch.Tensor:
+    def alignment_loss(self, reviews, u, i, index) -> torch.Tensor:
         """MSE between each review vector and its user/item representation (``mse_target``),
         averaged over the batch pairs that are review edges (pairs without review weigh 0).
 
-        ``u``/``i``: final vectors of the batch's ``user``/``item`` ids.
+        ``u``/``i``: final vectors of the batch's pairs; ``index``: their review edges (-1: none).
         """
-        index = self.review_edge_index(user, item)
         weight = (index >= 0).to(reviews.dtype).unsqueeze(1)
         r = reviews[index.clamp(min=0)]
         if self.mse_target == "both":
@@ -301,7 +314,15 @@ class ReviewGNN(GeneralRecommender):
         user = interaction[self.USER_ID]
         pos_item = interaction[self.ITEM_ID]
         neg_item = interaction[self.NEG_ITEM_ID]
-        user_all, item_all, reviews = self.forward()
+        review_index = review_keep = None
+        if self.use_reviews:
+            review_index = self.review_edge_index(user, pos_item)
+            if self.hide_target_reviews:
+                # the batch's own review would identify its positive pair in both end nodes
+                # (a shortcut test pairs never have): leave it out of this step's messages
+                review_keep = torch.ones(self.n_review_edges, device=user.device)
+                review_keep[review_index[review_index >= 0]] = 0.0
+        user_all, item_all, reviews = self.forward(review_keep)
         u_e, pos_e, neg_e = user_all[user], item_all[pos_item], item_all[neg_item]
         bpr = self.mf_loss((u_e * pos_e).sum(dim=1), (u_e * neg_e).sum(dim=1))
         reg = self.reg_loss(
@@ -310,7 +331,7 @@ class ReviewGNN(GeneralRecommender):
         )
         loss = bpr + self.reg_weight * reg
         if self.use_reviews:
-            loss = loss + self.alpha * self.alignment_loss(reviews, u_e, pos_e, user, pos_item)
+            loss = loss + self.alpha * self.alignment_loss(reviews, u_e, pos_e, review_index)
         return loss
 
     # ------------------------------------------------------------------ adaptive alpha
