@@ -9,8 +9,8 @@ For every dataset:
    negatives (the same number of rows POPK ``add`` yields) and POPK;
 2. a small grid over (popk, popk_metric, popk_logic) with BPR and the first seed, chosen on the
    VALIDATION NDCG@10 (never on test);
-3. BPR and LightGCN with uniform negatives vs the chosen POPK setting, every seed, each run in its
-   own process (``recbole_llm.compare.run_isolated``); test metrics, mean ± std, paired t-test.
+3. BPR and LightGCN with uniform negatives vs the chosen POPK setting, every seed (in this process,
+   or each in its own with ``--isolated``); test metrics, mean ± std, paired t-test.
 
 Run it from a scratch directory if you do not want RecBole's log/, saved/ and dataset/ folders in
 the current one (they are written to the current directory).
@@ -88,9 +88,14 @@ def base_config(dataset: str, epochs: int) -> dict[str, Any]:
     }
 
 
-def run(model: str, dataset: str, config: dict[str, Any]) -> dict[str, Any]:
+def run(model: str, dataset: str, config: dict[str, Any], isolated: bool) -> dict[str, Any]:
     started = time.perf_counter()
-    result = run_isolated(model, dataset, None, config, [])
+    if isolated:
+        result = run_isolated(model, dataset, None, config, [])
+    else:  # same process: saves the interpreter start and imports per run on a busy machine
+        from recbole_llm.quick_start import run_recbole_llm
+
+        result = run_recbole_llm(model, dataset, None, config, saved=True)
     record = {f"valid_{k}": float(v) for k, v in result["best_valid_result"].items()}
     record.update({k: float(v) for k, v in result["test_result"].items()})
     record["epochs"] = len(result["epoch_times"])
@@ -137,7 +142,8 @@ def label(args: dict[str, Any]) -> str:
     return f"POPK(p={args['popk']},{args['popk_metric']},{args['popk_logic']})"
 
 
-def benchmark_dataset(dataset: str, seeds: list[int], epochs: int, grid_epochs: int, out: dict) -> list[str]:
+def benchmark_dataset(dataset: str, seeds: list[int], epochs: int, grid_epochs: int, out: dict,
+                      isolated: bool) -> list[str]:
     settings = DATASETS[dataset]
     bucket = settings["bucket"]
     lines = [f"## {dataset}", ""]
@@ -147,7 +153,7 @@ def benchmark_dataset(dataset: str, seeds: list[int], epochs: int, grid_epochs: 
     for popk, metric, logic in GRID:
         config = {**base_config(dataset, grid_epochs), "seed": seeds[0],
                   "train_neg_sample_args": popk_args(bucket, popk, metric, logic)}
-        record = run("BPR", dataset, config)
+        record = run("BPR", dataset, config, isolated)
         record.update({"popk": popk, "popk_metric": metric, "popk_logic": logic})
         grid_rows.append(record)
         print(f"[popk] grid {dataset} {popk},{metric},{logic}: valid ndcg@10={record['valid_ndcg@10']}", flush=True)
@@ -178,7 +184,7 @@ def benchmark_dataset(dataset: str, seeds: list[int], epochs: int, grid_epochs: 
         for args in variants:
             for seed in seeds:
                 config = {**base_config(dataset, epochs), "seed": seed, "train_neg_sample_args": args}
-                record = run(model, dataset, config)
+                record = run(model, dataset, config, isolated)
                 record.update({"model": f"{model} {label(args)}", "seed": seed})
                 records.append(record)
                 print(f"[popk] {dataset} {record['model']} seed={seed}: "
@@ -197,8 +203,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="ml-100k,lastfm")
     parser.add_argument("--seeds", default="3", help="a count (2020, 2021, ...) or a comma list")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--grid_epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--grid_epochs", type=int, default=5)
+    parser.add_argument("--isolated", action="store_true", help="each run in its own process (slower to start)")
     parser.add_argument("--output", default=str(PROJECT / "benchmarks" / "results" / "popk.md"))
     args = parser.parse_args(argv)
     seeds = parse_seeds(args.seeds)
@@ -221,7 +228,7 @@ def main(argv=None) -> int:
     raw: dict[str, Any] = {}
     body: list[str] = []
     for dataset in args.datasets.split(","):
-        body += benchmark_dataset(dataset, seeds, args.epochs, args.grid_epochs, raw)
+        body += benchmark_dataset(dataset, seeds, args.epochs, args.grid_epochs, raw, args.isolated)
         output.write_text("\n".join(header + body) + "\n", encoding="utf-8")  # keep partial results
         output.with_suffix(".json").write_text(json.dumps(raw, indent=1, default=str), encoding="utf-8")
     print(f"[popk] wrote {output}", flush=True)

@@ -165,8 +165,13 @@ class PopkTrainDataLoader(TrainDataLoader):
 
 def popk_data_preparation(config, dataset):
     """RecBole's ``data_preparation`` with the POPK train sampler and loader (general/sequential models)."""
-    from recbole.data.utils import create_samplers, get_dataloader
+    from recbole.data.utils import create_samplers, get_dataloader, load_split_dataloaders, save_split_dataloaders
     from recbole.utils import ModelType
+
+    saved = load_split_dataloaders(config)  # RecBole's save_dataloaders / dataloaders_save_path
+    if saved is not None:
+        dataset._change_feat_format()
+        return saved
 
     if config["MODEL_TYPE"] == ModelType.KNOWLEDGE or get_dataloader(config, "train") is not TrainDataLoader:
         raise ValueError(
@@ -186,5 +191,7 @@ def popk_data_preparation(config, dataset):
     train_data = PopkTrainDataLoader(config, train_dataset, train_sampler, shuffle=config["shuffle"])
     valid_data = get_dataloader(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
     test_data = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)
+    if config["save_dataloaders"]:
+        save_split_dataloaders(config, dataloaders=(train_data, valid_data, test_data))
     logger.info("POPK train sampler: %s", {k: v for k, v in train_sampler.args.items() if k != "distribution"})
     return train_data, valid_data, test_data
