@@ -42,7 +42,6 @@ import argparse
 import contextlib
 import difflib
 import importlib
-import inspect
 import math
 import os
 import re
@@ -323,45 +322,41 @@ class _TrialSettings:
 class _EpochReporter:
     """Reports each validation result of a RecBole trainer to Ray Tune as it happens.
 
-    It wraps the trainer's ``_valid_epoch`` to keep the full result dict and reports from
-    ``fit``'s ``callback_fn`` (called after RecBole's early-stopping bookkeeping, so the running
-    best and whether training ends are known). Trainers whose ``fit`` has no ``callback_fn`` are
-    reported from ``_valid_epoch`` directly.
+    It wraps the trainer's ``_valid_epoch`` (every RecBole trainer validates through it), so it
+    works whatever ``fit`` looks like (mixins that forward ``*args``, trainers without
+    ``callback_fn``). The running best and whether training ends there follow RecBole's own
+    ``early_stopping`` rule, which ``fit`` applies to the same scores right after.
     """
 
-    def __init__(self, trainer) -> None:
-        self.trainer = trainer
+    def __init__(self, trainer, config) -> None:
+        self.epochs = int(config["epochs"])
+        self.eval_step = max(1, min(int(config["eval_step"] or 1), self.epochs))
+        self.stopping_step = config["stopping_step"]
+        self.bigger = bool(config["valid_metric_bigger"])
+        self.best = -np.inf if self.bigger else np.inf
         self.reports = 0
-        self._last_result: dict[str, float] = {}
-        self._evaluations = 0
+        self._stale_steps = 0
         self._inner = trainer._valid_epoch
-        self.uses_callback = "callback_fn" in inspect.signature(trainer.fit).parameters
         trainer._valid_epoch = self._valid_epoch
 
     def _valid_epoch(self, *args, **kwargs):
-        valid_score, valid_result = self._inner(*args, **kwargs)
-        self._evaluations += 1
-        self._last_result = {str(k): float(v) for k, v in dict(valid_result).items()}
-        if not self.uses_callback:
-            self._report(self._evaluations * self.trainer.eval_step - 1, valid_score, best=None, finished=False)
-        return valid_score, valid_result
-
-    def callback(self, epoch_idx: int, valid_score: float) -> None:
-        trainer = self.trainer
-        finished = epoch_idx + trainer.eval_step >= trainer.epochs or trainer.cur_step > trainer.stopping_step
-        self._report(epoch_idx, valid_score, best=float(trainer.best_valid_score), finished=finished)
-
-    def _report(self, epoch_idx: int, valid_score: float, best: float | None, finished: bool) -> None:
         from ray.air import session
+        from recbole.utils import early_stopping
 
+        valid_score, valid_result = self._inner(*args, **kwargs)
         self.reports += 1
+        self.best, self._stale_steps, stop, _ = early_stopping(
+            valid_score, self.best, self._stale_steps, max_step=self.stopping_step, bigger=self.bigger
+        )
+        epoch = self.reports * self.eval_step
         session.report({
-            **self._last_result,
+            **{str(k): float(v) for k, v in dict(valid_result).items()},
             "valid_score": float(valid_score),
-            "best_valid_score": float(valid_score if best is None else best),
-            "epoch": int(epoch_idx) + 1,
-            "finished": bool(finished),
+            "best_valid_score": float(self.best),
+            "epoch": epoch,
+            "finished": bool(stop or epoch + self.eval_step > self.epochs),
         })
+        return valid_score, valid_result
 
 
 def _trainable(params: dict[str, Any], settings: _TrialSettings) -> None:
@@ -385,9 +380,8 @@ def _trainable(params: dict[str, Any], settings: _TrialSettings) -> None:
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)  # into this trial's own folder (Ray made it the working directory)
     _, train_data, valid_data, _, _, trainer = build(config)
-    reporter = _EpochReporter(trainer)
-    fit_kwargs = {"callback_fn": reporter.callback} if reporter.uses_callback else {}
-    trainer.fit(train_data, valid_data, verbose=False, saved=False, show_progress=False, **fit_kwargs)
+    reporter = _EpochReporter(trainer, config)
+    trainer.fit(train_data, valid_data, verbose=False, saved=False, show_progress=False)
     if reporter.reports == 0:
         raise RuntimeError("the trial trained without a single validation: set eval_step >= 1 and epochs >= eval_step")
 
