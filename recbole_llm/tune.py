@@ -759,6 +759,9 @@ def run_tune(
                       f"config `{best_yaml.name}`; rerun: `{rerun}`")
     else:
         header.append("Best: none (no trial produced a validation result)")
+    if n_status.get("error"):
+        header.append("Errors: the full traceback of a failed trial is in `error.txt` of its folder "
+                      "(column trial_dir of trials.csv)")
     markdown_path.write_text(_markdown(table, [f"# {header[0]}", "", *[f"- {h}" for h in header[1:]]]), encoding="utf-8")
     return TuneSummary(output_dir, table, best, best_yaml, csv_path, markdown_path, metric_name, mode, rerun)
 
