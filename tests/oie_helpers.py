@@ -38,7 +38,7 @@ def tiny_config(data_path: Path, **overrides) -> dict:
         "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
-        "MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 16, "inner_size": 32,
+        "MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 16, "inner_size": 32, "train_neg_sample_args": None,
         "epochs": 1, "train_batch_size": 512, "eval_batch_size": 4096, "show_progress": False,
         "state": "ERROR", "use_gpu": False, "seed": 2020, "reproducibility": True,
     }

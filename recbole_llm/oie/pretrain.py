@@ -37,7 +37,9 @@ from recbole_llm.utils import get_model, properties_dir
 __all__ = ["apply_oie_init", "pretrain", "pretrained_model_path", "FrontNegativeSampler", "OIEMappingError"]
 
 # Training keys carried from the real run into pre-training (besides the model's own yaml keys).
-_CARRIED_KEYS = ("MAX_ITEM_LIST_LENGTH", "learning_rate", "train_batch_size", "weight_decay", "seed",
+# The pre-training seed is ``oie_seed`` (not the run's ``seed``): one pre-trained model serves every
+# seed of the real training (our decision; it keeps multi-seed benchmarks affordable).
+_CARRIED_KEYS = ("MAX_ITEM_LIST_LENGTH", "learning_rate", "train_batch_size", "weight_decay",
                  "reproducibility", "clip_grad_norm", "learner")
 _RUNTIME_KEYS = ("use_gpu", "gpu_id", "show_progress", "state")  # not part of the cache key
 _PRETRAIN_SETTINGS = ("oie_pretrain_epochs", "oie_num_sequences", "oie_run_length", "oie_min_subrun",
@@ -124,6 +126,7 @@ def _pretraining_config(config, data_path: Path, name: str):
     values = dict(settings["model_config"])
     values.update({k: config[k] for k in _RUNTIME_KEYS if config[k] is not None})
     values.update({
+        "seed": int(oie_setting(config, "oie_seed")),
         "data_path": str(data_path),
         "checkpoint_dir": str(data_path),
         "epochs": int(oie_setting(config, "oie_pretrain_epochs")),
