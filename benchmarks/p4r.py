@@ -95,8 +95,9 @@ def write_report(dataset: str, outputs: list[Path], commands: list[str], args, p
         "hyperparameters are each model's yaml default (RecBole's for the baselines). P4R: template profiles "
         "(no LLM was available offline), text_fusion add, linear projector, all-MiniLM-L6-v2 profile embeddings "
         "(precomputed, disk-cached).",
-        f"- Machine: {_machine()}; shared with other jobs while running, so absolute times are noisy; each "
-        "model's runs are sequential within one process tree.",
+        f"- Machine: {_machine()}; torch limited to {args.threads} thread(s) per run (OMP_NUM_THREADS). The machine "
+        "was shared with other jobs (load average 10-20 on 2 cores) and model groups ran concurrently, so absolute "
+        "times are noisy and inflated; compare times within a table only.",
         f"- ▲/▼: paired t-test over seeds against {reference}, p < 0.05.",
         "",
         markdown_table(summary, metrics, reference),
@@ -142,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", action="append", default=[], help="extra --key=value for every run")
     parser.add_argument("--report", default=str(RESULTS / "p4r.md"))
     parser.add_argument("--report_only", action="store_true")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per run (OMP_NUM_THREADS); 1 keeps timings stable on a shared machine")
     parser.add_argument("--prepare_profiles", action="store_true",
                         help="only generate and encode the P4R profiles of every seed's split (fills the caches)")
     args = parser.parse_args(argv)
@@ -158,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         outputs.append(ROOT / output)
         if not args.report_only:
             print(commands[-1], flush=True)
-            env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+            env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                   "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
             done = subprocess.run([sys.executable, *command], cwd=ROOT, env=env)
             if done.returncode != 0:
                 print(f"group {models} failed with exit code {done.returncode}", file=sys.stderr)

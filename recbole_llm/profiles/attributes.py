@@ -60,6 +60,11 @@ class ItemAttributes:
         return "\n".join(lines) or "No user feedback available."
 
 
+def _array(column) -> np.ndarray:
+    """A column of an Interaction (tensor) or of a not-yet-built dataset's DataFrame as NumPy."""
+    return column.cpu().numpy() if hasattr(column, "cpu") else np.asarray(column)
+
+
 def _config_get(config, key: str, default=None):
     try:
         value = config[key]
@@ -96,7 +101,7 @@ def _intrinsic_from_dataset(config, dataset, fields: list[str] | None) -> dict[s
         return None
     from recbole_llm.text import item_texts
 
-    ids = feat[iid].cpu().numpy() if hasattr(feat[iid], "cpu") else np.asarray(feat[iid])
+    ids = _array(feat[iid])
     tokens = dataset.field2id_token[iid]
     out: dict[str, list[tuple[str, str]]] = {}
     per_field = {f: item_texts(config, dataset, fields=[f]) for f in fields}
@@ -203,10 +208,10 @@ def collect_item_attributes(config, dataset, train_dataset=None) -> list[ItemAtt
 
     if _config_get(config, "profile_extrinsic", True):
         inter = train_dataset.inter_feat
-        item_ids = inter[iid].cpu().numpy()
+        item_ids = _array(inter[iid]).astype(np.int64)
         counts = np.bincount(item_ids, minlength=dataset.item_num)
         rating_field = _config_get(config, "RATING_FIELD")
-        ratings = inter[rating_field].cpu().numpy().astype(float) if rating_field in inter.columns else None
+        ratings = _array(inter[rating_field]).astype(float) if rating_field in inter.columns else None
         order = np.argsort(item_ids, kind="stable")
         bounds = np.searchsorted(item_ids[order], np.arange(dataset.item_num + 1))
         review_field = _config_get(config, "profile_review_field")
@@ -236,8 +241,8 @@ def collect_item_attributes(config, dataset, train_dataset=None) -> list[ItemAtt
 def split_fingerprint(train_dataset) -> str:
     """Short hash of the training interactions (user, item): names the split profiles were built on."""
     inter = train_dataset.inter_feat
-    users = inter[train_dataset.uid_field].cpu().numpy().astype(np.int64)
-    items = inter[train_dataset.iid_field].cpu().numpy().astype(np.int64)
+    users = _array(inter[train_dataset.uid_field]).astype(np.int64)
+    items = _array(inter[train_dataset.iid_field]).astype(np.int64)
     utok = np.asarray(train_dataset.field2id_token[train_dataset.uid_field])[users]
     itok = np.asarray(train_dataset.field2id_token[train_dataset.iid_field])[items]
     pairs = sorted(zip(utok.tolist(), itok.tolist()))
