@@ -246,3 +246,15 @@ def test_split_fingerprint_matches_training_run(tmp_path):
     init_seed(7, True)
     other_train, _, _ = data_preparation(other_seed, create_dataset(other_seed))
     assert profile_path(other_seed, other_train._dataset) != result.path  # another split, another file
+
+
+def test_parallel_generation_of_one_file_writes_each_item_once(small_data, tmp_path):
+    """Two runs (e.g. two seeds' Ray trials) sharing a profile file: the lock serialises them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config, dataset, train = _config(tmp_path), *small_data[1:]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: generate_profiles(config, dataset, train, show_progress=False), range(2)))
+    assert sorted(r.generated for r in results) == [0, dataset.item_num - 1]
+    lines = profile_path(config, train).read_text().splitlines()
+    assert sum('"record": "header"' in line for line in lines) == 1 and len(lines) == dataset.item_num
