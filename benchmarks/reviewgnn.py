@@ -8,6 +8,7 @@ the same batch and embedding size, and the exact commands.
 
     python benchmarks/reviewgnn.py                       # both datasets, 3 seeds
     python benchmarks/reviewgnn.py --datasets=amazon-gift-cards --seeds=1 --epochs=5   # smoke run
+    python benchmarks/reviewgnn.py --profile_only        # interleaved epoch timing -> reviewgnn_timing.md
 
 Run from the project root (the raw data folder comes from RECBOLE_LLM_RAW_DATA or
 ``../shared/datasets``). Hyperparameters are the yaml defaults; nothing is tuned on the test split.
@@ -62,6 +63,44 @@ def timing_section(runs: pd.DataFrame) -> list[str]:
     return lines
 
 
+def interleaved_epoch_times(dataset: str, models: list[str], epochs: int = 20) -> dict[str, list[float]]:
+    """Training-epoch seconds of each model, epochs interleaved across models in one process so
+    that the shared machine's load hits every model alike (single-threaded, yaml defaults)."""
+    import torch
+
+    from recbole_llm.config import Config
+    from recbole_llm.quick_start import build
+
+    torch.set_num_threads(1)
+    trainers = {}
+    for model in models:
+        config = Config(model, dataset, config_dict={
+            "show_progress": False, "state": "ERROR", "use_gpu": False, "train_batch_size": 2048,
+            "embedding_size": 64})
+        _, train_data, _, _, _, trainer = build(config)
+        trainers[model] = (trainer, train_data)
+    times: dict[str, list[float]] = {m: [] for m in models}
+    for epoch in range(epochs):
+        for model, (trainer, train_data) in trainers.items():
+            started = time.perf_counter()
+            trainer._train_epoch(train_data, epoch)
+            times[model].append(time.perf_counter() - started)
+    return times
+
+
+def profile_section(dataset: str) -> list[str]:
+    """Median epoch time per model, epochs interleaved (markdown lines)."""
+    import statistics
+
+    models = ["LightGCN", "ReviewGCN", "ReviewGNN"]
+    times = interleaved_epoch_times(dataset, models)
+    medians = {m: statistics.median(t) for m, t in times.items()}
+    lines = [f"Interleaved timing on {dataset} (20 epochs per model, alternating models every epoch, one "
+             "thread, one process; median s/epoch):", "", "| model | median s/epoch | x LightGCN |", "|---|---|---|"]
+    lines += [f"| {m} | {medians[m]:.4f} | {medians[m] / medians['LightGCN']:.2f} |" for m in models]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
@@ -71,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stopping_step", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="OMP/MKL threads per training process")
     parser.add_argument("--report", default=str(RESULTS / "reviewgnn.md"))
+    parser.add_argument("--profile_only", action="store_true",
+                        help="only the interleaved timing (printed), no comparison runs")
     args, extra = parser.parse_known_args(argv)
     # One thread per run: on the shared 2-core machine multi-threaded BLAS timings varied 20x
     # between repetitions; single-threaded epochs are reproducible and equal for every model.
@@ -79,6 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("RECBOLE_LLM_RAW_DATA", str((ROOT.parent / "shared" / "datasets").resolve()))
 
     sections = []
+    if args.profile_only:
+        os.environ.update({k: v for k, v in env.items() if k not in os.environ})
+        lines = ["# ReviewGNN: interleaved per-epoch timing", "",
+                 f"Command: `python benchmarks/reviewgnn.py --profile_only --datasets={args.datasets}`", ""]
+        for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+            lines += profile_section(dataset) + [""]
+        (RESULTS / "reviewgnn_timing.md").write_text("\n".join(lines), encoding="utf-8")
+        print("\n".join(lines), flush=True)
+        return 0
     runs_to_do = [(d.strip(), s.strip()) for d in args.datasets.split(",") if d.strip()
                   for s in args.setups.split(",") if s.strip()]
     for dataset, setup in runs_to_do:

@@ -172,6 +172,11 @@ class ReviewGNN(GeneralRecommender):
             self._build_review_graph(config, dataset)
             self.review_fc = nn.Linear(self.review_embeddings.shape[1], self.embedding_size)
             self.review_weight = nn.Linear(2 * self.embedding_size, self.embedding_size, bias=False)
+            if self.hide_target_reviews and config["train_batch_size"] >= len(dataset.inter_feat):
+                logger.warning(
+                    "ReviewGNN: train_batch_size %s covers every training pair, so hide_target_reviews "
+                    "hides every review from layer 2 during training; use a smaller batch or "
+                    "hide_target_reviews: false.", config["train_batch_size"])
 
         self.restore_user_e: torch.Tensor | None = None
         self.restore_item_e: torch.Tensor | None = None
