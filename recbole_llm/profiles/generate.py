@@ -164,6 +164,7 @@ def generate_profiles(
     stored batch (tests use it to interrupt the run).
     """
     start = time.perf_counter()
+    backend_name(config)  # a bad profile_backend / missing profile_llm fails before any data is loaded
     if dataset is None:
         dataset, train_dataset = _load_dataset_and_train_split(config)
     train_dataset = train_dataset if train_dataset is not None else dataset
