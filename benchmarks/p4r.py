@@ -74,7 +74,7 @@ def write_report(dataset: str, outputs: list[Path], commands: list[str], args, p
     if not frames:
         raise SystemExit("no comparison.csv found: run the benchmark first")
     runs = pd.concat(frames, ignore_index=True)
-    runs.to_csv(RESULTS / f"p4r_{dataset}_runs.csv", index=False)
+    runs.to_csv(path.with_name(path.stem + "_runs.csv"), index=False)  # every run of this report
     metrics = [c for c in runs.columns if "@" in c and not c.startswith("valid_")]
     metrics = sorted(metrics, key=lambda m: (int(m.split("@")[1]), ["recall", "ndcg", "mrr", "hit"].index(m.split("@")[0])))
     reference = "LightGCN" if "LightGCN" in set(runs["model"]) else runs["model"].iloc[0]
