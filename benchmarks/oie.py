@@ -147,6 +147,8 @@ def write_report(args, records: list[dict], command: str) -> None:
     for model in args.models:
         inits = {v: next((h for h in sorted(by_key.get((model, v), []), key=lambda r: r["seed"])[0]["history"]
                           if h["stage"] == "init"), None) for v in args.variants if by_key.get((model, v))}
+        if not inits:
+            continue
         lines.append(f"- {model} item table at the start of training: " + "; ".join(
             f"{v}: AAE {h['aae']:.3f}, SA {h['sa']:.3f}" for v, h in inits.items() if h))
     # plots: seed of the first run
