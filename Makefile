@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml requirements.txt
 	touch $(STAMP)
 
 demo: install
-	$(PY) run_recbole_llm.py --compare=P4R,LightGCN --dataset=ml-100k --seeds=1 --epochs=20 \
+	$(PY) run_recbole_llm.py --compare=P4R,LightGCN --dataset=ml-100k --seeds=1 --epochs=10 \
 		--output=demo_results
 
 test: install
