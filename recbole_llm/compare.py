@@ -75,7 +75,7 @@ def summarise(runs: pd.DataFrame, metrics: Sequence[str], reference: str | None)
     models = list(dict.fromkeys(runs["model"]))
     for model in models:
         sub = runs[runs["model"] == model].sort_values("seed")
-        row: dict[str, Any] = {"model": model}
+        row: dict[str, Any] = {"model": model, "n_seeds": len(sub)}
         for metric in metrics:
             row[f"{metric}_mean"] = sub[metric].mean()
             row[f"{metric}_std"] = sub[metric].std(ddof=1) if len(sub) > 1 else 0.0
@@ -99,7 +99,9 @@ def markdown_table(summary: pd.DataFrame, metrics: Sequence[str], reference: str
     for _, row in summary.iterrows():
         cells = [str(row["model"]) + (" (ref)" if row["model"] == reference else "")]
         for m in metrics:
-            text = f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}"
+            text = f"{row[f'{m}_mean']:.4f}"
+            if row["n_seeds"] > 1:  # a single seed has no spread to report
+                text += f" ± {row[f'{m}_std']:.4f}"
             if np.isclose(row[f"{m}_mean"], best[m]):
                 text = f"**{text}**"
             p = row.get(f"{m}_p", float("nan"))
