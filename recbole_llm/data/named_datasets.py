@@ -21,7 +21,11 @@ logger = logging.getLogger(__name__)
 RAW_DATA_ENV = "RECBOLE_LLM_RAW_DATA"
 
 
-class RawDataNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset's atomic files are not where RecBole would read them, and cannot be made."""
+
+
+class RawDataNotFoundError(DatasetNotFoundError):
     """A named dataset's atomic files are missing and its raw files cannot be found."""
 
 

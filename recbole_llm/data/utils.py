@@ -7,10 +7,7 @@ from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data import data_preparation as recbole_data_preparation
 
 from recbole_llm.data import named_datasets
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """The dataset's atomic files are not where RecBole would read them, and cannot be made."""
+from recbole_llm.data.named_datasets import DatasetNotFoundError
 
 
 def _missing_dataset_message(config) -> str:
