@@ -195,3 +195,14 @@ def kcore_filter(pairs: list[tuple[str, str]], user_k: int, item_k: int) -> set[
 
 def configure_cli_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+def run_converter_cli(convert, *args, **kwargs) -> int:
+    """Run one conversion for a converter's ``main``: console logging, expected failures -> exit 1."""
+    configure_cli_logging()
+    try:
+        convert(*args, **kwargs)
+    except (ConversionError, FileNotFoundError, ValueError) as err:
+        logging.getLogger(convert.__module__).error("error: %s", err)
+        return 1
+    return 0

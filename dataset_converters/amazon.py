@@ -31,7 +31,7 @@ from dataset_converters._common import (
     ConversionReport,
     atomic_output_dir,
     clean_text,
-    configure_cli_logging,
+    run_converter_cli,
     iter_records,
     kcore_filter,
     write_atomic_file,
@@ -230,15 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-rating", type=float, help="drop reviews rated below this")
     parser.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted) instead of failing")
     args = parser.parse_args(argv)
-    configure_cli_logging()
-    try:
-        convert_amazon(args.input, args.output, meta_path=args.meta, name=args.name, kcore=args.kcore,
-                       user_kcore=args.user_kcore, item_kcore=args.item_kcore, min_rating=args.min_rating,
-                       skip_bad=args.skip_bad)
-    except (ConversionError, FileNotFoundError) as err:
-        logger.error("error: %s", err)
-        return 1
-    return 0
+    return run_converter_cli(
+        convert_amazon, args.input, args.output, meta_path=args.meta, name=args.name, kcore=args.kcore,
+        user_kcore=args.user_kcore, item_kcore=args.item_kcore, min_rating=args.min_rating, skip_bad=args.skip_bad,
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from dataset_converters._common import (
     ConversionError,
     ConversionReport,
     atomic_output_dir,
-    configure_cli_logging,
+    run_converter_cli,
     open_text,
     write_report,
 )
@@ -76,13 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="dataset name; default: the output folder's name")
     parser.add_argument("--source-name", help="file prefix in --input; default: the input folder's name")
     args = parser.parse_args(argv)
-    configure_cli_logging()
-    try:
-        copy_atomic(args.input, args.output, args.name, args.source_name)
-    except (ConversionError, FileNotFoundError) as err:
-        logger.error("error: %s", err)
-        return 1
-    return 0
+    return run_converter_cli(copy_atomic, args.input, args.output, args.name, args.source_name)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from dataset_converters._common import (
     ConversionReport,
     atomic_output_dir,
     clean_text,
-    configure_cli_logging,
+    run_converter_cli,
     iter_lines,
     write_atomic_file,
     write_report,
@@ -156,13 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="dataset name; default: the output folder's name")
     parser.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted) instead of failing")
     args = parser.parse_args(argv)
-    configure_cli_logging()
-    try:
-        convert_mind(args.behaviors, args.news, args.output, args.name, args.skip_bad)
-    except (ConversionError, FileNotFoundError) as err:
-        logger.error("error: %s", err)
-        return 1
-    return 0
+    return run_converter_cli(convert_mind, args.behaviors, args.news, args.output, args.name, args.skip_bad)
 
 
 if __name__ == "__main__":
