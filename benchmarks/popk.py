@@ -134,9 +134,9 @@ def sampler_timing(dataset: str, bucket: float, chosen: tuple, rounds: int = 5) 
         sampling[name] = 0.0
         original = loaders[name]._neg_sampling
 
-        def timed(inter_feat, _original=original, _name=name):
+        def timed(inter_feat, *args, _original=original, _name=name, **kwargs):
             began = time.perf_counter()
-            result = _original(inter_feat)
+            result = _original(inter_feat, *args, **kwargs)
             sampling[_name] += time.perf_counter() - began
             return result
 
@@ -151,20 +151,23 @@ def sampler_timing(dataset: str, bucket: float, chosen: tuple, rounds: int = 5) 
             rows[name] = sum(len(batch) for batch in loader)
             passes[name].append(time.perf_counter() - started)
             samples[name].append(sampling[name])
-    # The sampler call alone, batch by batch as the loader asks (no batching or joining around it).
+    # The sampler call alone, batch by batch as the loader asks (shuffled rows, no batching or joining
+    # around it). POPK gets the rows' indices, as its loader passes them (precomputed P(t, popk)).
     calls = {name: [] for name in variants}
     for _ in range(rounds):
         for name, loader in loaders.items():
             inter = loader._dataset.inter_feat
-            users, items = inter[loader.uid_field].numpy(), inter[loader.iid_field].numpy()
-            times = inter[loader.time_field].numpy() if is_popk(loader.neg_sample_args) else None
+            order = np.random.permutation(len(inter))
+            users, items = inter[loader.uid_field].numpy()[order], inter[loader.iid_field].numpy()[order]
+            times = inter[loader.time_field].numpy()[order] if is_popk(loader.neg_sample_args) else None
             started = time.perf_counter()
             for lo in range(0, len(users), loader.step):
                 hi = lo + loader.step
                 if times is None:
                     loader._sampler.sample_by_user_ids(users[lo:hi], items[lo:hi], loader.neg_sample_num)
                 else:
-                    loader._sampler.sample_with_popk(users[lo:hi], items[lo:hi], times[lo:hi], loader.neg_sample_num)
+                    loader._sampler.sample_with_popk(users[lo:hi], items[lo:hi], times[lo:hi],
+                                                     loader.neg_sample_num, rows=order[lo:hi])
             calls[name].append(time.perf_counter() - started)
     result = []
     for name in variants:

@@ -99,6 +99,25 @@ def test_loader_injects_popular_rows_and_excludes_training_items(prepared):
     assert (negatives != items).all()
 
 
+def test_precomputed_rows_equal_lookup_and_wrong_rows_fall_back(prepared):
+    _, _, train_data, _, _ = prepared
+    sampler = train_data._sampler
+    inter = train_data._dataset.inter_feat
+    users, items = inter["user_id"].numpy(), inter["item_id"].numpy()
+    times = inter["timestamp"].numpy()
+    rows = np.random.default_rng(0).permutation(len(users))[:500]
+    looked_up = sampler.popular_negatives(users[rows], items[rows], times[rows])
+    assert np.array_equal(sampler._row_popular[rows], looked_up)
+    # with row indices the popular blocks come from the precomputed table ...
+    negatives = sampler.sample_with_popk(users[rows], items[rows], times[rows], 3, rows=rows).numpy().reshape(3, -1)
+    filled = looked_up.T > 0
+    assert (negatives[1:][filled] == looked_up.T[filled]).all()
+    # ... and indices that do not match the rows (another split, a reordered dataset) are not trusted
+    shifted = (rows + 1) % len(users)
+    negatives = sampler.sample_with_popk(users[rows], items[rows], times[rows], 3, rows=shifted).numpy().reshape(3, -1)
+    assert (negatives[1:][filled] == looked_up.T[filled]).all()
+
+
 def test_popularity_comes_from_training_rows_only(prepared):
     _, dataset, train_data, valid_data, test_data = prepared
     sampler = train_data._sampler

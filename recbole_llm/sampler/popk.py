@@ -16,6 +16,10 @@ How the negatives arrive (RecBole's own batch format, so models need no change):
 
 When fewer than p popular items qualify (the first buckets, a user who saw them all), the
 missing slots get uniform negatives, so every batch keeps its shape.
+
+P(t, p) minus the positive and the user's training items depends only on the training row, so the
+sampler computes it once for every training row when it is built; per batch the loader gathers
+those rows by index and only the k uniform negatives are drawn anew.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import numpy as np
 import torch
 from recbole.data.dataloader import TrainDataLoader
 from recbole.sampler import Sampler
+from tqdm import tqdm
 
 from recbole_llm.sampler.args import is_popk, negatives_per_positive, normalize_popk_args
 from recbole_llm.sampler.popularity import PopularityTable
@@ -34,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 #: Largest users x items bool matrix (bytes) used for the training-item check.
 _DENSE_USED_LIMIT = 200_000_000
+#: Training rows per chunk when P(t, popk) is precomputed for every training row.
+_PRECOMPUTE_CHUNK = 262_144
 
 
 class PopkSampler(Sampler):
@@ -77,6 +84,18 @@ class PopkSampler(Sampler):
             depth=self.popk + max_degree + 1,  # deep enough to skip every training item of any user
             show_progress=show_progress,
         )
+        self._row_users, self._row_items = users, items
+        self._row_popular = self._precompute_popular(users, items, times, show_progress)
+
+    def _precompute_popular(self, users, items, times, show_progress: bool) -> np.ndarray:
+        """P(t, popk) of every training row, [n_train, popk] (0 = slot left to a uniform negative)."""
+        dtype = np.int32 if self.item_num < np.iinfo(np.int32).max else np.int64
+        out = np.zeros((len(users), self.popk), dtype=dtype)
+        starts = range(0, len(users), _PRECOMPUTE_CHUNK)
+        for lo in tqdm(starts, desc="POPK negatives per training row", disable=not show_progress):
+            hi = lo + _PRECOMPUTE_CHUNK
+            out[lo:hi] = self.popular_negatives(users[lo:hi], items[lo:hi], times[lo:hi])
+        return out
 
     def is_used(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Boolean array (broadcast shape): is ``items`` a training item of ``users``?"""
@@ -102,15 +121,31 @@ class PopkSampler(Sampler):
         """P(t, popk) per row, [len(user_ids), popk], 0 where fewer items qualify."""
         return self.table.lookup(np.asarray(timestamps), item_ids, user_ids, self.popk, self.is_used)
 
-    def sample_with_popk(self, user_ids, item_ids, timestamps, num: int) -> torch.Tensor:
+    def _cached_popular(self, rows, user_ids, item_ids) -> np.ndarray | None:
+        """Precomputed P(t, popk) of training rows ``rows``, or None if they are not those rows."""
+        if rows is None:
+            return None
+        rows = np.asarray(rows, dtype=np.int64)
+        if (len(rows) != len(user_ids) or (len(rows) and (rows.min() < 0 or rows.max() >= len(self._row_items)))
+                or not np.array_equal(self._row_items[rows], item_ids)
+                or not np.array_equal(self._row_users[rows], user_ids)):
+            return None  # not the training rows the cache was built from: look them up instead
+        return self._row_popular[rows].astype(np.int64, copy=False)
+
+    def sample_with_popk(self, user_ids, item_ids, timestamps, num: int, rows=None) -> torch.Tensor:
         """``num`` negatives per row in RecBole's layout (block c holds the c-th negative of every row).
 
         The last ``popk`` blocks are P(t, popk); the others (and any popular slot left empty) are
-        uniform negatives.
+        uniform negatives. ``rows``: the rows' indices in the training split, to read P(t, popk)
+        from the table built with the sampler instead of looking it up again.
         """
         user_ids = np.asarray(user_ids, dtype=np.int64)
+        item_ids = np.asarray(item_ids, dtype=np.int64)
         negatives = self.uniform_negatives(user_ids, num)
-        popular = self.popular_negatives(user_ids, item_ids, timestamps).T  # [popk, n]
+        popular = self._cached_popular(rows, user_ids, item_ids)
+        if popular is None:
+            popular = self.popular_negatives(user_ids, item_ids, timestamps)
+        popular = popular.T  # [popk, n]
         tail = negatives[num - self.popk :]
         negatives[num - self.popk :] = np.where(popular > 0, popular, tail)
         return torch.from_numpy(negatives.reshape(-1))
@@ -136,8 +171,9 @@ def train_times(dataset, time_field: str) -> np.ndarray:
 class PopkTrainDataLoader(TrainDataLoader):
     """RecBole's ``TrainDataLoader`` that hands the batch's times to :class:`PopkSampler`.
 
-    The only hook needed is ``_neg_sampling``: it sees the batch ``inter_feat`` with the time
-    field, while RecBole's sampler only receives user and item ids.
+    Two hooks: ``collate_fn`` hands the batch's row indices on (they select the precomputed
+    P(t, popk) rows), and ``_neg_sampling`` sees the batch ``inter_feat`` with the time field,
+    while RecBole's sampler only receives user and item ids.
     """
 
     def _set_neg_sample_args(self, config, dataset, dl_format, neg_sample_args):
@@ -153,13 +189,20 @@ class PopkTrainDataLoader(TrainDataLoader):
         self.neg_sample_args = args
         self.time_field = config["TIME_FIELD"]
 
-    def _neg_sampling(self, inter_feat):
+    def collate_fn(self, index):
+        if not is_popk(self.neg_sample_args):
+            return super().collate_fn(index)
+        index = np.array(index)
+        data = self.transform(self._dataset, self._dataset[index])
+        return self._neg_sampling(data, rows=index)
+
+    def _neg_sampling(self, inter_feat, rows=None):
         if not is_popk(self.neg_sample_args):
             return super()._neg_sampling(inter_feat)
         user_ids = inter_feat[self.uid_field].numpy()
         item_ids = inter_feat[self.iid_field].numpy()
         times = inter_feat[self.time_field].numpy()
-        neg_item_ids = self._sampler.sample_with_popk(user_ids, item_ids, times, self.neg_sample_num)
+        neg_item_ids = self._sampler.sample_with_popk(user_ids, item_ids, times, self.neg_sample_num, rows=rows)
         return self.sampling_func(inter_feat, neg_item_ids)
 
 
