@@ -313,6 +313,28 @@ def test_other_switches_train(built, data_root, overrides):
     assert torch.isfinite(loss) and model.review_fc.weight.grad.abs().sum() > 0
 
 
+def test_trains_unchanged_with_popk_negatives(data_root):
+    """POPK (issue #6) feeds ReviewGNN its popular negatives through RecBole's own batch layout."""
+    from recbole_llm.sampler import PopkTrainDataLoader
+
+    popk = {"distribution": "popk", "sample_num": 1, "popk": 2, "popk_bucket": 86400}
+    config = _config(data_root / "data", data_root / "cache", train_neg_sample_args=popk)
+    _, train_data, valid_data, test_data, model, trainer = build(config)
+    assert isinstance(train_data, PopkTrainDataLoader) and train_data.times == 3
+    batch = next(iter(train_data))
+    n = len(batch) // 3
+    negatives = batch[model.NEG_ITEM_ID].reshape(3, n)
+    popular = train_data._sampler.popular_negatives(batch[model.USER_ID][:n].numpy(), batch[model.ITEM_ID][:n].numpy(),
+                                                    batch["timestamp"][:n].numpy()).T
+    filled = popular > 0
+    assert filled.any() and (negatives[1:].numpy()[filled] == popular[filled]).all()
+    fc_before = model.review_fc.weight.detach().clone()
+    trainer.fit(train_data, valid_data, saved=False, show_progress=False)
+    assert not torch.equal(fc_before, model.review_fc.weight)
+    result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    assert all(np.isfinite(value) for value in result.values())
+
+
 # ----------------------------------------------------------------------------- users without reviews
 def test_users_without_any_review(data_root):
     """Erase every review of 100 users: they get no review edge, yet train and score normally."""
