@@ -100,8 +100,9 @@ def write_report(args, records: list[dict], command: str) -> None:
     lines = [
         f"# OIE benchmark on {args.dataset}", "",
         f"Command: `{command}`", "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with other "
-        f"developers' jobs (load average 5-15 during the runs), no GPU; one torch thread per run, {args.jobs} runs at a time.", "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"{'GPU' if args.gpu else 'no GPU'}; one torch thread per run, {args.jobs} runs at a time"
+        + (f"; {args.machine_note}" if args.machine_note else "") + ".", "",
         f"Budget: at most {args.epochs} epochs, early stopping after {args.stopping_step} epochs without a better "
         f"validation NDCG@10, MAX_ITEM_LIST_LENGTH {args.max_len}, batch 256, models' default hyperparameters "
         f"(hidden 64, 2 layers). OIE pre-training: {args.num_sequences} synthetic sequences (authors: 25,000), "
@@ -191,6 +192,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="saved/oie_benchmark")
     parser.add_argument("--output", default=None, help="default benchmarks/results/oie_<dataset>.md")
     parser.add_argument("--report_only", action="store_true")
+    parser.add_argument("--machine_note", default="",
+                        help="how busy the machine was during the runs (s/epoch depends on it), written in the report")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker_model", help=argparse.SUPPRESS)
     parser.add_argument("--worker_config", help=argparse.SUPPRESS)

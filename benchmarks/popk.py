@@ -64,7 +64,19 @@ DATASETS: dict[str, dict[str, Any]] = {
 }
 
 # (popk, popk_metric, popk_logic); popk_mode add, leak-free, k = 1 uniform negative.
-GRID = [(2, "count", "acc"), (2, "count", "ptb"), (2, "variance", "acc")]
+GRID = [(popk, metric, logic) for popk in (1, 2, 4) for metric in ("count", "ratio", "variance")
+        for logic in ("acc", "ptb")]
+
+
+def parse_grid(text: str | None) -> list[tuple[int, str, str]]:
+    """``"2:count:acc,1:variance:ptb"`` -> [(2, "count", "acc"), ...]; None -> the full GRID."""
+    if not text:
+        return GRID
+    grid = []
+    for entry in text.split(","):
+        popk, metric, logic = entry.split(":")
+        grid.append((int(popk), metric, logic))
+    return grid
 
 
 def popk_args(bucket: float, popk: int, metric: str, logic: str) -> dict[str, Any]:
@@ -72,11 +84,11 @@ def popk_args(bucket: float, popk: int, metric: str, logic: str) -> dict[str, An
             "popk_mode": "add", "popk_bucket": bucket, "popk_leak_free": True}
 
 
-def base_config(dataset: str, epochs: int) -> dict[str, Any]:
+def base_config(dataset: str, epochs: int, stopping_step: int = 3) -> dict[str, Any]:
     return {
         **DATASETS[dataset]["config"],
         "epochs": epochs,
-        "stopping_step": 3,
+        "stopping_step": stopping_step,
         "topk": [10],
         "valid_metric": "NDCG@10",
         # Large batches keep this CPU-only benchmark affordable: few optimizer steps / propagations per
@@ -194,20 +206,20 @@ def timing_table(timing: list[dict[str, Any]]) -> list[str]:
 
 def label(args: dict[str, Any]) -> str:
     if args["distribution"] == "uniform":
-        return "uniform"
+        return "uniform" if args["sample_num"] == 1 else f"uniform k={args['sample_num']}"
     return f"POPK(p={args['popk']},{args['popk_metric']},{args['popk_logic']})"
 
 
 def benchmark_dataset(dataset: str, seeds: list[int], epochs: int, grid_epochs: int, out: dict,
-                      isolated: bool) -> list[str]:
+                      isolated: bool, grid_settings: list[tuple[int, str, str]], stopping_step: int) -> list[str]:
     settings = DATASETS[dataset]
     bucket = settings["bucket"]
     lines = [f"## {dataset}", ""]
 
     # 1. grid on validation (BPR, first seed)
     grid_rows = []
-    for popk, metric, logic in GRID:
-        config = {**base_config(dataset, grid_epochs), "seed": seeds[0],
+    for popk, metric, logic in grid_settings:
+        config = {**base_config(dataset, grid_epochs, stopping_step), "seed": seeds[0],
                   "train_neg_sample_args": popk_args(bucket, popk, metric, logic)}
         record = run("BPR", dataset, config, isolated)
         record.update({"popk": popk, "popk_metric": metric, "popk_logic": logic})
@@ -232,12 +244,15 @@ def benchmark_dataset(dataset: str, seeds: list[int], epochs: int, grid_epochs: 
 
     # 3. uniform vs chosen POPK, every seed
     metrics = ACCURACY + BEYOND + settings["extra_metrics"]
-    variants = [{"distribution": "uniform", "sample_num": 1}, popk_args(bucket, *chosen)]
+    # uniform k=1 (RecBole's default), uniform with as many negatives as POPK add (is it the popularity or
+    # just more negatives?), and the chosen POPK setting
+    variants = [{"distribution": "uniform", "sample_num": 1}, {"distribution": "uniform", "sample_num": 1 + chosen[0]},
+                popk_args(bucket, *chosen)]
     for model in ("BPR", "LightGCN"):
         records = []
         for args in variants:
             for seed in seeds:
-                config = {**base_config(dataset, epochs), "seed": seed, "train_neg_sample_args": args}
+                config = {**base_config(dataset, epochs, stopping_step), "seed": seed, "train_neg_sample_args": args}
                 record = run(model, dataset, config, isolated)
                 record.update({"model": f"{model} {label(args)}", "seed": seed})
                 records.append(record)
@@ -248,7 +263,7 @@ def benchmark_dataset(dataset: str, seeds: list[int], epochs: int, grid_epochs: 
         reference = f"{model} uniform"
         summary = summarise(runs, metrics, reference)
         lines += [f"### {model}: test metrics, mean ± std over seeds {', '.join(map(str, seeds))} "
-                  f"(at most {epochs} epochs, early stopping 3 on valid NDCG@10)", "",
+                  f"(at most {epochs} epochs, early stopping {stopping_step} on valid NDCG@10)", "",
                   markdown_table(summary, metrics, reference), ""]
     return lines
 
@@ -259,6 +274,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="3", help="a count (2020, 2021, ...) or a comma list")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--grid_epochs", type=int, default=5)
+    parser.add_argument("--stopping_step", type=int, default=3, help="evaluations without improvement before stopping")
+    parser.add_argument("--grid", default=None, metavar="POPK:METRIC:LOGIC,...",
+                        help="grid searched on validation with BPR (default: popk 1,2,4 x count,ratio,variance x acc,ptb)")
+    parser.add_argument("--machine_note", default="",
+                        help="how busy the machine was (the table's times depend on it), written under Machine")
     parser.add_argument("--timing_only", default=None, metavar="POPK,METRIC,LOGIC",
                         help="only the sampler timing with this POPK setting, e.g. 2,variance,acc")
     parser.add_argument("--isolated", action="store_true", help="each run in its own process (slower to start)")
@@ -271,9 +291,9 @@ def main(argv=None) -> int:
     header = [
         "# POPK vs uniform negatives (issue #6)", "",
         f"- Command: `{command}` (run from a scratch directory)",
-        f"- Machine: {_machine()}; shared with other jobs while running, so absolute times are noisy.",
+        f"- Machine: {_machine()}" + (f"; {args.machine_note}" if args.machine_note else "") + ".",
         f"- Budget: grid at most {args.grid_epochs} epochs, final runs at most {args.epochs} epochs with early "
-        "stopping (3 evaluations) on validation NDCG@10; train_batch_size 8192 rows, learning_rate 0.005, "
+        f"stopping ({args.stopping_step} evaluations) on validation NDCG@10; train_batch_size 8192 rows, learning_rate 0.005, "
         "RecBole defaults otherwise (64-d embeddings, full-sort evaluation, ml-100k random 8/1/1 split, "
         "lastfm leave-last-out by time).",
         "- POPK: k=1 uniform negative + popk popular items per positive (`popk_mode: add`), leak-free, "
@@ -294,7 +314,8 @@ def main(argv=None) -> int:
     raw: dict[str, Any] = {}
     body: list[str] = []
     for dataset in args.datasets.split(","):
-        body += benchmark_dataset(dataset, seeds, args.epochs, args.grid_epochs, raw, args.isolated)
+        body += benchmark_dataset(dataset, seeds, args.epochs, args.grid_epochs, raw, args.isolated,
+                                  parse_grid(args.grid), args.stopping_step)
         output.write_text("\n".join(header + body) + "\n", encoding="utf-8")  # keep partial results
         output.with_suffix(".json").write_text(json.dumps(raw, indent=1, default=str), encoding="utf-8")
     print(f"[popk] wrote {output}", flush=True)
