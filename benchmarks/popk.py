@@ -135,6 +135,8 @@ def sampler_timing(dataset: str, bucket: float, chosen: tuple, rounds: int = 5) 
         f"POPK replace (k={popk}, popk={popk}, {metric}, {logic})":
             {**popk_args(bucket, popk, metric, logic), "popk_mode": "replace", "sample_num": popk},
     }
+    if popk > 1:  # like-for-like reference of `replace` (k = popk negatives per positive)
+        variants[f"uniform (k={popk}, same rows as POPK replace)"] = {"distribution": "uniform", "sample_num": popk}
     loaders, setup, sampling = {}, {}, {}
     for name, args in variants.items():
         config = Config("BPR", dataset, config_dict={**base_config(dataset, 1), "state": "ERROR",
