@@ -88,13 +88,14 @@ class PopkSampler(Sampler):
         self._row_popular = self._precompute_popular(users, items, times, show_progress)
 
     def _precompute_popular(self, users, items, times, show_progress: bool) -> np.ndarray:
-        """P(t, popk) of every training row, [n_train, popk] (0 = slot left to a uniform negative)."""
+        """P(t, popk) of every training row, block-major [popk, n_train] like RecBole's negatives
+        (0 = slot left to a uniform negative)."""
         dtype = np.int32 if self.item_num < np.iinfo(np.int32).max else np.int64
-        out = np.zeros((len(users), self.popk), dtype=dtype)
+        out = np.zeros((self.popk, len(users)), dtype=dtype)
         starts = range(0, len(users), _PRECOMPUTE_CHUNK)
         for lo in tqdm(starts, desc="POPK negatives per training row", disable=not show_progress):
             hi = lo + _PRECOMPUTE_CHUNK
-            out[lo:hi] = self.popular_negatives(users[lo:hi], items[lo:hi], times[lo:hi])
+            out[:, lo:hi] = self.popular_negatives(users[lo:hi], items[lo:hi], times[lo:hi]).T
         return out
 
     def is_used(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -122,7 +123,7 @@ class PopkSampler(Sampler):
         return self.table.lookup(np.asarray(timestamps), item_ids, user_ids, self.popk, self.is_used)
 
     def _cached_popular(self, rows, user_ids, item_ids) -> np.ndarray | None:
-        """Precomputed P(t, popk) of training rows ``rows``, or None if they are not those rows."""
+        """Precomputed P(t, popk) of training rows ``rows`` ([popk, n]), or None if they are not those rows."""
         if rows is None:
             return None
         rows = np.asarray(rows, dtype=np.int64)
@@ -130,7 +131,7 @@ class PopkSampler(Sampler):
                 or not np.array_equal(self._row_items[rows], item_ids)
                 or not np.array_equal(self._row_users[rows], user_ids)):
             return None  # not the training rows the cache was built from: look them up instead
-        return self._row_popular[rows].astype(np.int64, copy=False)
+        return self._row_popular[:, rows]
 
     def sample_with_popk(self, user_ids, item_ids, timestamps, num: int, rows=None) -> torch.Tensor:
         """``num`` negatives per row in RecBole's layout (block c holds the c-th negative of every row).
@@ -141,13 +142,18 @@ class PopkSampler(Sampler):
         """
         user_ids = np.asarray(user_ids, dtype=np.int64)
         item_ids = np.asarray(item_ids, dtype=np.int64)
-        negatives = self.uniform_negatives(user_ids, num)
-        popular = self._cached_popular(rows, user_ids, item_ids)
+        popular = self._cached_popular(rows, user_ids, item_ids)  # [popk, n]
         if popular is None:
-            popular = self.popular_negatives(user_ids, item_ids, timestamps)
-        popular = popular.T  # [popk, n]
-        tail = negatives[num - self.popk :]
-        negatives[num - self.popk :] = np.where(popular > 0, popular, tail)
+            popular = self.popular_negatives(user_ids, item_ids, timestamps).T
+        uniform_blocks = num - self.popk
+        negatives = np.empty((num, len(user_ids)), dtype=np.int64)
+        if uniform_blocks:
+            negatives[:uniform_blocks] = self.uniform_negatives(user_ids, uniform_blocks)
+        negatives[uniform_blocks:] = popular
+        # uniform draws only for the popular slots left empty (few: the first buckets, exhausted rankings)
+        empty_block, empty_row = np.nonzero(negatives[uniform_blocks:] == 0)
+        if empty_row.size:
+            negatives[uniform_blocks + empty_block, empty_row] = self.uniform_negatives(user_ids[empty_row], 1)[0]
         return torch.from_numpy(negatives.reshape(-1))
 
 
