@@ -48,8 +48,8 @@ def main() -> None:
         f"# OIE metrics speed: {args.rows:,} items x {args.dim} dims", "",
         f"Command: `python benchmarks/oie_metrics_speed.py --rows={args.rows} --dim={args.dim} --repeats={args.repeats}"
         f"{' --verify' if args.verify else ''}`", "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (AMD EPYC, AVX2, no AVX-512) shared with other "
-        f"developers' jobs running at the same time (load average above 10), torch {torch.__version__}, "
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (AMD EPYC, AVX2, no AVX-512), 1-minute load average "
+        f"{os.getloadavg()[0]:.1f} at the start, torch {torch.__version__}, "
         f"{torch.get_num_threads()} torch threads. Times are wall-clock seconds, best and worst of {args.repeats}.", "",
         "| table | D_max exact (pruned) | oie_metrics, cold (AAE + SA + random reference) | brute-force chunked cdist | D_max agree |",
         "|---|---|---|---|---|",
