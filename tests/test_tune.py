@@ -13,6 +13,7 @@ import yaml
 
 from recbole_llm import tune as recbole_tune
 from recbole_llm.cli import main
+from recbole_llm.tune import runner as tune_runner
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SEARCH_DIR = PROJECT_ROOT / "properties" / "search"
@@ -129,7 +130,7 @@ def test_invalid_search_fails_before_any_trial_naming_the_key(tmp_path, capsys, 
     def ray_must_not_start(*args, **kwargs):
         raise AssertionError("Ray started for an invalid search")
 
-    monkeypatch.setattr(recbole_tune, "_ray_session", ray_must_not_start)
+    monkeypatch.setattr(tune_runner, "_ray_session", ray_must_not_start)
     space = _write(tmp_path / "space.yaml", space_text)
     start = time.perf_counter()
     code = main([f"--tune={space}", "--model=BPR", "--dataset=ml-100k", f"--output={tmp_path / 'out'}", *extra])
@@ -144,7 +145,7 @@ def test_invalid_search_fails_before_any_trial_naming_the_key(tmp_path, capsys, 
 def test_grid_needs_random_search():
     space = recbole_tune.load_search_space({"n_layers": {"grid": [1, 2]}})
     with pytest.raises(recbole_tune.SearchSpaceError, match="n_layers.*random"):
-        recbole_tune._search_algorithm(recbole_tune.TuneOptions(search_alg="optuna"), space, seed=1)
+        tune_runner._search_algorithm(recbole_tune.TuneOptions(search_alg="optuna"), space, seed=1)
 
 
 SHIPPED = sorted(p.stem for p in SEARCH_DIR.glob("*.yaml"))
@@ -158,3 +159,7 @@ def test_search_spaces_shipped_for_our_models_and_the_benchmark_baselines():
 def test_shipped_search_space_is_valid_for_its_model(model):
     space, config = recbole_tune.validate_search_space(model, "ml-100k", SEARCH_DIR / f"{model}.yaml")
     assert space and all(key in config.final_config_dict for key in space)
+    # every shipped space tunes the step size, within the range Adam works in for these models
+    distribution, args = space["learning_rate"]
+    assert distribution in ("loguniform", "choice")
+    assert 1e-5 <= min(args) and max(args) <= 1e-1

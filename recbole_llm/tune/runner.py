@@ -1,0 +1,214 @@
+"""``run_tune``: check everything, start (or join) Ray, run the trials, write the report."""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recbole_llm.tune.options import TuneOptions
+from recbole_llm.tune.report import SearchRecord, TuneSummary, trials_table, write_report
+from recbole_llm.tune.space import (
+    SearchSpace,
+    SearchSpaceError,
+    fixed_settings,
+    preserved_cuda_visible_devices,
+    to_ray_space,
+    upper_bound,
+    validate_search_space,
+)
+from recbole_llm.tune.trainable import TrialSettings, trainable
+
+# Environment the trials need on every node (a cluster's workers do not share the driver's env).
+FORWARDED_ENV = ("RECBOLE_LLM_RAW_DATA", "RECBOLE_LLM_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+                 "TOKENIZERS_PARALLELISM", "HF_HOME")
+
+
+@dataclass
+class _Plan:
+    """A checked search, ready for Ray: the space, the driver's Config of the run and where results go."""
+
+    space: SearchSpace
+    probe: Any  # recbole_llm.config.Config with the fixed settings
+    settings: TrialSettings
+    output_dir: Path
+    mode: str  # "max" or "min": the direction of the validation metric
+    search_alg: Any  # Ray searcher, seeded
+    max_reports: int
+
+
+def _absolute_paths(probe, fixed: dict[str, Any]) -> dict[str, Any]:
+    """Paths of the run as absolute paths: trials run in their own folders (and maybe other machines).
+
+    ``data_path`` and the raw-data folder always; other ``*_dir`` / ``*_path`` settings given as
+    relative paths (caches, profile folders) too, so trials share them; ``*_file`` settings when
+    the file exists from here. ``checkpoint_dir`` stays relative: each trial keeps its own.
+    """
+    from recbole_llm.data.named_datasets import raw_data_root
+
+    resolved: dict[str, Any] = {}
+    if probe["dataset"] != "ml-100k":  # RecBole always uses its bundled copy for ml-100k
+        resolved["data_path"] = str(Path(probe["data_path"]).resolve().parent)
+    raw = raw_data_root(probe)
+    if raw:
+        resolved["raw_data_path"] = str(raw.resolve())
+    for key, value in {**probe.file_config_dict, **fixed}.items():
+        if key in resolved or key in ("checkpoint_dir", "data_path") or not isinstance(value, str) or not value:
+            continue
+        path = Path(value).expanduser()
+        if path.is_absolute():
+            continue
+        if key.endswith(("_dir", "_path")) or (key.endswith("_file") and path.exists()):
+            resolved[key] = str(path.resolve())
+    return resolved
+
+
+def _prepare_dataset_once(probe) -> None:
+    """Convert a named dataset in the driver, so parallel trials do not race to write its files."""
+    from recbole_llm.data import DatasetNotFoundError, named_datasets
+
+    with preserved_cuda_visible_devices():
+        if not named_datasets.prepare_named_dataset(probe):
+            raise DatasetNotFoundError(
+                f"Dataset '{probe['dataset']}' not found: looked for {probe['data_path']}. Set --data_path or "
+                "raw_data_path / RECBOLE_LLM_RAW_DATA (see `python run_recbole_llm.py --model=... --dataset=...`)."
+            )
+
+
+def _search_algorithm(options: TuneOptions, space: SearchSpace, seed: int):
+    """Ray's searcher for ``--search_alg``, seeded; ``grid`` keys need the random (variant) generator."""
+    if options.search_alg == "random":
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(random_state=seed, max_concurrent=options.max_concurrent or 0)
+    grids = [k for k, (dist, _) in space.items() if dist == "grid"]
+    if grids:
+        raise SearchSpaceError(
+            f"search space key '{grids[0]}': 'grid' works only with --search_alg=random; "
+            f"use 'choice' with {options.search_alg}"
+        )
+    if options.search_alg == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        return OptunaSearch(seed=seed)
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    return HyperOptSearch(random_state_seed=seed)
+
+
+def _scheduler(options: TuneOptions, max_reports: int):
+    """ASHA counts validations (one report each); FIFO lets every trial run to its end."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if options.scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="training_iteration", max_t=max_reports, grace_period=options.grace(max_reports),
+                         reduction_factor=options.reduction_factor)
+
+
+def _max_reports(probe, space: SearchSpace) -> int:
+    """How many validations the longest trial makes (ASHA's ``max_t``)."""
+    epochs = upper_bound(*space["epochs"]) if "epochs" in space else probe["epochs"]
+    return max(1, int(epochs) // max(1, int(probe["eval_step"])))
+
+
+@contextlib.contextmanager
+def _ray_session(options: TuneOptions) -> Iterator[None]:
+    """Use the Ray already running in this process, or connect/start one and shut it down after."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "runtime_env": {"env_vars": env_vars}}
+    if options.ray_address:
+        ray.init(address=options.ray_address, **kwargs)
+    else:
+        ray.init(num_cpus=options.ray_num_cpus or os.cpu_count(), **kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _plan(model, dataset, search_space, config_file_list, cmd_args, options: TuneOptions) -> _Plan:
+    """Every check before Ray starts; the dataset converted once; the output folder made."""
+    options.validate()
+    config_files = [str(Path(f).resolve()) for f in config_file_list] if config_file_list else None
+    space, probe = validate_search_space(model, dataset, search_space, config_files, cmd_args)
+    seed = int(space["seed"][1][0]) if "seed" in space else int(probe["seed"])
+    search_alg = _search_algorithm(options, space, seed)  # a grid with optuna/hyperopt fails before any work
+    _prepare_dataset_once(probe)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    output_dir = Path(options.output or Path("saved", "tune", f"{probe['model']}-{probe['dataset']}-{stamp}")).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    fixed = fixed_settings(space, probe)
+    settings = TrialSettings(
+        model=probe["model"], dataset=probe["dataset"], config_file_list=config_files,
+        config_dict={**fixed, **_absolute_paths(probe, fixed)},
+        cpus_per_trial=options.cpus_per_trial, gpus_per_trial=options.gpus_per_trial,
+    )
+    mode = "max" if probe["valid_metric_bigger"] else "min"
+    return _Plan(space, probe, settings, output_dir, mode, search_alg, _max_reports(probe, space))
+
+
+def _tuner(plan: _Plan, options: TuneOptions):
+    """Ray's Tuner: one trial per sampled configuration, each in its own folder, failures contained."""
+    from ray import air, tune
+
+    resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
+    return tune.Tuner(
+        tune.with_resources(tune.with_parameters(trainable, settings=plan.settings), resources),
+        param_space=to_ray_space(plan.space),
+        tune_config=tune.TuneConfig(
+            metric="valid_score", mode=plan.mode,
+            search_alg=plan.search_alg,
+            scheduler=_scheduler(options, plan.max_reports),
+            num_samples=options.num_samples, time_budget_s=options.time_budget_s,
+            max_concurrent_trials=options.max_concurrent if options.search_alg != "random" else None,
+            chdir_to_trial_dir=True,
+        ),
+        run_config=air.RunConfig(
+            name="ray", storage_path=str(plan.output_dir), verbose=options.verbose,
+            failure_config=air.FailureConfig(max_failures=0, fail_fast=False),
+        ),
+    )
+
+
+def _record(plan: _Plan, options: TuneOptions, command: str, elapsed_s: float) -> SearchRecord:
+    """The report's description of the search and the settings ``best.yaml`` starts from."""
+    probe = plan.probe
+    asha = (f" (max {plan.max_reports} evaluations, grace {options.grace(plan.max_reports)}, "
+            f"reduction {options.reduction_factor:g})" if options.scheduler == "asha" else "")
+    setup = (f"Search: {options.search_alg}, scheduler {options.scheduler}{asha}, num_samples {options.num_samples}, "
+             f"{options.cpus_per_trial:g} CPU / {options.gpus_per_trial:g} GPU per trial")
+    return SearchRecord(
+        model=probe["model"], dataset=probe["dataset"], metric=probe["valid_metric"].lower(),
+        mode=plan.mode, command=command, setup=setup,
+        searched=list(plan.space), base_settings={**probe.file_config_dict, **fixed_settings(plan.space, probe)},
+        elapsed_s=elapsed_s,
+    )
+
+
+def run_tune(
+    model: str,
+    dataset: str | None,
+    search_space: str | os.PathLike | Mapping[str, Any],
+    config_file_list: Sequence[str] | None = None,
+    cmd_args: Sequence[str] | None = None,
+    options: TuneOptions | None = None,
+    command: str | None = None,
+) -> TuneSummary:
+    """Run a Ray Tune search; every check on the space and options happens before Ray starts."""
+    options = options or TuneOptions()
+    plan = _plan(model, dataset, search_space, config_file_list, cmd_args, options)
+    started = time.time()
+    with _ray_session(options):
+        results = _tuner(plan, options).fit()
+        table = trials_table(results, list(plan.space), plan.mode)
+    command = command or f"run_tune({model!r}, {dataset!r}, {search_space!r})"
+    return write_report(plan.output_dir, table, _record(plan, options, command, time.time() - started))

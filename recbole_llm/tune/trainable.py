@@ -1,0 +1,93 @@
+"""One trial: runs inside a Ray worker, in its own trial folder, and reports every validation to Ray."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from recbole_llm.tune.space import plain
+
+
+@dataclass
+class TrialSettings:
+    """What every trial shares: the model, the data and the constant settings (sent to each worker)."""
+
+    model: str
+    dataset: str | None
+    config_file_list: list[str] | None
+    config_dict: dict[str, Any]
+    cpus_per_trial: float
+    gpus_per_trial: float
+
+
+class TuneReportMixin:
+    """Trainer mixin: reports each validation result to Ray Tune (``ray.air.session``) as it happens.
+
+    Every RecBole trainer validates through ``_valid_epoch``, so reporting there works whatever
+    ``fit`` looks like. The running best and whether training ends there follow RecBole's own
+    ``early_stopping`` rule on the trainer's state, exactly what ``fit`` applies right after; a
+    trial that reports ``finished`` ran to its end (ASHA did not stop it).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tune_reports = 0
+
+    def _valid_epoch(self, *args: Any, **kwargs: Any):
+        from ray.air import session
+        from recbole.utils import early_stopping
+
+        valid_score, valid_result = super()._valid_epoch(*args, **kwargs)
+        self.tune_reports += 1
+        best, _, stop, _ = early_stopping(
+            valid_score, self.best_valid_score, self.cur_step, max_step=self.stopping_step,
+            bigger=self.valid_metric_bigger,
+        )
+        epoch = self.tune_reports * self.eval_step
+        session.report({
+            **{str(k): float(v) for k, v in dict(valid_result).items()},
+            "valid_score": float(valid_score),
+            "best_valid_score": float(best),
+            "epoch": epoch,
+            "finished": bool(stop or epoch + self.eval_step > self.epochs),
+        })
+        return valid_score, valid_result
+
+
+def tune_trainer(config, model, trainer):
+    """``trainer``'s class with :class:`TuneReportMixin` on top, built for ``model``.
+
+    Temporary: once ``quick_start.build(config, trainer_mixins=...)`` exists, the trainable asks
+    ``build(config, trainer_mixins=(TuneReportMixin,))`` for this trainer and this function goes.
+    """
+    return type("TuneTrainer", (TuneReportMixin, type(trainer)), {})(config, model)
+
+
+def _trial_config_dict(params: dict[str, Any], settings: TrialSettings) -> dict[str, Any]:
+    """The trial's settings: shared ones, the sampled values, and the device Ray gave this worker."""
+    config_dict = {**settings.config_dict, **{k: plain(v) for k, v in params.items()}}
+    config_dict["use_gpu"] = settings.gpus_per_trial > 0
+    if settings.gpus_per_trial > 0:
+        # RecBole's Config sets CUDA_VISIBLE_DEVICES from gpu_id: keep the GPU(s) Ray gave us.
+        config_dict["gpu_id"] = os.environ.get("CUDA_VISIBLE_DEVICES", "0")
+    return config_dict
+
+
+def trainable(params: dict[str, Any], settings: TrialSettings) -> None:
+    """Train one configuration, reporting every validation; returns nothing (ASHA-compatible)."""
+    import torch
+    from recbole.utils import init_logger, init_seed
+
+    import recbole_llm  # noqa: F401  (compatibility layer in this worker)
+    from recbole_llm.config import Config
+    from recbole_llm.quick_start import build
+
+    torch.set_num_threads(max(1, int(settings.cpus_per_trial)))
+    config = Config(settings.model, settings.dataset, settings.config_file_list, _trial_config_dict(params, settings))
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)  # into this trial's own folder (Ray made it the working directory)
+    _, train_data, valid_data, _, model, trainer = build(config)
+    trainer = tune_trainer(config, model, trainer)
+    trainer.fit(train_data, valid_data, verbose=False, saved=False, show_progress=False)
+    if trainer.tune_reports == 0:
+        raise RuntimeError("the trial trained without a single validation: set eval_step >= 1 and epochs >= eval_step")
