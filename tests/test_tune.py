@@ -148,6 +148,39 @@ def test_grid_needs_random_search():
         tune_runner._search_algorithm(recbole_tune.TuneOptions(search_alg="optuna"), space, seed=1)
 
 
+class _ScriptedTrainer:
+    """The trainer state TuneReportMixin reads (as RecBole's Trainer names it), with scripted validations."""
+
+    def __init__(self, scores):
+        self.scores = iter(scores)
+        self.best_valid_score, self.cur_step, self.stopping_step = -float("inf"), 0, 1
+        self.valid_metric_bigger, self.eval_step, self.epochs = True, 1, 5
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        score = next(self.scores)
+        return score, {"mrr@10": score}
+
+
+def test_report_mixin_reports_every_validation_and_recbole_early_stopping(monkeypatch):
+    from recbole.utils import early_stopping
+
+    reports = []
+    monkeypatch.setattr("ray.air.session.report", reports.append)
+    trainer = type("Reporting", (recbole_tune.TuneReportMixin, _ScriptedTrainer), {})([0.2, 0.1, 0.05])
+    for _ in range(3):  # what RecBole's fit does after each validation
+        score, _ = trainer._valid_epoch(None, show_progress=False)
+        trainer.best_valid_score, trainer.cur_step, _, _ = early_stopping(
+            score, trainer.best_valid_score, trainer.cur_step, max_step=trainer.stopping_step, bigger=True
+        )
+    assert "_valid_epoch" not in vars(trainer)  # a subclass override, nothing rebound on the instance
+    assert trainer.tune_reports == 3
+    assert [r["epoch"] for r in reports] == [1, 2, 3]
+    assert [r["valid_score"] for r in reports] == [r["mrr@10"] for r in reports] == [0.2, 0.1, 0.05]
+    assert [r["best_valid_score"] for r in reports] == [0.2, 0.2, 0.2]
+    # RecBole stops after more than stopping_step=1 validations without improvement: the 3rd ends the trial
+    assert [r["finished"] for r in reports] == [False, False, True]
+
+
 SHIPPED = sorted(p.stem for p in SEARCH_DIR.glob("*.yaml"))
 
 
