@@ -19,7 +19,9 @@ from typing import Sequence
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run_recbole_llm.py profiles", description="Generate P4R item profiles.")
     parser.add_argument("--dataset", "-d", default=None, help="dataset name (default ml-100k)")
-    parser.add_argument("--backend", choices=("template", "transformers"), default=None,
+    from recbole_llm.profiles.generate import backend_choices
+
+    parser.add_argument("--backend", choices=backend_choices(), default=None,
                         help="template (no LLM, default) or transformers (a causal LM)")
     parser.add_argument("--llm", default=None, help="causal LM hub name or local folder (transformers backend)")
     parser.add_argument("--max_new_tokens", type=int, default=None)
