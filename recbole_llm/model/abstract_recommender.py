@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from functools import lru_cache
+from functools import cache
 
 import torch
 import yaml
@@ -24,7 +24,7 @@ NORMALISATIONS = ("sym", "mean")
 _CHOICES_COMMENT = re.compile(r"^(\w+)\s*:[^#]*#.*\bchoices:\s*(\[[^\]]*\])")
 
 
-@lru_cache(maxsize=None)
+@cache
 def yaml_choices(model_name: str) -> dict[str, tuple[str, ...]]:
     """``key -> allowed values`` annotated in ``properties/model/<model_name>.yaml`` (``{}`` if no file)."""
     from recbole_llm.utils import properties_dir

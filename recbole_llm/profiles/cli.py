@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad:
         print(f"error: unrecognised argument(s) {' '.join(bad)}: overrides take the form --key=value", file=sys.stderr)
         return 2
-    import recbole_llm  # noqa: F401  (compatibility layer)
     from recbole.utils import init_logger
 
+    import recbole_llm  # noqa: F401  (compatibility layer)
     from recbole_llm.config import Config
     from recbole_llm.profiles.generate import generate_profiles
     from recbole_llm.profiles.store import ProfileSettingsMismatch

@@ -73,7 +73,7 @@ class P4R(GeneralGraphRecommender):
         return profiles
 
     @classmethod
-    def item_profiles(cls, config, dataset) -> ItemProfiles:
+    def attached_profiles(cls, config, dataset) -> ItemProfiles:
         """The profiles :meth:`prepare_data` attached to ``dataset``; prepared now if absent or
         made for other profile settings (a model built outside recbole-llm's data step)."""
         profiles = getattr(dataset, "item_profiles", None)
@@ -89,7 +89,7 @@ class P4R(GeneralGraphRecommender):
         projector = checked_choice(type(self), "projector", str(config["projector"]).lower())
 
         # Profiles -> frozen text embeddings, one row per internal item id (row 0 = padding).
-        item_profiles = self.item_profiles(config, dataset)
+        item_profiles = self.attached_profiles(config, dataset)
         profiles, self.profile_file = item_profiles.features, item_profiles.file
         self.register_buffer("profile_embeddings", profiles.embeddings, persistent=False)
         self.register_buffer("profile_mask", profiles.mask, persistent=False)
