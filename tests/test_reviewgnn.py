@@ -382,7 +382,7 @@ def _eval_pairs(config) -> set[tuple[str, str]]:
 def _trained_state(config):
     dataset, train_data, valid_data, test_data, model, trainer = build(config)
     built_tensors = {
-        "purchase_adj": model.adjacency.to_dense(),
+        "adjacency": model.adjacency.to_dense(),
         "review_adj": model.review_adj.to_dense(),
         "review_incidence": model.review_incidence.to_dense(),
         "review_embeddings": model.review_embeddings.clone(),

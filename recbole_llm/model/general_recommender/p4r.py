@@ -68,7 +68,7 @@ class P4R(GeneralGraphRecommender):
         """
         texts, profile_file = load_item_profiles(config, train_dataset)
         features = embed_texts(texts, TextEncoder.from_config(config))
-        profiles = ItemProfiles(features, Path(profile_file), _profiles_key(config, train_dataset))
+        profiles = ItemProfiles(features, Path(profile_file), (str(profile_file), str(config["text_encoder"])))
         train_dataset.item_profiles = profiles
         return profiles
 
