@@ -37,7 +37,6 @@ from recbole_llm.profiles.store import ProfileStore, check_profile_file, read_pr
 logger = logging.getLogger(__name__)
 
 
-
 def backend_choices() -> tuple[str, ...]:
     """The profile backends (``choices`` of ``profile_backend`` in properties/model/P4R.yaml)."""
     return yaml_choices("P4R")["profile_backend"]
