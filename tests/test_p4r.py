@@ -1,4 +1,5 @@
-"""P4R model: trains on real data (ml-100k, the 69 items with >= 250 ratings), fusion modes, masks, cache."""
+"""P4R model: trains on real data (ml-100k, the 69 items with >= 250 ratings), fusion modes, masks, cache,
+profiles prepared in the data step."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,8 @@ import torch
 import recbole_llm  # noqa: F401  (compatibility layer)
 from recbole_llm.config import Config
 from recbole_llm.model.general_recommender.p4r import P4R
-from recbole_llm.profiles import ProfilesMissingError, read_profiles
+from recbole_llm.profiles import ProfileSettingsMismatch, ProfilesMissingError, read_profiles
+from recbole_llm.profiles.store import read_header
 from recbole_llm.quick_start import build
 
 SMALL = {"item_inter_num_interval": "[250,inf)", "epochs": 1, "show_progress": False, "state": "ERROR",
@@ -29,13 +31,12 @@ def _config(dirs, **extra):
 
 @pytest.fixture(scope="module")
 def trained(dirs, tmp_path_factory):
-    import os
-
-    os.chdir(tmp_path_factory.mktemp("run"))  # RecBole writes log/ and saved/ here
-    config = _config(dirs)
-    _, train_data, valid_data, test_data, model, trainer = build(config)
-    trainer.fit(train_data, valid_data, saved=False, show_progress=False)
-    result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp("run"))  # RecBole writes log/ and saved/ here
+        config = _config(dirs)
+        _, train_data, valid_data, test_data, model, trainer = build(config)
+        trainer.fit(train_data, valid_data, saved=False, show_progress=False)
+        result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
     return config, train_data, model, result
 
 
@@ -103,6 +104,7 @@ def test_items_without_profile_are_masked(trained, dirs, tmp_path):
     kept = dict(list(records.items())[: len(records) // 2])
     partial = tmp_path / "partial.jsonl"
     with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(read_header(model.profile_file)) + "\n")  # same dataset and split
         for record in kept.values():
             handle.write(json.dumps(record) + "\n")
     for fusion in ("add", "replace"):
@@ -114,6 +116,46 @@ def test_items_without_profile_are_masked(trained, dirs, tmp_path):
         missing = ~masked.profile_mask
         assert torch.equal(items[missing], masked.item_embedding.weight[missing])  # ID embedding alone
         assert not torch.allclose(items[masked.profile_mask], masked.item_embedding.weight[masked.profile_mask])
+
+
+def test_llm_profile_file_of_another_split_is_refused(trained, dirs, tmp_path):
+    """A transformers profile file quoting another split's feedback (another seed) is refused."""
+    _, train_data, model, _ = trained
+    header = read_header(model.profile_file)
+    other = tmp_path / "other_split.jsonl"
+    other.write_text(json.dumps({**header, "split": "0123456789ab"}) + "\n", encoding="utf-8")
+    cfg = _config(dirs, profile_file=str(other), profile_backend="transformers", profile_llm="some/llm")
+    with pytest.raises(ProfileSettingsMismatch, match=f"0123456789ab.*{header['split']}") as error:
+        P4R(cfg, train_data._dataset)
+    assert str(other) in str(error.value) and "\n" not in str(error.value)
+    headerless = tmp_path / "headerless.jsonl"
+    headerless.write_text(json.dumps(next(iter(read_profiles(model.profile_file).values()))) + "\n")
+    with pytest.raises(ProfileSettingsMismatch, match="no header"):
+        P4R(_config(dirs, profile_file=str(headerless), profile_backend="transformers", profile_llm="x"),
+            train_data._dataset)
+
+
+def test_prepare_data_attaches_profiles_the_model_reuses(trained, dirs, monkeypatch):
+    config, train_data, _, _ = trained
+    dataset = train_data._dataset
+    prepared = P4R.prepare_data(config, dataset)
+    assert dataset.item_profiles is prepared and prepared.features.embeddings.shape[0] == dataset.item_num
+    calls = []
+
+    class PreparedAgain(Exception):
+        pass
+
+    def prepare_again(cls, config, dataset):
+        calls.append(config)
+        raise PreparedAgain
+
+    monkeypatch.setattr(P4R, "prepare_data", classmethod(prepare_again))
+    model = P4R(config, dataset)
+    assert calls == [] and torch.equal(model.profile_embeddings, prepared.features.embeddings)
+    other = _config(dirs, profile_max_reviews=1)  # other profile settings: not these embeddings
+    with pytest.raises(PreparedAgain):
+        P4R(other, dataset)
+    assert calls == [other]
 
 
 def test_llm_backend_without_generated_profiles_says_what_to_run(trained, dirs):

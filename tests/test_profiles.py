@@ -23,7 +23,9 @@ from recbole_llm.profiles import (
     profile_path,
     read_profiles,
 )
+from recbole_llm.profiles.attributes import split_fingerprint
 from recbole_llm.profiles.backends import TransformersBackend
+from recbole_llm.profiles.generate import load_item_profiles
 from recbole_llm.profiles.prompt import PromptError
 from recbole_llm.profiles.store import read_header
 
@@ -101,7 +103,8 @@ def test_template_generation_resumes_after_interruption_without_redoing(small_da
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        generate_profiles(config, dataset, train, backend=TemplateBackend(batch_size=20), on_batch=stop_after_two_batches)
+        generate_profiles(config, dataset, train, backend=TemplateBackend(batch_size=20),
+                          on_batch=stop_after_two_batches)
     path = profile_path(config, train)
     assert len(read_profiles(path)) == 40
     with open(path, "a", encoding="utf-8") as handle:  # a process killed mid-write leaves a torn line
@@ -155,7 +158,8 @@ def _build_tiny_llm(folder, corpus, chat_template: str | None = None):
 def tiny_llm(small_data, tmp_path_factory):
     config, dataset, train = small_data
     prompt = PromptTemplate.load()
-    corpus = [prompt.system, prompt.user] + [prompt.plain_prompt(i) for i in collect_item_attributes(config, dataset, train)]
+    items = collect_item_attributes(config, dataset, train)
+    corpus = [prompt.system, prompt.user] + [prompt.plain_prompt(item) for item in items]
     plain = _build_tiny_llm(tmp_path_factory.mktemp("tiny_llm"), corpus)
     chat = _build_tiny_llm(
         tmp_path_factory.mktemp("tiny_chat_llm"), corpus + ["system user assistant :"],
@@ -191,6 +195,24 @@ def test_transformers_backend_interrupted_and_resumed_with_real_generation(small
     record = next(iter(records.values()))
     assert record["parsed"] is False and record["attempts"] == 2 and record["raw"].strip()
     assert result.unparsed == result.generated
+
+
+def test_transformers_profile_file_of_another_split_is_refused(small_data, tiny_llm, tmp_path):
+    """LLM profiles quote the training split's feedback: a file made on another split (another
+    seed) is refused with both fingerprints, like the template backend's files."""
+    _, dataset, train = small_data
+    path = tmp_path / "llm.jsonl"
+    config = _config(tmp_path, profile_backend="transformers", profile_llm=tiny_llm[0], profile_file=str(path),
+                     profile_max_new_tokens=2)
+    generate_profiles(config, dataset, train, limit=8, show_progress=False)
+    texts, _ = load_item_profiles(config, train)
+    assert sum(t is not None for t in texts) == 8  # same split: read, unfinished items masked
+    other = train.copy(train.inter_feat[: len(train.inter_feat) - 50])  # another training split
+    with pytest.raises(ProfileSettingsMismatch, match="training split") as error:
+        load_item_profiles(config, other)
+    message = str(error.value)
+    assert str(path) in message and split_fingerprint(train) in message and split_fingerprint(other) in message
+    assert "\n" not in message
 
 
 def test_transformers_backend_chat_template_and_successful_retry(small_data, tiny_llm, monkeypatch):

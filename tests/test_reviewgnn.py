@@ -16,16 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
+from conftest import FAST
+from recbole.utils import init_seed
 
 from recbole_llm.config import Config
 from recbole_llm.data import create_dataset, data_preparation
 from recbole_llm.model.general_recommender.reviewgnn import ReviewGCN, ReviewGNN
 from recbole_llm.quick_start import build
 from recbole_llm.text import encoder as encoder_module
-from recbole_llm.utils import get_model, get_trainer, properties_dir
-
-from conftest import FAST
+from recbole_llm.utils import get_model
 
 DATASET = "amazon-gift-cards"
 EVAL = {
@@ -133,8 +132,8 @@ def test_graph_comes_from_training_pairs(built):
     assert isinstance(model, ReviewGNN) and model.use_reviews
     n_train_pairs = len(set(zip(train.inter_feat["user_id"].tolist(), train.inter_feat["item_id"].tolist())))
     # purchase adjacency: both directions of every training pair, nothing else
-    assert model.purchase_adj.layout == torch.sparse_csr
-    assert model.purchase_adj._nnz() == 2 * n_train_pairs
+    assert model.adjacency.layout == torch.sparse_csr
+    assert model.adjacency._nnz() == 2 * n_train_pairs
     assert 0 < model.n_review_edges <= n_train_pairs
     assert model.review_embeddings.shape == (model.n_review_edges, 32)  # the tiny encoder's size
     # no test pair is a review edge
@@ -174,7 +173,7 @@ def test_layer2_equals_per_edge_formula(built):
     model = built[4]
     with torch.no_grad():
         h0 = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
-        h1 = torch.relu(torch.sparse.mm(model.purchase_adj, model.layer1_weight(h0)))
+        h1 = torch.relu(torch.sparse.mm(model.adjacency, model.layer1_weight(h0)))
         reviews = model.review_vectors()
         adj = model.review_adj.to_sparse_coo().coalesce()
         src, dst = adj.indices()
@@ -184,7 +183,7 @@ def test_layer2_equals_per_edge_formula(built):
         item_end = torch.where(src < model.n_users, dst, src) - model.n_users
         edge = torch.searchsorted(keys, user_end * model.n_items + item_end)
         per_edge = coef[:, None] * model.review_weight(torch.cat([h1[dst], reviews[edge]], dim=1))
-        expected = torch.sparse.mm(model.purchase_adj, model.purchase_weight(h1))
+        expected = torch.sparse.mm(model.adjacency, model.purchase_weight(h1))
         expected = expected.index_add(0, src, per_edge)
         user_e, item_e, _ = model.forward()
         h2 = torch.relu(expected)
@@ -255,11 +254,12 @@ def test_adaptive_alpha_rule_and_checkpoint(built, data_root):
 def test_trainer_changes_alpha_under_adaptive(data_root):
     config = _config(data_root / "data", data_root / "cache", epochs=2)
     _, train_data, valid_data, _, model, trainer = build(config)
-    assert type(trainer).__name__ == "ReviewGNNTrainer"
-    trainer.fit(train_data, valid_data, saved=False)
-    alphas = [a for _, a in trainer.alpha_history]
-    assert alphas[0] == pytest.approx(0.1) and alphas[1] != pytest.approx(0.1)
-    assert model.alpha_min - 1e-6 <= alphas[1] <= model.alpha_0 + 1e-6
+    assert float(model.alpha) == pytest.approx(model.alpha_0)
+    alphas = []
+    trainer.fit(train_data, valid_data, saved=False, callback_fn=lambda epoch, score: alphas.append(float(model.alpha)))
+    assert len(alphas) == 2
+    assert alphas[0] == pytest.approx(model.alpha_min)  # the first validation is the best so far
+    assert all(model.alpha_min - 1e-6 <= a <= model.alpha_0 + 1e-6 for a in alphas)
 
 
 def test_missing_hit_metric_is_a_clear_error(data_root):
@@ -276,21 +276,20 @@ def test_gcn_baseline_has_no_review_branch_and_reads_no_text(data_root, monkeypa
     _, train_data, _, test_data, model, _ = build(config)
     assert not model.use_reviews and spy.texts == []
     assert not hasattr(model, "review_fc") and not hasattr(model, "review_weight")
-    alias = _config(data_root / "data", data_root / "cache", model="ReviewGCN")
-    _, _, _, _, alias_model, _ = build(alias)
-    assert isinstance(alias_model, ReviewGCN) and not alias_model.use_reviews
+    # the alias forces use_reviews off even under a config that asks for reviews
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    alias_model = ReviewGCN(_config(data_root / "data", data_root / "cache"), train_data._dataset)
+    assert not alias_model.use_reviews and spy.texts == []
     batch = next(iter(test_data))[0]
     model.eval(), alias_model.eval()
     assert torch.equal(model.full_sort_predict(batch), alias_model.full_sort_predict(batch))
+
+
+def test_reviewgcn_by_name_reads_reviewgnn_yaml(data_root):
+    """``--model=ReviewGCN``: found by name, ReviewGNN's defaults, ``use_reviews`` overridden."""
     assert get_model("ReviewGCN") is ReviewGCN
-    assert get_trainer(config["MODEL_TYPE"], "ReviewGNN").__name__ == "ReviewGNNTrainer"
-
-
-def test_reviewgcn_yaml_mirrors_reviewgnn_yaml():
-    gnn = yaml.safe_load((properties_dir() / "model" / "ReviewGNN.yaml").read_text())
-    gcn = yaml.safe_load((properties_dir() / "model" / "ReviewGCN.yaml").read_text())
-    assert gnn.pop("use_reviews") is True and gcn.pop("use_reviews") is False
-    assert gnn == gcn
+    config = _config(data_root / "data", data_root / "cache", model="ReviewGCN")
+    assert config["use_reviews"] is False and config["normalisation"] == "sym" and config["alpha_0"] == 0.1
 
 
 @pytest.mark.parametrize("key, value", [("review_field", "title"), ("normalisation", "left"),
@@ -383,7 +382,7 @@ def _eval_pairs(config) -> set[tuple[str, str]]:
 def _trained_state(config):
     dataset, train_data, valid_data, test_data, model, trainer = build(config)
     built_tensors = {
-        "purchase_adj": model.purchase_adj.to_dense(),
+        "adjacency": model.adjacency.to_dense(),
         "review_adj": model.review_adj.to_dense(),
         "review_incidence": model.review_incidence.to_dense(),
         "review_embeddings": model.review_embeddings.clone(),

@@ -66,7 +66,7 @@ def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     try:
         return getattr(torch, dtype)
     except AttributeError as err:
-        raise ValueError(f"profile_llm_dtype '{dtype}' is not a torch dtype (auto, float32, bfloat16, float16)") from err
+        raise ValueError(f"profile_llm_dtype '{dtype}' is neither auto nor a torch dtype (e.g. bfloat16)") from err
 
 
 class TransformersBackend(ProfileBackend):

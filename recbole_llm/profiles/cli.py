@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run_recbole_llm.py profiles", description="Generate P4R item profiles.")
     parser.add_argument("--dataset", "-d", default=None, help="dataset name (default ml-100k)")
-    parser.add_argument("--backend", choices=("template", "transformers"), default=None,
+    from recbole_llm.profiles.generate import backend_choices
+
+    parser.add_argument("--backend", choices=backend_choices(), default=None,
                         help="template (no LLM, default) or transformers (a causal LM)")
     parser.add_argument("--llm", default=None, help="causal LM hub name or local folder (transformers backend)")
     parser.add_argument("--max_new_tokens", type=int, default=None)
@@ -38,9 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad:
         print(f"error: unrecognised argument(s) {' '.join(bad)}: overrides take the form --key=value", file=sys.stderr)
         return 2
-    import recbole_llm  # noqa: F401  (compatibility layer)
     from recbole.utils import init_logger
 
+    import recbole_llm  # noqa: F401  (compatibility layer)
     from recbole_llm.config import Config
     from recbole_llm.profiles.generate import generate_profiles
     from recbole_llm.profiles.store import ProfileSettingsMismatch

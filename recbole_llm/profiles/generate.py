@@ -14,13 +14,15 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tqdm.auto import tqdm
 
+from recbole_llm.model.abstract_recommender import yaml_choices
 from recbole_llm.profiles.attributes import (
     ItemAttributes,
     attribute_settings,
@@ -30,30 +32,26 @@ from recbole_llm.profiles.attributes import (
 )
 from recbole_llm.profiles.backends import TEMPLATE_VERSION, ProfileBackend, TemplateBackend, TransformersBackend
 from recbole_llm.profiles.prompt import PromptTemplate, profile_text
-from recbole_llm.profiles.store import ProfileStore, read_profiles
+from recbole_llm.profiles.store import ProfileStore, check_profile_file, read_profiles
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("template", "transformers")
+
+def backend_choices() -> tuple[str, ...]:
+    """The profile backends (``choices`` of ``profile_backend`` in properties/model/P4R.yaml)."""
+    return yaml_choices("P4R")["profile_backend"]
 
 
 class ProfilesMissingError(FileNotFoundError):
     """No profile file for these settings, and the backend is too costly to run implicitly."""
 
 
-def _get(config, key: str, default=None):
-    try:
-        value = config[key]
-    except (KeyError, TypeError):
-        return default
-    return default if value is None else value
-
-
 def backend_name(config) -> str:
-    name = str(_get(config, "profile_backend", "template")).lower()
-    if name not in BACKENDS:
-        raise ValueError(f"profile_backend must be one of {', '.join(BACKENDS)}, got '{name}'")
-    if name == "transformers" and not _get(config, "profile_llm"):
+    """``profile_backend`` (one of :func:`backend_choices`), checked against what it needs."""
+    name = str(config["profile_backend"]).lower()
+    if name not in backend_choices():
+        raise ValueError(f"profile_backend must be one of {', '.join(backend_choices())}, got '{name}'")
+    if name == "transformers" and not config["profile_llm"]:
         raise ValueError("profile_backend=transformers needs profile_llm (a causal LM name or local folder).")
     return name
 
@@ -62,19 +60,19 @@ def decoding_settings(config) -> dict[str, Any]:
     """Decoding settings that change the output (recorded in the file and part of its key)."""
     if backend_name(config) == "template":
         return {}
-    return {"do_sample": False, "max_new_tokens": int(_get(config, "profile_max_new_tokens", 160)),
-            "max_prompt_tokens": int(_get(config, "profile_max_prompt_tokens", 1536)), "retries": 1}
+    return {"do_sample": False, "max_new_tokens": int(config["profile_max_new_tokens"]),
+            "max_prompt_tokens": int(config["profile_max_prompt_tokens"]), "retries": 1}
 
 
 def profile_identity(config, train_dataset) -> dict[str, Any]:
     """The header fields that identify a profile file (see :data:`store.IDENTITY_KEYS`)."""
     backend = backend_name(config)
-    extrinsic = bool(_get(config, "profile_extrinsic", True))
+    extrinsic = bool(config["profile_extrinsic"])
     if backend == "template":
         model, prompt_hash = "template", TEMPLATE_VERSION
     else:
-        model = str(_get(config, "profile_llm"))
-        prompt_hash = PromptTemplate.load(_get(config, "profile_prompt_file")).text_hash
+        model = str(config["profile_llm"])
+        prompt_hash = PromptTemplate.load(config["profile_prompt_file"]).text_hash
     return {
         "dataset": str(config["dataset"]),
         "backend": backend,
@@ -96,11 +94,11 @@ def _default_profile_dir(config) -> Path:
 
 def profile_path(config, train_dataset, identity: dict[str, Any] | None = None) -> Path:
     """Where the profiles for ``config`` (and this training split) are stored."""
-    explicit = _get(config, "profile_file")
+    explicit = config["profile_file"]
     if explicit:
         return Path(explicit).expanduser()
     identity = identity or profile_identity(config, train_dataset)
-    folder = Path(_get(config, "profile_dir") or _default_profile_dir(config)).expanduser()
+    folder = Path(config["profile_dir"] or _default_profile_dir(config)).expanduser()  # ~: next to the data
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     slug = identity["backend"]
     if identity["backend"] != "template":
@@ -113,13 +111,13 @@ def build_backend(config) -> ProfileBackend:
     if name == "template":
         return TemplateBackend()
     return TransformersBackend(
-        _get(config, "profile_llm"),
-        PromptTemplate.load(_get(config, "profile_prompt_file")),
-        device=_get(config, "device", "cpu"),
-        max_new_tokens=int(_get(config, "profile_max_new_tokens", 160)),
-        batch_size=int(_get(config, "profile_batch_size", 8)),
-        dtype=str(_get(config, "profile_llm_dtype", "auto")),
-        max_prompt_tokens=int(_get(config, "profile_max_prompt_tokens", 1536)),
+        config["profile_llm"],
+        PromptTemplate.load(config["profile_prompt_file"]),
+        device=config["device"],
+        max_new_tokens=int(config["profile_max_new_tokens"]),
+        batch_size=int(config["profile_batch_size"]),
+        dtype=str(config["profile_llm_dtype"]),
+        max_prompt_tokens=int(config["profile_max_prompt_tokens"]),
     )
 
 
@@ -229,12 +227,19 @@ def _generate_locked(config, dataset, train_dataset, identity, path, backend, ov
     return GenerationResult(path, len(items), skipped, written, unparsed, time.perf_counter() - start)
 
 
+def _generate_command(config, identity: dict[str, Any]) -> str:
+    return (f"python run_recbole_llm.py profiles --dataset={config['dataset']} --backend={identity['backend']} "
+            f"--llm={identity['model']} --seed={config['seed']}")
+
+
 def load_item_profiles(config, train_dataset, generate_missing: bool | None = None) -> tuple[list[str | None], Path]:
     """One profile text per internal item id of ``train_dataset`` (index 0 = padding -> None).
 
     The ``template`` backend fills a missing or incomplete file on the fly (it is cheap and needs
     no LLM); for ``transformers`` a missing file raises :class:`ProfilesMissingError` naming the
     command to run, and items missing from a partial file get ``None`` (the model masks them).
+    An existing file must carry this dataset and training split in its header
+    (:func:`store.check_profile_file`), whichever backend wrote it.
     """
     identity = profile_identity(config, train_dataset)
     path = profile_path(config, train_dataset, identity)
@@ -242,13 +247,15 @@ def load_item_profiles(config, train_dataset, generate_missing: bool | None = No
         generate_missing = identity["backend"] == "template"
     if generate_missing:
         generate_profiles(config, dataset=train_dataset, train_dataset=train_dataset, output=path,
-                          show_progress=bool(_get(config, "show_progress", False)))
+                          show_progress=bool(config["show_progress"]))
     elif not path.is_file():
         raise ProfilesMissingError(
-            f"No item profiles at {path}. Generate them first: python run_recbole_llm.py profiles "
-            f"--dataset={config['dataset']} --backend={identity['backend']} --llm={identity['model']} "
+            f"No item profiles at {path}. Generate them first: {_generate_command(config, identity)} "
             "(with the same seed, split and profile_* settings as training), or set profile_file."
         )
+    else:
+        # a file made on another seed's split quotes ratings/reviews that are test data here
+        check_profile_file(path, identity, hint=f"regenerate it: {_generate_command(config, identity)}")
     records = read_profiles(path)
     tokens = train_dataset.field2id_token[train_dataset.iid_field]
     texts: list[str | None] = [None]

@@ -46,7 +46,7 @@ class PromptTemplate:
     path: str
 
     @classmethod
-    def load(cls, prompt_file: str | Path | None = None) -> "PromptTemplate":
+    def load(cls, prompt_file: str | Path | None = None) -> PromptTemplate:
         path = resolve_prompt_path(prompt_file)
         raw = path.read_text(encoding="utf-8")
         parts: dict[str, list[str]] = {"system": [], "user": []}

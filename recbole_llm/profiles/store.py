@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 FORMAT_VERSION = 1
 # Header keys that must match for a rerun to append to an existing file.
@@ -78,6 +79,25 @@ def read_profiles(path: str | Path) -> dict[str, dict[str, Any]]:
             if record.get("record") == "profile":
                 profiles[str(record["item"])] = record
     return profiles
+
+
+def check_profile_file(path: str | Path, identity: dict[str, Any], hint: str = "") -> None:
+    """Refuse a profile file whose header names another dataset or training split than ``identity``.
+
+    Extrinsic profiles quote the training split's ratings and reviews: a file built on another
+    seed's split carries feedback that is validation/test data of this run. Other header
+    differences (model, prompt, decoding) are the user's explicit choice of file and pass.
+    """
+    path = Path(path)
+    header = read_header(path)
+    if header is None:
+        raise ProfileSettingsMismatch(f"{path} has no header line, so its split cannot be checked; {hint}")
+    for key, what in (("dataset", "dataset"), ("split", "training split fingerprint")):
+        if header.get(key) != identity.get(key):
+            raise ProfileSettingsMismatch(
+                f"{path} was generated for {what} {header.get(key)!r}, this run has {identity.get(key)!r} "
+                f"(another seed or split setting); {hint}"
+            )
 
 
 class ProfileStore:

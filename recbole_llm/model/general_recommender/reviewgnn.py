@@ -17,14 +17,16 @@ relations with separate weights::
     m_u = sum_{i in N_s(u)} c_ui W_s h_i  +  sum_{i in N_r(u)} c'_ui W_r [h_i || r_ui]
     h_u^(2) = act(m_u)            (items symmetric)
 
-Both sums are computed with sparse matrices built once (PyG's ``to_torch_csr_tensor``): since
+Both sums are computed with sparse matrices built once (PyG's ``gcn_norm`` and
+``to_torch_csr_tensor``, see :mod:`recbole_llm.model.abstract_recommender`): since
 ``W_r`` is linear, ``sum c' W_r [h_i || r_ui] = W_r [sum c' h_i || sum c' r_ui]``, i.e. one
 sparse product with the review adjacency and one with the (node x review edge) incidence matrix.
 Scores are dot products of the final vectors; the loss is BPR + ``alpha`` * MSE(review, user/item)
-with ``alpha`` adapted after each validation by :class:`recbole_llm.trainer.reviewgnn.ReviewGNNTrainer`.
+with ``alpha`` adapted after each validation (:meth:`ReviewGNN.update_alpha`, called by the trainer).
 
 ``use_reviews: false`` removes the review branch (no FC-Tanh, no W_r, no MSE): the GCN baseline
-through the same code. :class:`ReviewGCN` is that baseline under its own name, for comparisons.
+through the same code. :class:`ReviewGCN` is that baseline under its own name, for comparisons
+(``config_overrides``: Config merges ReviewGNN.yaml, then ``use_reviews: false``).
 
 Leakage: the model only sees the dataset it is constructed with, which RecBole's quick start
 passes as ``train_data._dataset`` (training rows only); review texts of validation and test
@@ -33,18 +35,15 @@ interactions are never read, encoded, or put in the graph.
 from __future__ import annotations
 
 import logging
-import warnings
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.model.init import xavier_uniform_initialization
-from recbole.model.loss import BPRLoss, EmbLoss
-from recbole.utils import InputType
 from torch import nn
-from torch_geometric.utils import to_torch_csr_tensor
+
+from recbole_llm.model.abstract_recommender import GeneralGraphRecommender, checked_choice, csr_matrix, normalised_edges
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +52,6 @@ REVIEW_FIELD_CHOICES = {
     "review_text": ["review_text"],
     "summary": ["summary"],
 }
-
-
-def _choice(config, key: str, allowed: Sequence[str]) -> str:
-    value = config[key]
-    if value not in allowed:
-        raise ValueError(f"ReviewGNN: {key}={value!r} is not one of {list(allowed)}.")
-    return value
 
 
 def review_fields_from_config(config) -> list[str]:
@@ -78,59 +70,27 @@ def review_fields_from_config(config) -> list[str]:
     return fields
 
 
-def normalised_adjacency(
-    rows: torch.Tensor, cols: torch.Tensor, n_nodes: int, norm: str, self_loop: bool = False
-) -> torch.Tensor:
-    """Sparse CSR ``[n_nodes, n_nodes]`` adjacency of an undirected edge list, normalised once.
-
-    ``sym``: ``D^-1/2 A D^-1/2``; ``mean``: ``D^-1 A`` (each node averages its neighbours). With
-    ``self_loop`` the identity is added before normalising (Kipf and Welling's renormalisation).
-    Isolated nodes (the padding ids, users without reviews...) get an empty row.
-    """
-    src = torch.cat([rows, cols])
-    dst = torch.cat([cols, rows])
-    if self_loop:
-        loops = torch.arange(n_nodes, dtype=src.dtype)
-        src, dst = torch.cat([src, loops]), torch.cat([dst, loops])
-    degree = torch.bincount(src, minlength=n_nodes).float()
-    inv = degree.clamp(min=1.0)
-    if norm == "sym":
-        weight = inv.pow(-0.5)[src] * inv.pow(-0.5)[dst]
-    elif norm == "mean":
-        weight = inv.pow(-1.0)[src]
-    else:
-        raise ValueError(f"ReviewGNN: unknown normalisation {norm!r} (sym | mean).")
-    return _csr(torch.stack([src, dst]), weight, (n_nodes, n_nodes))
-
-
-def _csr(edge_index: torch.Tensor, weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    with warnings.catch_warnings():  # torch flags every CSR construction as "beta"
-        warnings.simplefilter("ignore", UserWarning)
-        return to_torch_csr_tensor(edge_index, weight, size=size)
-
-
-class ReviewGNN(GeneralRecommender):
+class ReviewGNN(GeneralGraphRecommender):
     """Two-layer GNN over purchase and review edges with a BPR + adaptive-MSE loss."""
 
-    input_type = InputType.PAIRWISE
-    #: ``use_reviews`` forced by a subclass (``ReviewGCN``); ``None`` = read it from the config.
-    force_use_reviews: bool | None = None
+    #: settings a subclass forces over the yaml (read by Config; ``ReviewGCN`` sets use_reviews False)
+    config_overrides: dict[str, Any] = {}
 
     def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        self.embedding_size: int = config["embedding_size"]
-        self.reg_weight: float = config["reg_weight"]
-        self.require_pow: bool = config["require_pow"]
-        self.use_reviews: bool = bool(
-            config["use_reviews"] if self.force_use_reviews is None else self.force_use_reviews
-        )
-        self.normalisation = _choice(config, "normalisation", ["sym", "mean"])
+        model = type(self)
+        normalisation = checked_choice(model, "normalisation", config["normalisation"])
+        super().__init__(config, dataset, norm=normalisation, self_loop=bool(config["self_loop"]))
+        self.normalisation = normalisation
         self.self_loop: bool = bool(config["self_loop"])
-        self.layer1_transform = _choice(config, "layer1_transform", ["linear", "none"])
-        self.activation = _choice(config, "activation", ["relu", "none"])
-        self.layer_combine = _choice(config, "layer_combine", ["mean", "last"])
-        self.mse_target = _choice(config, "mse_target", ["both", "user", "item", "hadamard"])
-        self.alpha_mode = _choice(config, "alpha_mode", ["adaptive", "fixed"])
+        self.embedding_size: int = config["embedding_size"]
+        # Config already applies config_overrides; reading it here too keeps the alias right when
+        # the model is built with a config made for ReviewGNN.
+        self.use_reviews: bool = bool(self.config_overrides.get("use_reviews", config["use_reviews"]))
+        self.layer1_transform = checked_choice(model, "layer1_transform", config["layer1_transform"])
+        self.activation = checked_choice(model, "activation", config["activation"])
+        self.layer_combine = checked_choice(model, "layer_combine", config["layer_combine"])
+        self.mse_target = checked_choice(model, "mse_target", config["mse_target"])
+        self.alpha_mode = checked_choice(model, "alpha_mode", config["alpha_mode"])
         self.alpha_0: float = float(config["alpha_0"])
         self.alpha_min: float = float(config["alpha_min"])
         self.hide_target_reviews: bool = bool(config["hide_target_reviews"])
@@ -142,8 +102,11 @@ class ReviewGNN(GeneralRecommender):
                 "ReviewGNN: finetune_text_encoder: true is not implemented; review embeddings are "
                 "precomputed and frozen (the spec's default)."
             )
-        self.n_nodes = self.n_users + self.n_items
+        self._build_layers(config, dataset)
+        self.apply(xavier_uniform_initialization)
 
+    def _build_layers(self, config, dataset) -> None:
+        """Parameters in a fixed creation order (it decides the seeded initialisation)."""
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
         self.layer1_weight = (
@@ -152,45 +115,24 @@ class ReviewGNN(GeneralRecommender):
         )
         # W_s: purchase relation of layer 2; W_r: review relation on [h_i || r_ui].
         self.purchase_weight = nn.Linear(self.embedding_size, self.embedding_size, bias=False)
-        self.mf_loss = BPRLoss()
-        self.reg_loss = EmbLoss()
-
-        users, items = self._training_pairs(dataset)
-        # sparse operators are non-persistent buffers: they follow .to(device), stay out of checkpoints
-        self.register_buffer("purchase_adj", normalised_adjacency(
-            users, items + self.n_users, self.n_nodes, self.normalisation, self.self_loop
-        ), persistent=False)
-
         # alpha lives in buffers so RecBole's checkpoints save and restore it with the weights.
         self.register_buffer("alpha", torch.tensor(self.alpha_0))
         self.register_buffer("alpha_best_valid", torch.tensor(0.0))
-
         self.review_fields: list[str] = []
         self.n_review_edges = 0
-        if self.use_reviews:
-            self.review_fields = review_fields_from_config(config)
-            self._build_review_graph(config, dataset)
-            self.review_fc = nn.Linear(self.review_embeddings.shape[1], self.embedding_size)
-            self.review_weight = nn.Linear(2 * self.embedding_size, self.embedding_size, bias=False)
-            if self.hide_target_reviews and config["train_batch_size"] >= len(dataset.inter_feat):
-                logger.warning(
-                    "ReviewGNN: train_batch_size %s covers every training pair, so hide_target_reviews "
-                    "hides every review from layer 2 during training; use a smaller batch or "
-                    "hide_target_reviews: false.", config["train_batch_size"])
-
-        self.restore_user_e: torch.Tensor | None = None
-        self.restore_item_e: torch.Tensor | None = None
-        self.apply(xavier_uniform_initialization)
-        self.other_parameter_name = ["restore_user_e", "restore_item_e"]
+        if not self.use_reviews:
+            return
+        self.review_fields = review_fields_from_config(config)
+        self._build_review_graph(config, dataset)
+        self.review_fc = nn.Linear(self.review_embeddings.shape[1], self.embedding_size)
+        self.review_weight = nn.Linear(2 * self.embedding_size, self.embedding_size, bias=False)
+        if self.hide_target_reviews and config["train_batch_size"] >= len(dataset.inter_feat):
+            logger.warning(
+                "ReviewGNN: train_batch_size %s covers every training pair, so hide_target_reviews "
+                "hides every review from layer 2 during training; use a smaller batch or "
+                "hide_target_reviews: false.", config["train_batch_size"])
 
     # ------------------------------------------------------------------ graph construction
-    def _training_pairs(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
-        """Distinct (user, item) pairs of the dataset the model is built on (the training split)."""
-        users = dataset.inter_feat[self.USER_ID].numpy().astype(np.int64)
-        items = dataset.inter_feat[self.ITEM_ID].numpy().astype(np.int64)
-        keys = np.unique(users * self.n_items + items)
-        return torch.from_numpy(keys // self.n_items), torch.from_numpy(keys % self.n_items)
-
     def _build_review_graph(self, config, dataset) -> None:
         """Review edges, their frozen text embeddings and the sparse operators of layer 2.
 
@@ -224,27 +166,22 @@ class ReviewGNN(GeneralRecommender):
         self.register_buffer("review_embeddings", edge_embeddings, persistent=False)
         # sorted pair keys: a batch's (user, item) finds its review edge by binary search
         self.register_buffer("review_pair_keys", torch.from_numpy(keys), persistent=False)
-        self.register_buffer(
-            "review_adj", normalised_adjacency(edge_users, edge_items, self.n_nodes, self.normalisation), persistent=False
-        )
-        # node x review-edge incidence with the same coefficients c'_ui: sums r_ui into both ends
-        coef = self.review_adj_coefficients(edge_users, edge_items)
-        nodes = torch.cat([edge_users, edge_items])
-        edges = torch.arange(n_edges).repeat(2)
-        order = torch.argsort(nodes * max(n_edges, 1) + edges)
-        self.register_buffer("review_incidence", _csr(
-            torch.stack([nodes[order], edges[order]]), torch.cat(coef)[order], (self.n_nodes, n_edges)
-        ), persistent=False)
+        self._register_review_operators(keys, edge_users, edge_items)
         logger.info("ReviewGNN: %d review edges from %d training rows with text (fields %s).",
                     n_edges, int(mask.sum()), self.review_fields)
 
-    def review_adj_coefficients(self, edge_users, edge_items) -> tuple[torch.Tensor, torch.Tensor]:
-        """c'_ui as seen from the user end and from the item end (equal for ``sym``)."""
-        degree = torch.bincount(torch.cat([edge_users, edge_items]), minlength=self.n_nodes).float().clamp(min=1.0)
-        if self.normalisation == "sym":
-            c = degree[edge_users].pow(-0.5) * degree[edge_items].pow(-0.5)
-            return c, c
-        return degree[edge_users].pow(-1.0), degree[edge_items].pow(-1.0)
+    def _register_review_operators(self, keys: np.ndarray, edge_users: torch.Tensor, edge_items: torch.Tensor) -> None:
+        """The normalised review adjacency (``c'_ui``) and the node x review-edge incidence matrix
+        with the same coefficients: row ``v``, column ``e`` holds ``A[v, other end of e]``, so one
+        sparse product sums each node's ``c'_ui r_ui``."""
+        edge_index, weight = normalised_edges(edge_users, edge_items, self.n_nodes, self.normalisation)
+        self.register_buffer("review_adj", csr_matrix(edge_index, weight, (self.n_nodes, self.n_nodes)),
+                             persistent=False)
+        rows, cols = edge_index
+        users, items = torch.minimum(rows, cols), torch.maximum(rows, cols) - self.n_users
+        edge_ids = torch.searchsorted(torch.from_numpy(keys), users * self.n_items + items)
+        incidence = csr_matrix(torch.stack([rows, edge_ids]), weight, (self.n_nodes, self.n_review_edges))
+        self.register_buffer("review_incidence", incidence, persistent=False)
 
     # ------------------------------------------------------------------ propagation
     def _act(self, x: torch.Tensor) -> torch.Tensor:
@@ -264,8 +201,8 @@ class ReviewGNN(GeneralRecommender):
         """
         h0 = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
         x1 = self.layer1_weight(h0) if self.layer1_weight is not None else h0
-        h1 = self._act(torch.sparse.mm(self.purchase_adj, x1))
-        message = torch.sparse.mm(self.purchase_adj, self.purchase_weight(h1))
+        h1 = self._act(torch.sparse.mm(self.adjacency, x1))
+        message = torch.sparse.mm(self.adjacency, self.purchase_weight(h1))
         reviews = None
         if self.use_reviews:
             reviews = self.review_vectors()
@@ -277,15 +214,6 @@ class ReviewGNN(GeneralRecommender):
         final = (h0 + h1 + h2) / 3.0 if self.layer_combine == "mean" else h2
         user_e, item_e = torch.split(final, [self.n_users, self.n_items])
         return user_e, item_e, reviews
-
-    def train(self, mode: bool = True):
-        """Entering train or eval mode invalidates the cached full-sort embeddings."""
-        self.restore_user_e, self.restore_item_e = None, None
-        return super().train(mode)
-
-    def load_state_dict(self, *args, **kwargs):
-        self.restore_user_e, self.restore_item_e = None, None
-        return super().load_state_dict(*args, **kwargs)
 
     # ------------------------------------------------------------------ loss
     def review_edge_index(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
@@ -315,7 +243,7 @@ class ReviewGNN(GeneralRecommender):
         return (weight * error).sum() / (weight.sum() * r.shape[1]).clamp(min=1.0)
 
     def calculate_loss(self, interaction):
-        self.restore_user_e, self.restore_item_e = None, None
+        self.invalidate_cache()
         user = interaction[self.USER_ID]
         pos_item = interaction[self.ITEM_ID]
         neg_item = interaction[self.NEG_ITEM_ID]
@@ -329,12 +257,8 @@ class ReviewGNN(GeneralRecommender):
                 review_keep[review_index[review_index >= 0]] = 0.0
         user_all, item_all, reviews = self.forward(review_keep)
         u_e, pos_e, neg_e = user_all[user], item_all[pos_item], item_all[neg_item]
-        bpr = self.mf_loss((u_e * pos_e).sum(dim=1), (u_e * neg_e).sum(dim=1))
-        reg = self.reg_loss(
-            self.user_embedding(user), self.item_embedding(pos_item), self.item_embedding(neg_item),
-            require_pow=self.require_pow,
-        )
-        loss = bpr + self.reg_weight * reg
+        loss = self.bpr_loss(u_e, pos_e, neg_e,
+                             self.user_embedding(user), self.item_embedding(pos_item), self.item_embedding(neg_item))
         if self.use_reviews:
             loss = loss + self.alpha * self.alignment_loss(reviews, u_e, pos_e, review_index)
         return loss
@@ -354,25 +278,12 @@ class ReviewGNN(GeneralRecommender):
             self.alpha.fill_(float(np.clip(self.alpha_0 * (1.0 - ratio), self.alpha_min, self.alpha_0)))
         return float(self.alpha)
 
-    # ------------------------------------------------------------------ prediction
-    def predict(self, interaction):
-        user_all, item_all, _ = self.forward()
-        user = interaction[self.USER_ID]
-        item = interaction[self.ITEM_ID]
-        return (user_all[user] * item_all[item]).sum(dim=1)
-
-    def full_sort_predict(self, interaction):
-        if self.restore_user_e is None or self.restore_item_e is None:
-            self.restore_user_e, self.restore_item_e, _ = self.forward()
-        user = interaction[self.USER_ID]
-        return torch.matmul(self.restore_user_e[user], self.restore_item_e.transpose(0, 1)).view(-1)
-
 
 class ReviewGCN(ReviewGNN):
     """The GCN baseline of ReviewGNN (``use_reviews: false``) under its own name.
 
-    ``--compare=ReviewGNN,ReviewGCN,...`` runs models by name; this class forces the flag so both
-    share ReviewGNN's yaml and code path and differ only by the review branch.
+    ``--compare=ReviewGNN,ReviewGCN,...`` runs models by name; both share ReviewGNN's yaml and code
+    path and differ only by the review branch.
     """
 
-    force_use_reviews = False
+    config_overrides = {"use_reviews": False}

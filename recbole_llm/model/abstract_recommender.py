@@ -1,0 +1,166 @@
+"""Base classes shared by recbole-llm's models (after RecBole-GNN's ``abstract_recommender.py``).
+
+:class:`GeneralGraphRecommender` holds what every user-item graph recommender here repeats: the
+normalised adjacency of the training split, built once with PyG; the cache of propagated
+embeddings that full-sort evaluation reuses across its many small user batches; ``predict`` and
+``full_sort_predict`` on top of the subclass's ``forward()``; and the BPR + embedding-L2 loss.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from functools import cache
+
+import torch
+import yaml
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.model.loss import BPRLoss, EmbLoss
+from recbole.utils import InputType
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.utils import add_remaining_self_loops, coalesce, degree, to_torch_csr_tensor
+
+NORMALISATIONS = ("sym", "mean")
+# A choice setting's allowed values, in its yaml line's comment: `key: value  # (str) ... choices: [a, b]`
+_CHOICES_COMMENT = re.compile(r"^(\w+)\s*:[^#]*#.*\bchoices:\s*(\[[^\]]*\])")
+
+
+@cache
+def yaml_choices(model_name: str) -> dict[str, tuple[str, ...]]:
+    """``key -> allowed values`` annotated in ``properties/model/<model_name>.yaml`` (``{}`` if no file)."""
+    from recbole_llm.utils import properties_dir
+
+    path = properties_dir() / "model" / f"{model_name}.yaml"
+    if not path.is_file():
+        return {}
+    choices = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = _CHOICES_COMMENT.match(line)
+        if match:
+            choices[match.group(1)] = tuple(str(v) for v in yaml.safe_load(match.group(2)))
+    return choices
+
+
+def checked_choice(model_class: type, key: str, value) -> str:
+    """``value`` if the yaml of ``model_class`` (or of a base class) allows it for ``key``, else a
+    ValueError naming the key and the allowed values. The safety net for models built without the
+    entry point's validation; the allowed values live only in the yaml."""
+    for cls in model_class.__mro__:
+        if not cls.__module__.startswith("recbole_llm."):
+            continue
+        allowed = yaml_choices(cls.__name__).get(key)
+        if allowed is not None:
+            if str(value) not in allowed:
+                raise ValueError(f"{model_class.__name__}: {key} must be one of {', '.join(allowed)}, got {value!r}")
+            return str(value)
+    raise KeyError(f"No `choices: [...]` annotation for '{key}' in the yaml of {model_class.__name__}")
+
+
+def normalised_edges(
+    rows: torch.Tensor, cols: torch.Tensor, n_nodes: int, norm: str = "sym", self_loop: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edge index and weights of the undirected graph ``rows <-> cols``, normalised once.
+
+    Both directions of every pair are edges; a pair given twice counts once. ``sym``:
+    ``D^-1/2 A D^-1/2`` (PyG's ``gcn_norm``); ``mean``: ``D^-1 A``, each row averages its
+    neighbours. ``self_loop`` adds the identity before normalising (Kipf and Welling's
+    renormalisation). Isolated nodes (padding ids) have no edge. Returned sorted by (row, col).
+    """
+    if norm not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got '{norm}'")
+    rows, cols = rows.long(), cols.long()
+    edge_index = torch.stack([torch.cat([rows, cols]), torch.cat([cols, rows])])
+    edge_index = coalesce(edge_index, num_nodes=n_nodes)
+    if norm == "sym":
+        edge_index, weight = gcn_norm(edge_index, None, n_nodes, add_self_loops=self_loop)
+    else:
+        if self_loop:
+            edge_index, _ = add_remaining_self_loops(edge_index, num_nodes=n_nodes)
+        weight = degree(edge_index[0], n_nodes).pow(-1.0)[edge_index[0]]
+    return coalesce(edge_index, weight, num_nodes=n_nodes)
+
+
+def csr_matrix(edge_index: torch.Tensor, weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A sparse CSR tensor (PyG's ``to_torch_csr_tensor``) without torch's "beta" warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return to_torch_csr_tensor(edge_index, weight, size=size)
+
+
+def normalised_adjacency(
+    rows: torch.Tensor, cols: torch.Tensor, n_nodes: int, norm: str = "sym", self_loop: bool = False
+) -> torch.Tensor:
+    """``[n_nodes, n_nodes]`` sparse CSR adjacency of :func:`normalised_edges`."""
+    edge_index, weight = normalised_edges(rows, cols, n_nodes, norm, self_loop)
+    return csr_matrix(edge_index, weight, (n_nodes, n_nodes))
+
+
+class GeneralGraphRecommender(GeneralRecommender):
+    """A recommender over the bipartite user-item graph of the training split.
+
+    Nodes are users ``0..n_users-1`` then items (``n_users + item``). The normalised adjacency is
+    a non-persistent buffer ``adjacency`` (it follows ``.to(device)`` and stays out of
+    checkpoints). Subclasses build their parameters, then implement ``forward()`` returning
+    ``(user_all, item_all, ...)`` (final vectors of every user and item first) and
+    ``calculate_loss`` (usually :meth:`bpr_loss` plus their own terms, after
+    :meth:`invalidate_cache`).
+    """
+
+    input_type = InputType.PAIRWISE
+
+    def __init__(self, config, dataset, norm: str = "sym", self_loop: bool = False) -> None:
+        super().__init__(config, dataset)
+        self.n_nodes = self.n_users + self.n_items
+        self.reg_weight = float(config["reg_weight"])
+        self.require_pow = bool(config["require_pow"])
+        self.mf_loss = BPRLoss()
+        self.reg_loss = EmbLoss()
+        users = dataset.inter_feat[self.USER_ID].long()
+        items = dataset.inter_feat[self.ITEM_ID].long()
+        adjacency = normalised_adjacency(users, items + self.n_users, self.n_nodes, norm, self_loop)
+        self.register_buffer("adjacency", adjacency, persistent=False)
+        # propagated embeddings cached while evaluating (full sort scores a few users per batch)
+        self.restore_user_e: torch.Tensor | None = None
+        self.restore_item_e: torch.Tensor | None = None
+        self.other_parameter_name = ["restore_user_e", "restore_item_e"]
+
+    def forward(self, *args, **kwargs) -> tuple[torch.Tensor, ...]:
+        """``(user_all [n_users, d], item_all [n_items, d], ...)``: the final vectors."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    # ------------------------------------------------------------------ cache
+    def invalidate_cache(self) -> None:
+        """Forget the cached propagated embeddings (the weights are about to change)."""
+        self.restore_user_e, self.restore_item_e = None, None
+
+    def train(self, mode: bool = True):
+        """Entering train or eval mode invalidates the cached full-sort embeddings."""
+        self.invalidate_cache()
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self.invalidate_cache()
+        return super().load_state_dict(*args, **kwargs)
+
+    # ------------------------------------------------------------------ loss
+    def bpr_loss(self, user_e: torch.Tensor, pos_e: torch.Tensor, neg_e: torch.Tensor,
+                 *layer0: torch.Tensor) -> torch.Tensor:
+        """BPR on the final vectors of a batch's (user, positive, negative) triples plus
+        ``reg_weight`` * EmbLoss on their layer-0 embeddings ``layer0`` (LightGCN's L2 term)."""
+        pos_scores = torch.mul(user_e, pos_e).sum(dim=1)
+        neg_scores = torch.mul(user_e, neg_e).sum(dim=1)
+        reg = self.reg_loss(*layer0, require_pow=self.require_pow)
+        return self.mf_loss(pos_scores, neg_scores) + self.reg_weight * reg
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, interaction) -> torch.Tensor:
+        user_all, item_all = self.forward()[:2]
+        user = interaction[self.USER_ID]
+        item = interaction[self.ITEM_ID]
+        return torch.mul(user_all[user], item_all[item]).sum(dim=1)
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        if self.restore_user_e is None or self.restore_item_e is None:
+            with torch.no_grad():
+                self.restore_user_e, self.restore_item_e = self.forward()[:2]
+        user = interaction[self.USER_ID]
+        return torch.matmul(self.restore_user_e[user], self.restore_item_e.transpose(0, 1)).view(-1)
