@@ -8,8 +8,10 @@ kept, so each file stays in its original format and the converters' filters see 
 
 - ``amazon-2018-5core/Gift_Cards_5.json.gz``, ``All_Beauty_5.json.gz``: every review of a seeded random
   sample of users (plus the first user with a repeated (user, item) pair and the first with an empty
-  review, so those quirks stay covered); ``meta_Gift_Cards.json.gz``: the metadata of the kept items
-  plus a few rows of other items (dropped by the converter).
+  review, so those quirks stay covered). All_Beauty also keeps every user of its 5-core after
+  deduplication, so the mini file has the same 5-core as the full file (686 pairs); the Gift_Cards
+  sample (200 users) keeps a non-empty 5-core too. ``meta_Gift_Cards.json.gz``: the metadata of the
+  kept items plus a few rows of other items (dropped by the converter).
 - ``seqrec/LastFM.txt``, ``seqrec/Beauty.txt``: the first users. The S3-Rec files number items by
   first appearance, so the first users' items are exactly ``1..M`` and ids stay literal.
 - ``amazon-2014-beauty/``: the id maps, ASIN sequences and ``Amazon_Beauty.item`` rows of exactly the
@@ -36,6 +38,7 @@ import json
 import random
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -74,20 +77,35 @@ def field(row: bytes, index: int, sep: bytes = b"\t") -> str:
 
 
 # ----------------------------------------------------------------------------- one cut per source
-def cut_amazon_reviews(source: Path, target: Path, n_users: int, rng: random.Random) -> set[str]:
-    """Every review of a seeded sample of users (+ one user with a repeated pair, one with an empty review)."""
+def kcore_pairs(pairs: set[tuple[str, str]], k: int) -> set[tuple[str, str]]:
+    """The iterative k-core: drop users and items with fewer than k pairs until none is dropped."""
+    while True:
+        users = Counter(user for user, _ in pairs)
+        items = Counter(item for _, item in pairs)
+        kept = {(u, i) for u, i in pairs if users[u] >= k and items[i] >= k}
+        if kept == pairs:
+            return pairs
+        pairs = kept
+
+
+def cut_amazon_reviews(source: Path, target: Path, n_users: int, rng: random.Random,
+                       keep_core_users: bool = False) -> set[str]:
+    """Every review of a seeded sample of users (+ one user with a repeated pair, one with an empty review).
+
+    ``keep_core_users``: also keep every user of the file's 5-core after deduplication, so the mini
+    file has exactly the same 5-core as the full one (a k-core of a subset that holds the whole core).
+    """
     lines = read_lines(source)
     records = [json.loads(line) for line in lines]
-    users = sorted({r["reviewerID"] for r in records})
+    pairs = Counter((r["reviewerID"], r["asin"]) for r in records)
+    users = sorted({user for user, _ in pairs})
     chosen = set(rng.sample(users, n_users))
-    pairs: dict[tuple[str, str], int] = {}
-    for r in records:
-        pairs[(r["reviewerID"], r["asin"])] = pairs.get((r["reviewerID"], r["asin"]), 0) + 1
+    if keep_core_users:
+        chosen |= {user for user, _ in kcore_pairs(set(pairs), 5)}
     repeated = sorted(user for (user, _), count in pairs.items() if count > 1)
     empty = sorted(r["reviewerID"] for r in records if not (r.get("reviewText") or "").strip())
     chosen |= set(repeated[:1]) | set(empty[:1])
-    kept = [line for line, r in zip(lines, records) if r["reviewerID"] in chosen]
-    write_lines(target, kept)
+    write_lines(target, [line for line, r in zip(lines, records) if r["reviewerID"] in chosen])
     return {r["asin"] for r in records if r["reviewerID"] in chosen}
 
 
@@ -177,11 +195,11 @@ def make_fixtures(source: Path, target: Path) -> int:
     rng = random.Random(SEED)
     amazon = source / "amazon-2018-5core"
     gift_items = cut_amazon_reviews(amazon / "Gift_Cards_5.json.gz", target / "amazon-2018-5core" / "Gift_Cards_5.json.gz",
-                                    n_users=60, rng=rng)
+                                    n_users=200, rng=rng)
     cut_amazon_meta(amazon / "meta_Gift_Cards.json.gz", target / "amazon-2018-5core" / "meta_Gift_Cards.json.gz",
                     gift_items)
     cut_amazon_reviews(amazon / "All_Beauty_5.json.gz", target / "amazon-2018-5core" / "All_Beauty_5.json.gz",
-                       n_users=80, rng=rng)
+                       n_users=40, rng=rng, keep_core_users=True)
     cut_sequences(source / "seqrec" / "LastFM.txt", target / "seqrec" / "LastFM.txt", n_users=120)
     beauty_users, beauty_items = cut_sequences(source / "seqrec" / "Beauty.txt", target / "seqrec" / "Beauty.txt",
                                                n_users=60)
