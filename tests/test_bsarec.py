@@ -6,10 +6,10 @@ from contextlib import chdir
 
 import pytest
 import torch
+from oie_helpers import TINY, single_thread, tiny_config, write_lastfm_slice
 
 from recbole_llm.model.sequential_recommender.bsarec import FrequencyLayer, right_align
 from recbole_llm.quick_start import run_recbole_llm
-from oie_helpers import TINY, single_thread, tiny_config, write_lastfm_slice
 
 
 def _low_frequency_signal(length: int, hidden: int, c: int) -> torch.Tensor:

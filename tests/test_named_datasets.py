@@ -17,16 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FAST
 
 from recbole_llm.config import Config
-from recbole_llm.data import DatasetNotFoundError, create_dataset
-from recbole_llm.data import named_datasets
+from recbole_llm.data import DatasetNotFoundError, create_dataset, named_datasets
 from recbole_llm.data.download import DownloadError, download_file
 from recbole_llm.data.named_datasets import RawDataNotFoundError, prepare_named_dataset
 from recbole_llm.quick_start import run_recbole_llm
 from recbole_llm.text import item_texts
-
-from conftest import FAST
 
 BEAUTY_RAW = "amazon-2018-5core/All_Beauty_5.json.gz"
 GIFT_RAW = "amazon-2018-5core/Gift_Cards_5.json.gz"

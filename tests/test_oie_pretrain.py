@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from oie_helpers import TINY, single_thread, tiny_config, write_lastfm_slice
 
 from recbole_llm.compat import load_recbole_checkpoint
 from recbole_llm.oie.pretrain import FrontNegativeSampler
 from recbole_llm.oie.synthetic import OIEMappingError, check_same_mapping, synthetic_sequences, write_atomic
 from recbole_llm.oie.trainer import history_path
 from recbole_llm.quick_start import run_recbole_llm
-from oie_helpers import TINY, single_thread, tiny_config, write_lastfm_slice
 
 PRETRAIN = {"oie_num_sequences": 1000, "oie_pretrain_epochs": 2}
 
@@ -123,8 +123,8 @@ def test_frozen_item_table_stays_pretrained(sasrec_item_emb, tiny_folder):
     pretrained = torch.load(cache, weights_only=True)["state_dict"]["item_embedding.weight"]
     trained = load_recbole_checkpoint(str(tiny_folder / result["saved_model_file"]))["state_dict"]
     assert torch.equal(trained["item_embedding.weight"], pretrained)
-    assert not torch.equal(trained["trm_encoder.layer.0.feed_forward.dense_1.weight"],
-                           torch.load(cache, weights_only=True)["state_dict"]["trm_encoder.layer.0.feed_forward.dense_1.weight"])
+    layer = "trm_encoder.layer.0.feed_forward.dense_1.weight"
+    assert not torch.equal(trained[layer], torch.load(cache, weights_only=True)["state_dict"][layer])
 
 
 def test_bert4rec_pretrains_with_its_own_loss_and_keeps_the_mask_row_out(tiny_folder):

@@ -39,8 +39,8 @@ import random
 import shutil
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 SEED = 2026
 LIMIT_BYTES = 2 * 2**20
@@ -193,12 +193,11 @@ def make_fixtures(source: Path, target: Path) -> int:
     if target.exists():
         shutil.rmtree(target)
     rng = random.Random(SEED)
-    amazon = source / "amazon-2018-5core"
-    gift_items = cut_amazon_reviews(amazon / "Gift_Cards_5.json.gz", target / "amazon-2018-5core" / "Gift_Cards_5.json.gz",
+    amazon, amazon_target = source / "amazon-2018-5core", target / "amazon-2018-5core"
+    gift_items = cut_amazon_reviews(amazon / "Gift_Cards_5.json.gz", amazon_target / "Gift_Cards_5.json.gz",
                                     n_users=200, rng=rng)
-    cut_amazon_meta(amazon / "meta_Gift_Cards.json.gz", target / "amazon-2018-5core" / "meta_Gift_Cards.json.gz",
-                    gift_items)
-    cut_amazon_reviews(amazon / "All_Beauty_5.json.gz", target / "amazon-2018-5core" / "All_Beauty_5.json.gz",
+    cut_amazon_meta(amazon / "meta_Gift_Cards.json.gz", amazon_target / "meta_Gift_Cards.json.gz", gift_items)
+    cut_amazon_reviews(amazon / "All_Beauty_5.json.gz", amazon_target / "All_Beauty_5.json.gz",
                        n_users=40, rng=rng, keep_core_users=True)
     cut_sequences(source / "seqrec" / "LastFM.txt", target / "seqrec" / "LastFM.txt", n_users=120)
     beauty_users, beauty_items = cut_sequences(source / "seqrec" / "Beauty.txt", target / "seqrec" / "Beauty.txt",
