@@ -27,6 +27,8 @@ bytes. Usage (from the project root; the real folder defaults to ``../shared/dat
 
     python tests/data/make_fixtures.py [--source ../shared/datasets] [--target tests/data/raw]
 
+(``--source`` defaults to ``$RECBOLE_LLM_SHARED_DATA``, else ``../shared/datasets``.)
+
 The whole folder must stay under 2 MB (checked at the end).
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ import argparse
 import gzip
 import io
 import json
+import os
 import random
 import shutil
 import sys
@@ -211,8 +214,9 @@ def make_fixtures(source: Path, target: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Cut tests/data/raw from the real public files.")
-    parser.add_argument("--source", type=Path, default=HERE.parents[2] / "shared" / "datasets",
-                        help="the real data folder (default: ../shared/datasets beside the project)")
+    default_source = os.environ.get("RECBOLE_LLM_SHARED_DATA") or HERE.parents[2] / "shared" / "datasets"
+    parser.add_argument("--source", type=Path, default=Path(default_source),
+                        help="the real data folder (default: $RECBOLE_LLM_SHARED_DATA, else ../shared/datasets)")
     parser.add_argument("--target", type=Path, default=HERE / "raw")
     args = parser.parse_args(argv)
     if not args.source.is_dir():
