@@ -46,13 +46,21 @@ COMMON = {
 
 
 def package_models() -> set[str]:
-    """Names of the recommender classes defined anywhere under ``recbole_llm.model``."""
+    """Names of the recommender classes in the model-type packages (``recbole_llm/model/<type>/``).
+
+    Shared base classes elsewhere under ``recbole_llm/model/`` (e.g. an abstract_recommender module) are
+    not models of their own.
+    """
     names = set()
-    for module_info in pkgutil.walk_packages(recbole_llm.model.__path__, "recbole_llm.model."):
-        module = importlib.import_module(module_info.name)
-        for name, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, AbstractRecommender) and cls.__module__.startswith("recbole_llm.model."):
-                names.add(name)
+    for package in pkgutil.iter_modules(recbole_llm.model.__path__, "recbole_llm.model."):
+        if not package.ispkg:
+            continue
+        path = importlib.import_module(package.name).__path__
+        for module_info in pkgutil.walk_packages(path, package.name + "."):
+            module = importlib.import_module(module_info.name)
+            for name, cls in inspect.getmembers(module, inspect.isclass):
+                if issubclass(cls, AbstractRecommender) and cls.__module__.startswith(package.name + "."):
+                    names.add(name)
     return names
 
 
