@@ -21,6 +21,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MINI_RAW = Path(__file__).resolve().parent / "data" / "raw"
 SHARED_ENV = "RECBOLE_LLM_SHARED_DATA"
 SHARED_DATASETS = Path(os.environ.get(SHARED_ENV) or PROJECT_ROOT.parent / "shared" / "datasets").resolve()
+START_DIR = Path.cwd()
 REAL_DATA_MARK = "real_data"
 SKIP_REASON = (f"real data folder ../shared/datasets absent: {SHARED_DATASETS} not found "
                f"(set {SHARED_ENV} to run these tests)")
@@ -55,7 +56,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 @pytest.fixture(autouse=True)
-def _isolated_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Run in ``tmp_path``; fail (once, then repair) when a fixture left the working directory changed."""
+    leaked = Path.cwd()
+    if leaked != START_DIR:
+        os.chdir(START_DIR)
+        pytest.fail(f"the working directory was changed to {leaked} and not restored before {request.node.nodeid} "
+                    "(a module or session fixture?): use monkeypatch.chdir or contextlib.chdir")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RECBOLE_LLM_RAW_DATA", str(MINI_RAW))
 
