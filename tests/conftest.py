@@ -1,7 +1,14 @@
-"""Shared test set-up: real data from ../shared/datasets, and a private working directory.
+"""Shared test set-up: tiny committed raw data, the optional real data folder, a private working directory.
 
-RecBole writes ``log/``, ``log_tensorboard/`` and ``saved/`` into the current directory, so every
-test runs inside its own temporary folder.
+- Every test sees ``RECBOLE_LLM_RAW_DATA`` = ``tests/data/raw`` (real rows cut from the public files by
+  ``tests/data/make_fixtures.py``), so named datasets such as ``amazon-gift-cards`` or ``lastfm-seq``
+  convert in a clean clone. Fixture ``mini_raw`` gives that folder.
+- Fixture ``shared_datasets`` gives the full real data (``$RECBOLE_LLM_SHARED_DATA``, else
+  ``../shared/datasets`` beside the project). When it is absent the test is skipped with one line;
+  tests using it carry the ``real_data`` marker (``pytest -m "not real_data"`` leaves them out) and
+  the summary says how many were skipped.
+- RecBole writes ``log/``, ``log_tensorboard/`` and ``saved/`` into the current directory, so every
+  test runs inside its own temporary folder (``monkeypatch.chdir``, restored afterwards).
 """
 from __future__ import annotations
 
@@ -11,8 +18,15 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATASETS = Path(os.environ.get("RECBOLE_LLM_RAW_DATA", PROJECT_ROOT.parent / "shared" / "datasets")).resolve()
-os.environ["RECBOLE_LLM_RAW_DATA"] = str(SHARED_DATASETS)
+MINI_RAW = Path(__file__).resolve().parent / "data" / "raw"
+SHARED_ENV = "RECBOLE_LLM_SHARED_DATA"
+SHARED_DATASETS = Path(os.environ.get(SHARED_ENV) or PROJECT_ROOT.parent / "shared" / "datasets").resolve()
+START_DIR = Path.cwd()
+REAL_DATA_MARK = "real_data"
+SKIP_REASON = (f"real data folder ../shared/datasets absent: {SHARED_DATASETS} not found "
+               f"(set {SHARED_ENV} to run these tests)")
+
+os.environ["RECBOLE_LLM_RAW_DATA"] = str(MINI_RAW)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -21,17 +35,49 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 FAST = {"epochs": 1, "show_progress": False, "state": "ERROR", "use_gpu": False, "train_batch_size": 4096}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{REAL_DATA_MARK}: needs the full real data in ../shared/datasets (skipped when it is absent)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that (directly or through another fixture) uses ``shared_datasets``."""
+    for item in items:
+        if "shared_datasets" in getattr(item, "fixturenames", ()):
+            item.add_marker(REAL_DATA_MARK)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """One line: how many real-data tests were skipped, and why."""
+    skipped = [report for report in terminalreporter.stats.get("skipped", [])
+               if isinstance(report.longrepr, tuple) and SKIP_REASON in str(report.longrepr[2])]
+    if skipped:
+        terminalreporter.write_line(f"{len(skipped)} real-data test(s) skipped: {SKIP_REASON}", yellow=True)
+
+
 @pytest.fixture(autouse=True)
-def _isolated_workdir(tmp_path, monkeypatch):
+def _isolated_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Run in ``tmp_path``; fail (once, then repair) when a fixture left the working directory changed."""
+    leaked = Path.cwd()
+    if leaked != START_DIR:
+        os.chdir(START_DIR)
+        pytest.fail(f"the working directory was changed to {leaked} and not restored before {request.node.nodeid} "
+                    "(a module or session fixture?): use monkeypatch.chdir or contextlib.chdir")
     monkeypatch.chdir(tmp_path)
-    yield
+    monkeypatch.setenv("RECBOLE_LLM_RAW_DATA", str(MINI_RAW))
+
+
+@pytest.fixture(scope="session")
+def mini_raw() -> Path:
+    """``tests/data/raw``: the committed mini mirror of ``../shared/datasets`` (same layout and file names)."""
+    return MINI_RAW
 
 
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
+    """The full real data folder; skips the test when it is absent (a clean clone)."""
     if not SHARED_DATASETS.is_dir():
-        pytest.fail(f"Real data folder not found at {SHARED_DATASETS}: put ../shared/datasets beside the project "
-                    "or set RECBOLE_LLM_RAW_DATA.")
+        pytest.skip(SKIP_REASON)
     return SHARED_DATASETS
 
 

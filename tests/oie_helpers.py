@@ -1,7 +1,11 @@
-"""Shared helpers of the OIE / BSARec tests: a tiny literal-id slice of the S3-Rec LastFM file."""
+"""Shared helpers of the OIE / BSARec tests: a tiny literal-id slice of the S3-Rec LastFM file.
+
+The slice is cut from ``<raw_root>/seqrec/LastFM.txt``: the committed mini file (``mini_raw``, 120 users)
+or the full one. Tests that run RecBole in a module-scoped folder use :func:`contextlib.chdir`, which
+restores the working directory when the block ends.
+"""
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,13 +14,16 @@ import torch
 TINY = "lastfm-tiny"
 
 
-def write_lastfm_slice(shared_datasets: Path, folder: Path, n_users: int = 100) -> Path:
-    """First users of seqrec/LastFM.txt as RecBole atomic files.
+def write_lastfm_slice(raw_root: Path, folder: Path, n_users: int = 100) -> Path:
+    """First users of ``raw_root/seqrec/LastFM.txt`` as RecBole atomic files.
 
     The file numbers items by first appearance while walking users in order, so the first users'
     items are exactly 1..M (whole users are kept: cutting sequences would leave gaps in the ids).
     """
-    lines = (shared_datasets / "seqrec" / "LastFM.txt").read_text().splitlines()[:n_users]
+    lines = (raw_root / "seqrec" / "LastFM.txt").read_text().splitlines()
+    if len(lines) < n_users:
+        raise ValueError(f"{raw_root}/seqrec/LastFM.txt has {len(lines)} users, fewer than the {n_users} asked for")
+    lines = lines[:n_users]
     target = folder / TINY
     target.mkdir(parents=True, exist_ok=True)
     seen: set[int] = set()
@@ -55,13 +62,3 @@ def single_thread():
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@contextmanager
-def working_directory(path: Path):
-    before = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from conftest import FAST
 from recbole.evaluator import metric_types
 from recbole.evaluator.collector import DataStruct
 
@@ -12,8 +13,6 @@ from recbole_llm.config import Config
 from recbole_llm.data import create_dataset
 from recbole_llm.metrics import CategoryDiversity, item_category_matrix
 from recbole_llm.metrics.category_diversity import category_entropy
-
-from conftest import FAST
 
 # items 1..4; categories 1..3 (0 = padding); item 4 has two categories, item 0 is padding
 CATEGORIES = torch.tensor([[0, 0], [1, 0], [2, 0], [3, 0], [1, 2]])

@@ -8,7 +8,11 @@ import torch
 from torch import nn
 
 from recbole_llm.oie.metrics import (
-    average_adjacent_distance, item_embedding_table, max_pairwise_distance, oie_metrics, random_reference,
+    average_adjacent_distance,
+    item_embedding_table,
+    max_pairwise_distance,
+    oie_metrics,
+    random_reference,
     sequential_alignment,
 )
 
@@ -28,7 +32,8 @@ def test_metrics_match_brute_force(seed):
     generator = torch.Generator().manual_seed(seed)
     n, d = 40 + 17 * seed, 1 + 3 * seed
     # anisotropic rows with varied norms, plus exact duplicates for seed 0
-    z = torch.randn(n, d, generator=generator) * torch.rand(d, generator=generator) * torch.rand(n, 1, generator=generator)
+    scales = torch.rand(d, generator=generator) * torch.rand(n, 1, generator=generator)
+    z = torch.randn(n, d, generator=generator) * scales
     if seed == 0:
         z = torch.cat([z, z[:5]])
     d_max, aae, sa = _brute_force(z)

@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import json
+from contextlib import chdir
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from oie_helpers import TINY, single_thread, tiny_config, write_lastfm_slice
 
 from recbole_llm.compat import load_recbole_checkpoint
 from recbole_llm.oie.pretrain import FrontNegativeSampler
 from recbole_llm.oie.synthetic import OIEMappingError, check_same_mapping, synthetic_sequences, write_atomic
 from recbole_llm.oie.trainer import history_path
 from recbole_llm.quick_start import run_recbole_llm
-from oie_helpers import TINY, single_thread, tiny_config, working_directory, write_lastfm_slice
 
 PRETRAIN = {"oie_num_sequences": 1000, "oie_pretrain_epochs": 2}
 
@@ -64,12 +65,12 @@ def test_mapping_checks_fail_loudly():
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(shared_datasets, tmp_path_factory) -> Path:
-    return write_lastfm_slice(shared_datasets, tmp_path_factory.mktemp("oie"), n_users=100)
+def tiny_folder(mini_raw, tmp_path_factory) -> Path:
+    return write_lastfm_slice(mini_raw, tmp_path_factory.mktemp("oie"), n_users=100)
 
 
 def _run(folder: Path, model: str, **overrides) -> dict:
-    with working_directory(folder), single_thread():
+    with chdir(folder), single_thread():
         return run_recbole_llm(model, TINY, config_dict=tiny_config(folder, **{**PRETRAIN, **overrides}))
 
 
@@ -109,7 +110,7 @@ def test_whole_transfer_reuses_the_cache_and_copies_every_weight(sasrec_item_emb
     from recbole_llm.config import Config
     from recbole_llm.quick_start import build
 
-    with working_directory(tiny_folder), single_thread():
+    with chdir(tiny_folder), single_thread():
         config = Config("SASRec", TINY, config_dict=tiny_config(tiny_folder, **PRETRAIN, oie_init="whole"))
         model = build(config)[4]
     for name, value in model.state_dict().items():
@@ -122,8 +123,8 @@ def test_frozen_item_table_stays_pretrained(sasrec_item_emb, tiny_folder):
     pretrained = torch.load(cache, weights_only=True)["state_dict"]["item_embedding.weight"]
     trained = load_recbole_checkpoint(str(tiny_folder / result["saved_model_file"]))["state_dict"]
     assert torch.equal(trained["item_embedding.weight"], pretrained)
-    assert not torch.equal(trained["trm_encoder.layer.0.feed_forward.dense_1.weight"],
-                           torch.load(cache, weights_only=True)["state_dict"]["trm_encoder.layer.0.feed_forward.dense_1.weight"])
+    layer = "trm_encoder.layer.0.feed_forward.dense_1.weight"
+    assert not torch.equal(trained[layer], torch.load(cache, weights_only=True)["state_dict"][layer])
 
 
 def test_bert4rec_pretrains_with_its_own_loss_and_keeps_the_mask_row_out(tiny_folder):
@@ -136,8 +137,8 @@ def test_bert4rec_pretrains_with_its_own_loss_and_keeps_the_mask_row_out(tiny_fo
     assert np.isfinite(result["test_result"]["ndcg@10"])
 
 
-def test_non_literal_ids_fail_before_pretraining(tmp_path, shared_datasets):
-    write_lastfm_slice(shared_datasets, tmp_path, n_users=20)
+def test_non_literal_ids_fail_before_pretraining(tmp_path, mini_raw):
+    write_lastfm_slice(mini_raw, tmp_path, n_users=20)
     inter = tmp_path / TINY / f"{TINY}.inter"
     header, *rows = inter.read_text().splitlines()
     inter.write_text("\n".join([header] + [r.replace("\t", "\tx", 1) for r in rows]) + "\n")  # tokens 'x1', ...
@@ -146,8 +147,8 @@ def test_non_literal_ids_fail_before_pretraining(tmp_path, shared_datasets):
     assert not (tmp_path / "saved" / "oie").exists()
 
 
-def test_freeze_without_oie_init_is_an_error(tmp_path, shared_datasets):
-    write_lastfm_slice(shared_datasets, tmp_path, n_users=20)
+def test_freeze_without_oie_init_is_an_error(tmp_path, mini_raw):
+    write_lastfm_slice(mini_raw, tmp_path, n_users=20)
     with pytest.raises(ValueError, match="freeze_item_emb needs oie_init"):
         _run(tmp_path, "SASRec", freeze_item_emb=True)
     with pytest.raises(ValueError, match="oie_init must be one of"):

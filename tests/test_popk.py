@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import FAST
 
 from recbole_llm.config import Config
 from recbole_llm.data import create_dataset, data_preparation
 from recbole_llm.sampler import PopkConfigError, PopkSampler, PopkTrainDataLoader, PopularityTable
-from conftest import FAST
 
 DAY = 86400
 
@@ -179,7 +179,8 @@ def test_bad_popk_settings_raise_clear_errors(neg_args, needles):
 
 
 def test_normalised_timestamps_are_refused():
-    config = Config("BPR", "ml-100k", config_dict={**FAST, "train_neg_sample_args": popk_args()})  # RecBole: normalize_all
+    # RecBole's default normalize_all scales timestamps, which POPK's day buckets cannot use
+    config = Config("BPR", "ml-100k", config_dict={**FAST, "train_neg_sample_args": popk_args()})
     with pytest.raises(ValueError, match="normalize_all: False"):
         data_preparation(config, create_dataset(config))
 
