@@ -117,9 +117,9 @@ def dataset_summary(config, dataset, built_splits: Sequence[Any], threshold: flo
 
 def format_report(config, stats: dict[str, Any], splits: dict[str, dict[str, float]], threshold: float) -> str:
     """The full ``inspect`` text."""
-    lines = [f"Dataset {config['dataset']} ({config['data_path']})",
-             f"  users {stats['users']:,}, items {stats['items']:,}, interactions {stats['interactions']:,}, "
-             f"density {stats['density']:.4%}"]
+    size = (f"  users {stats['users']:,}, items {stats['items']:,}, interactions {stats['interactions']:,}, "
+            f"density {stats['density']:.4%}")
+    lines = [f"Dataset {config['dataset']} ({config['data_path']})", size]
     for who in ("user", "item"):
         spread = stats[f"per_{who}"]
         lines.append(f"  interactions per {who}: mean {spread['mean']:.2f}, median {spread['median']:g}, "
