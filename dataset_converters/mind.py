@@ -76,27 +76,16 @@ def _yaml_settings(with_news: bool) -> dict:
     return settings
 
 
-def convert_mind(behaviors: str | Path, news: str | Path | None, output_dir: str | Path,
-                 name: str | None = None, skip_bad: bool = False, overwrite: bool = False) -> ConversionReport:
-    """Convert MIND files into ``output_dir/<name>.{inter,user,item,yaml}``."""
-    output_dir = check_output_dir(output_dir, overwrite)
-    name = name or output_dir.name
-    report = ConversionReport(name=name)
+def _read_behaviors(behaviors, report: ConversionReport, skip_bad: bool) -> tuple[list[list[Any]], dict[str, str]]:
+    """(one row per shown news item, each user's first click history); counts go into ``report``."""
     inter_rows: list[list[Any]] = []
     histories: dict[str, str] = {}
     history_changes = 0
     impression_ids: set[str] = set()
     for number, line in iter_lines(behaviors, report, skip_bad):
         report.rows_read += 1
-        parts = line.split("\t")
         try:
-            if len(parts) != 5:
-                raise ValueError(f"{len(parts)} columns, expected 5")
-            impression, user, time_text, history, shown_field = parts
-            if not impression.strip() or not user.strip():
-                raise ValueError("empty impression id or user")
-            timestamp = datetime.strptime(time_text.strip(), TIME_FORMAT).replace(tzinfo=UTC).timestamp()
-            shown = _parse_impressions(shown_field)
+            impression, user, timestamp, history, shown = _parse_behavior(line)
         except ValueError as err:
             if skip_bad:
                 report.drop("malformed behaviors line")
@@ -106,7 +95,6 @@ def convert_mind(behaviors: str | Path, news: str | Path | None, output_dir: str
             report.drop("duplicate impression id")
             continue
         impression_ids.add(impression)
-        history = " ".join(history.split())
         if user in histories:
             history_changes += histories[user] != history
         else:
@@ -114,41 +102,62 @@ def convert_mind(behaviors: str | Path, news: str | Path | None, output_dir: str
         if not shown:
             report.drop("impression without shown news")
             continue
-        for news_id, label in shown:
-            inter_rows.append([impression, user, news_id, float(label), timestamp])
+        inter_rows.extend([impression, user, news_id, float(label), timestamp] for news_id, label in shown)
     report.rows_kept = len(impression_ids) - report.dropped.get("impression without shown news", 0)
-    clicked = sum(1 for r in inter_rows if r[3] == 1.0)
-    shown_items = {r[2] for r in inter_rows}
     report.counts.update(
-        impressions=report.rows_kept, impression_rows=len(inter_rows), clicks=clicked,
-        users=len(histories), shown_news=len(shown_items), users_whose_history_differs=history_changes,
+        impressions=report.rows_kept, impression_rows=len(inter_rows), clicks=sum(1 for r in inter_rows if r[3] == 1.0),
+        users=len(histories), shown_news=len({r[2] for r in inter_rows}), users_whose_history_differs=history_changes,
         users_without_history=sum(1 for h in histories.values() if not h),
     )
+    return inter_rows, histories
 
+
+def _parse_behavior(line: str) -> tuple[str, str, float, str, list[tuple[str, int]]]:
+    """(impression, user, unix time, history, shown news) of one behaviors line."""
+    parts = line.split("\t")
+    if len(parts) != 5:
+        raise ValueError(f"{len(parts)} columns, expected 5")
+    impression, user, time_text, history, shown_field = parts
+    if not impression.strip() or not user.strip():
+        raise ValueError("empty impression id or user")
+    timestamp = datetime.strptime(time_text.strip(), TIME_FORMAT).replace(tzinfo=UTC).timestamp()
+    return impression, user, timestamp, " ".join(history.split()), _parse_impressions(shown_field)
+
+
+def _read_news(news, shown_items: set[str], report: ConversionReport, skip_bad: bool) -> list[list[Any]]:
+    """One cleaned item row per news id (first row kept)."""
     item_rows: list[list[Any]] = []
-    if news is not None:
-        seen: set[str] = set()
-        duplicates = 0
-        for number, line in iter_lines(news, report, skip_bad):
-            parts = line.split("\t")
-            if len(parts) < 5:
-                if skip_bad:
-                    report.drop("malformed news line")
-                    continue
-                raise input_error(news, number, f"{len(parts)} columns, expected 8")
-            news_id = parts[0].strip()
-            if news_id in seen:
-                duplicates += 1
+    seen: set[str] = set()
+    duplicates = 0
+    for number, line in iter_lines(news, report, skip_bad):
+        parts = line.split("\t")
+        if len(parts) < 5:
+            if skip_bad:
+                report.drop("malformed news line")
                 continue
-            seen.add(news_id)
-            entities = _entity_labels(parts[6]) + _entity_labels(parts[7]) if len(parts) >= 8 else []
-            item_rows.append([news_id, report.text("category", parts[1]), report.text("subcategory", parts[2]),
-                              report.text("title", parts[3]), report.text("abstract", parts[4]),
-                              report.text("entities", ", ".join(dict.fromkeys(entities)))])
-        report.counts.update(news_rows=len(item_rows), duplicate_news_rows=duplicates,
-                             shown_news_with_text=len(shown_items & seen),
-                             shown_news_without_text=len(shown_items - seen))
+            raise input_error(news, number, f"{len(parts)} columns, expected 8")
+        news_id = parts[0].strip()
+        if news_id in seen:
+            duplicates += 1
+            continue
+        seen.add(news_id)
+        entities = _entity_labels(parts[6]) + _entity_labels(parts[7]) if len(parts) >= 8 else []
+        item_rows.append([news_id, report.text("category", parts[1]), report.text("subcategory", parts[2]),
+                          report.text("title", parts[3]), report.text("abstract", parts[4]),
+                          report.text("entities", ", ".join(dict.fromkeys(entities)))])
+    report.counts.update(news_rows=len(item_rows), duplicate_news_rows=duplicates,
+                         shown_news_with_text=len(shown_items & seen), shown_news_without_text=len(shown_items - seen))
+    return item_rows
 
+
+def convert_mind(behaviors: str | Path, news: str | Path | None, output_dir: str | Path,
+                 name: str | None = None, skip_bad: bool = False, overwrite: bool = False) -> ConversionReport:
+    """Convert MIND files into ``output_dir/<name>.{inter,user,item,yaml}``."""
+    output_dir = check_output_dir(output_dir, overwrite)
+    name = name or output_dir.name
+    report = ConversionReport(name=name)
+    inter_rows, histories = _read_behaviors(behaviors, report, skip_bad)
+    item_rows = _read_news(news, {r[2] for r in inter_rows}, report, skip_bad) if news is not None else []
     with atomic_output_dir(output_dir, overwrite) as tmp:
         write_atomic_file(tmp / f"{name}.user", USER_HEADER, sorted(histories.items()))
         report.files.append(str(output_dir / f"{name}.user"))
