@@ -257,12 +257,18 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _replace_folder(tmp: Path, output: Path) -> None:
-    """``output`` becomes ``tmp`` by renames only; an old ``output`` is deleted once replaced."""
-    if output.is_dir() and not any(output.iterdir()):
-        output.rmdir()
-    if not output.exists():
-        os.rename(tmp, output)
+def _replace_folder(tmp: Path, output: Path, overwrite: bool) -> None:
+    """``output`` becomes ``tmp`` by renames only; an old ``output`` is deleted once replaced.
+
+    Without ``overwrite`` the single rename fails if a non-empty ``output`` appeared meanwhile
+    (another conversion finished first): nothing of it is touched.
+    """
+    if not overwrite or not output.exists():
+        try:
+            os.rename(tmp, output)  # also replaces an empty folder
+        except OSError as err:
+            raise ConversionError(f"{output}: output folder appeared meanwhile and is not empty ({err.strerror}); "
+                                  "pass --overwrite to replace it") from None
         return
     old = output.parent / f".{output.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     os.rename(output, old)
@@ -290,7 +296,7 @@ def atomic_output_dir(output: str | Path, overwrite: bool = False) -> Iterator[P
     try:
         yield tmp
         check_output_dir(output, overwrite)  # something may have appeared meanwhile
-        _replace_folder(tmp, output)
+        _replace_folder(tmp, output, overwrite)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

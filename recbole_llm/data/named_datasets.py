@@ -275,5 +275,7 @@ def prepare_named_dataset(config) -> bool:
     try:
         spec.convert(found, data_path, dataset)
     except ConversionError as err:
+        if atomic_files_present(data_path, dataset, config):
+            return True  # another run converted it meanwhile (its output is complete: one rename)
         raise DatasetNotFoundError(f"Named dataset '{dataset}' could not be converted: {err}") from None
     return atomic_files_present(data_path, dataset, config)
