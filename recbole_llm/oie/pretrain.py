@@ -28,11 +28,11 @@ import torch.nn.functional as F
 import yaml
 from recbole.utils import init_seed
 
-from recbole_llm.oie.settings import oie_init_mode, oie_setting
+from recbole_llm.config import setting
 from recbole_llm.oie.synthetic import (
     OIEMappingError, check_literal_ids, check_same_mapping, item_tokens, synthetic_sequences, write_atomic,
 )
-from recbole_llm.utils import get_model, properties_dir
+from recbole_llm.utils import get_model, model_yaml_files
 
 __all__ = ["apply_oie_init", "pretrain", "pretrained_model_path", "FrontNegativeSampler", "OIEMappingError"]
 
@@ -76,19 +76,32 @@ def front_bce_loss(model, interaction) -> torch.Tensor:
         F.binary_cross_entropy_with_logits(neg_logits, torch.zeros_like(neg_logits))
 
 
+TRANSFER_MODES = ("item_emb", "whole")
+
+
+def oie_init_mode(config) -> str | None:
+    """The transfer mode, validated: None (vanilla), 'item_emb' or 'whole'."""
+    mode = setting(config, "oie_init")
+    if mode in (None, False, "", "none", "None", "vanilla"):
+        return None
+    if mode not in TRANSFER_MODES:
+        raise ValueError(f"oie_init must be one of {TRANSFER_MODES} or empty, got {mode!r}.")
+    return mode
+
+
 def _model_yaml_keys(model_name: str) -> list[str]:
     import recbole
 
     keys: list[str] = []
     for path in (Path(recbole.__file__).parent / "properties" / "model" / f"{model_name}.yaml",
-                 properties_dir() / "model" / f"{model_name}.yaml"):
+                 *model_yaml_files(get_model(model_name))):
         if path.is_file():
             keys += list((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).keys())
     return [k for k in dict.fromkeys(keys) if k not in ("train_neg_sample_args", "epochs")]
 
 
 def _uses_front_negatives(config) -> bool:
-    return config["model"] == "SASRec" and bool(oie_setting(config, "oie_sasrec_front_negatives"))
+    return config["model"] == "SASRec" and bool(setting(config, "oie_sasrec_front_negatives"))
 
 
 def pretraining_settings(config, n_items: int) -> dict[str, Any]:
@@ -99,13 +112,13 @@ def pretraining_settings(config, n_items: int) -> dict[str, Any]:
         "model": config["model"],
         "n_items": n_items,
         "model_config": {k: config[k] for k in model_keys if config[k] is not None},
-        "pretrain": {k: oie_setting(config, k) for k in _PRETRAIN_SETTINGS},
+        "pretrain": {k: setting(config, k) for k in _PRETRAIN_SETTINGS},
         "front_negatives": _uses_front_negatives(config),
     }
 
 
 def _cache_dir(config) -> Path:
-    folder = oie_setting(config, "oie_cache_dir")
+    folder = setting(config, "oie_cache_dir")
     return Path(folder) if folder else Path(config["checkpoint_dir"] or "saved") / "oie"
 
 
@@ -126,10 +139,10 @@ def _pretraining_config(config, data_path: Path, name: str):
     values = dict(settings["model_config"])
     values.update({k: config[k] for k in _RUNTIME_KEYS if config[k] is not None})
     values.update({
-        "seed": int(oie_setting(config, "oie_seed")),
+        "seed": int(setting(config, "oie_seed")),
         "data_path": str(data_path),
         "checkpoint_dir": str(data_path),
-        "epochs": int(oie_setting(config, "oie_pretrain_epochs")),
+        "epochs": int(setting(config, "oie_pretrain_epochs")),
         "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
@@ -156,9 +169,9 @@ def pretrain(config, real_tokens: list[str], path: Path) -> Path:
     name = f"{config['dataset']}-oie-synthetic"
     data_path = path.parent / f"synthetic-{path.stem}"
     sequences = synthetic_sequences(
-        n_items, int(oie_setting(config, "oie_num_sequences")), int(oie_setting(config, "oie_run_length")),
-        int(oie_setting(config, "oie_min_subrun")), int(oie_setting(config, "oie_max_subrun")),
-        int(oie_setting(config, "oie_seed")),
+        n_items, int(setting(config, "oie_num_sequences")), int(setting(config, "oie_run_length")),
+        int(setting(config, "oie_min_subrun")), int(setting(config, "oie_max_subrun")),
+        int(setting(config, "oie_seed")),
     )
     write_atomic(sequences, data_path, name)
     logger.info(f"OIE: synthetic ordered dataset for N={n_items}: {len(sequences)} sequences in {data_path}")
@@ -223,7 +236,7 @@ def apply_oie_init(config, model: torch.nn.Module, dataset) -> Path | None:
     synthetic ones). Returns the pre-trained model file, or None for a vanilla run.
     """
     mode = oie_init_mode(config)
-    freeze = bool(oie_setting(config, "freeze_item_emb"))
+    freeze = bool(setting(config, "freeze_item_emb"))
     if mode is None:
         if freeze:
             raise ValueError("freeze_item_emb needs oie_init (item_emb or whole): there is nothing to freeze to.")

@@ -1,8 +1,8 @@
 """Trainer hook: AAE/SA of the item table at every evaluation, saved as a JSON history.
 
-``OIEMetricsMixin`` goes in front of RecBole's ``Trainer`` (``class SASRecTrainer(OIEMetricsMixin,
-Trainer)``); ``get_trainer`` finds those classes in ``recbole_llm/trainer/<model>.py``. Turned off
-with ``oie_metrics: False``. History entries: ``stage`` = ``init`` (before training, after any OIE
+``OIEMetricsMixin`` goes in front of RecBole's ``Trainer``; :func:`recbole_llm.trainer.get_trainer`
+adds it for sequential models when ``oie_metrics`` is on (``properties/oie.yaml``; off with
+``oie_metrics: False``). History entries: ``stage`` = ``init`` (before training, after any OIE
 transfer), ``valid`` (after each evaluation; ``epoch`` = epochs trained), ``best`` (the checkpoint
 loaded for the test evaluation). Written to ``<checkpoint>.oie.json`` (or ``saved/<model>-oie.json``).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from recbole.utils import set_color
 
 from recbole_llm.oie.metrics import item_embedding_table, oie_metrics
-from recbole_llm.oie.settings import oie_setting
+from recbole_llm.config import setting
 
 
 def history_path(saved_model_file: str) -> Path:
@@ -30,7 +30,7 @@ class OIEMetricsMixin:
     def __init__(self, config, model) -> None:
         super().__init__(config, model)
         self.oie_history: list[dict] = []
-        self.oie_enabled = bool(oie_setting(config, "oie_metrics")) and hasattr(model, "item_embedding")
+        self.oie_enabled = bool(setting(config, "oie_metrics")) and hasattr(model, "item_embedding")
         self._oie_epochs_trained = 0
 
     def record_oie(self, stage: str) -> dict | None:

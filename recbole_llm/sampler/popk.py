@@ -210,37 +210,3 @@ class PopkTrainDataLoader(TrainDataLoader):
         times = inter_feat[self.time_field].numpy()
         neg_item_ids = self._sampler.sample_with_popk(user_ids, item_ids, times, self.neg_sample_num, rows=rows)
         return self.sampling_func(inter_feat, neg_item_ids)
-
-
-def popk_data_preparation(config, dataset):
-    """RecBole's ``data_preparation`` with the POPK train sampler and loader (general/sequential models)."""
-    from recbole.data.utils import create_samplers, get_dataloader, load_split_dataloaders, save_split_dataloaders
-    from recbole.utils import ModelType
-
-    saved = load_split_dataloaders(config)  # RecBole's save_dataloaders / dataloaders_save_path
-    if saved is not None:
-        dataset._change_feat_format()
-        return saved
-
-    if config["MODEL_TYPE"] == ModelType.KNOWLEDGE or get_dataloader(config, "train") is not TrainDataLoader:
-        raise ValueError(
-            f"train_neg_sample_args.distribution 'popk' needs a model trained by RecBole's TrainDataLoader "
-            f"with sampled negatives; {config['model']} uses {get_dataloader(config, 'train').__name__}."
-        )
-    train_dataset, valid_dataset, test_dataset = built = dataset.build()
-    popk_args = config["train_neg_sample_args"]
-    # RecBole's valid/test samplers (only built when evaluation samples negatives).
-    config["train_neg_sample_args"] = {**popk_args, "distribution": "uniform"}
-    try:
-        _, valid_sampler, test_sampler = create_samplers(config, dataset, built)
-    finally:
-        config["train_neg_sample_args"] = popk_args
-    train_sampler = PopkSampler(train_dataset, config["train_neg_sample_args"], config["TIME_FIELD"],
-                                show_progress=bool(config["show_progress"]))
-    train_data = PopkTrainDataLoader(config, train_dataset, train_sampler, shuffle=config["shuffle"])
-    valid_data = get_dataloader(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
-    test_data = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)
-    if config["save_dataloaders"]:
-        save_split_dataloaders(config, dataloaders=(train_data, valid_data, test_data))
-    logger.info("POPK train sampler: %s", {k: v for k, v in train_sampler.args.items() if k != "distribution"})
-    return train_data, valid_data, test_data
