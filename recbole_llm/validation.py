@@ -146,7 +146,8 @@ def _yaml_keys() -> frozenset[str]:
 
 def check_override_keys(overrides: Sequence[str], config) -> None:
     """Every ``--key=value`` override names a key some yaml default, RecBole or this run's config knows."""
-    known = set(_yaml_keys()) | set(config.final_config_dict)
+    given_only_here = set(config.external_config_dict) - set(config.file_config_dict)
+    known = set(_yaml_keys()) | set(config.internal_config_dict) | (set(config.final_config_dict) - given_only_here)
     for arg in overrides:
         key = arg[2:].split("=", 1)[0]
         if key not in known:
