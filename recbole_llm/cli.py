@@ -74,8 +74,13 @@ def _run_compare(args, argv: list[str], config_files, overrides: list[str]) -> i
     overrides = [a for a in overrides if not a.startswith("--seed=")]
     output = args.output or f"benchmarks/results/compare_{args.dataset or 'ml-100k'}"
     compare(
-        models, args.dataset, parse_seeds(args.seeds, base_seed), config_files, overrides,
-        reference=args.reference, output_dir=output,
+        models,
+        args.dataset,
+        parse_seeds(args.seeds, base_seed),
+        config_files,
+        overrides,
+        reference=args.reference,
+        output_dir=output,
         command="python run_recbole_llm.py " + " ".join(shlex.quote(a) for a in argv),
     )
     return 0

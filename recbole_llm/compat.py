@@ -155,15 +155,30 @@ def _install_metric_registry() -> None:
 
 
 PATCHES: tuple[Patch, ...] = (
-    Patch("trainer_torch_load", ("recbole.trainer.trainer:Trainer.resume_checkpoint",
-                                 "recbole.trainer.trainer:Trainer.evaluate"),
-          "9960d4e41af98172", _install_trainer_torch_load),
-    Patch("collector_item_categories", ("recbole.evaluator.collector:Collector.data_collect",),
-          "d8a344993f87aca4", _install_collector_item_categories),
-    Patch("collector_data_struct", ("recbole.evaluator.collector:Collector.get_data_struct",),
-          "b8062da76dd83758", _install_collector_data_struct),
-    Patch("metric_registry", ("recbole.evaluator.register:cluster_info", "recbole.evaluator.register:Register"),
-          "021c249c92638c3d", _install_metric_registry),
+    Patch(
+        "trainer_torch_load",
+        ("recbole.trainer.trainer:Trainer.resume_checkpoint", "recbole.trainer.trainer:Trainer.evaluate"),
+        "9960d4e41af98172",
+        _install_trainer_torch_load,
+    ),
+    Patch(
+        "collector_item_categories",
+        ("recbole.evaluator.collector:Collector.data_collect",),
+        "d8a344993f87aca4",
+        _install_collector_item_categories,
+    ),
+    Patch(
+        "collector_data_struct",
+        ("recbole.evaluator.collector:Collector.get_data_struct",),
+        "b8062da76dd83758",
+        _install_collector_data_struct,
+    ),
+    Patch(
+        "metric_registry",
+        ("recbole.evaluator.register:cluster_info", "recbole.evaluator.register:Register"),
+        "021c249c92638c3d",
+        _install_metric_registry,
+    ),
 )
 
 

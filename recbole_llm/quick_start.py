@@ -1,4 +1,5 @@
 """Quick start: train and evaluate any recbole-llm or RecBole model (RecBole's ``run_recbole``)."""
+
 from __future__ import annotations
 
 import logging
@@ -80,7 +81,10 @@ def run_recbole_llm(
     if config["device"].type == "cuda":
         torch.cuda.reset_peak_memory_stats(config["device"])
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"],
+        train_data,
+        valid_data,
+        saved=saved,
+        show_progress=config["show_progress"],
         callback_fn=callback_fn,
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])

@@ -20,7 +20,7 @@ import os
 import pkgutil
 import sys
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 
@@ -123,7 +123,7 @@ def get_model(model_name: str, model_packages: Iterable[str] | str | None = None
     raise UnknownModelError(f"Unknown model '{model_name}': not a recbole-llm or RecBole model.{hint}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def available_models(extra: tuple[str, ...] = ()) -> list[str]:
     """Every model name we can resolve (ours, extra packages', RecBole's), for suggestions."""
     names: list[str] = []

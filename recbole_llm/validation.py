@@ -161,13 +161,15 @@ def check_dataset(config) -> None:
     from recbole_llm.data.named_datasets import atomic_files_present, known_dataset_names
     from recbole_llm.data.utils import missing_dataset_message
 
-    if config["dataset"] in known_dataset_names() or atomic_files_present(config["data_path"], config["dataset"], config):
+    dataset = config["dataset"]
+    if dataset in known_dataset_names() or atomic_files_present(config["data_path"], dataset, config):
         return
     raise ConfigError(missing_dataset_message(config))
 
 
-def validate_run(model: str | type, dataset: str | None, config_files: Sequence[str] | None,
-                 overrides: Sequence[str] = ()):
+def validate_run(
+    model: str | type, dataset: str | None, config_files: Sequence[str] | None, overrides: Sequence[str] = ()
+):
     """Build and check the config of one run; raise :class:`ConfigError` (one line) on any mistake.
 
     An import failure inside a model module is not a configuration mistake: it propagates as

@@ -1,4 +1,4 @@
-"""Plugin mechanics: model lookup (incl. an external model package), yaml precedence, trainer composition, data hooks."""
+"""Plugin mechanics: model lookup (incl. an external model package), yaml precedence, trainers, data hooks."""
 
 from __future__ import annotations
 
@@ -88,8 +88,16 @@ def test_external_model_trains_through_the_command_line(model_folder, monkeypatc
     monkeypatch.setenv(MODEL_PATH_ENV, str(model_folder))
     config = Config("TinyMF", "ml-100k")
     assert config["tiny_size"] == 8 and config["learning_rate"] == 0.01
-    status = cli.main(["--model=TinyMF", "--tiny_size=4", "--epochs=1", "--show_progress=False", "--state=ERROR",
-                       "--train_batch_size=4096"])
+    status = cli.main(
+        [
+            "--model=TinyMF",
+            "--tiny_size=4",
+            "--epochs=1",
+            "--show_progress=False",
+            "--state=ERROR",
+            "--train_batch_size=4096",
+        ]
+    )
     assert status == 0, capsys.readouterr().err
     assert "test result" in capsys.readouterr().out
 
@@ -119,13 +127,18 @@ def test_yaml_precedence_mro_overrides_dataset_converter_user(model_folder, tmp_
     _write_model(model_folder, "TinyBase", "tiny_size: 4\nlevel_a: base\nlevel_b: base\nlevel_c: base\n")
     (model_folder / "tinychild.py").write_text(
         f"from {model_folder.name}.tinybase import TinyBase\n\n\nclass TinyChild(TinyBase):\n"
-        "    config_overrides = {'level_c': 'override', 'level_d': 'override'}\n", encoding="utf-8")
+        "    config_overrides = {'level_c': 'override', 'level_d': 'override'}\n",
+        encoding="utf-8",
+    )
     (model_folder / "TinyChild.yaml").write_text("level_b: child\nlevel_c: child\nlevel_d: child\n", encoding="utf-8")
     data = tmp_path / "data" / "tiny-data"
     data.mkdir(parents=True)
     (data / "tiny-data.yaml").write_text("level_d: converter\nlevel_e: converter\n", encoding="utf-8")
-    config = Config("TinyChild", "tiny-data", config_dict={"model_packages": [str(model_folder)],
-                                                            "data_path": str(tmp_path / "data"), "level_e": "user"})
+    config = Config(
+        "TinyChild",
+        "tiny-data",
+        config_dict={"model_packages": [str(model_folder)], "data_path": str(tmp_path / "data"), "level_e": "user"},
+    )
     assert config["level_a"] == "base" and config["level_b"] == "child"  # MRO: base first, subclass over it
     assert config["level_c"] == "override"  # config_overrides over every model yaml
     assert config["level_d"] == "converter"  # converter-written dataset yaml over the model's defaults
@@ -194,12 +207,19 @@ def test_popk_data_step_keeps_the_config_and_runs_the_model_hook(model_folder):
 
     _write_model(model_folder, "TinyMF", "tiny_size: 4\n")
     neg_args = {"distribution": "popk", "sample_num": 1, "popk": 2, "popk_bucket": 86400}
-    config = Config("TinyMF", "ml-100k", config_dict={
-        **FAST, "model_packages": [str(model_folder)], "normalize_all": False, "train_neg_sample_args": neg_args})
+    config = Config(
+        "TinyMF",
+        "ml-100k",
+        config_dict={
+            **FAST,
+            "model_packages": [str(model_folder)],
+            "normalize_all": False,
+            "train_neg_sample_args": neg_args,
+        },
+    )
     before = copy.deepcopy(config.final_config_dict["train_neg_sample_args"])
     train_data, valid_data, _ = data_preparation(config, create_dataset(config))
     assert config["train_neg_sample_args"] == before and before["distribution"] == "popk"
     assert isinstance(train_data, PopkTrainDataLoader) and train_data.neg_sample_args["distribution"] == "popk"
     assert train_data._dataset.tiny_prepared is True  # model_class.prepare_data ran on the train split
     assert not hasattr(valid_data._dataset, "tiny_prepared")
-

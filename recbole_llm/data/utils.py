@@ -75,8 +75,12 @@ def _popk_data_preparation(config, dataset):
     if isinstance(train_data, PopkTrainDataLoader):  # loaded from RecBole's saved dataloaders
         return train_data, valid_data, test_data
     train_dataset = train_data._dataset
-    sampler = PopkSampler(train_dataset, config["train_neg_sample_args"], config["TIME_FIELD"],
-                          show_progress=bool(config["show_progress"]))
+    sampler = PopkSampler(
+        train_dataset,
+        config["train_neg_sample_args"],
+        config["TIME_FIELD"],
+        show_progress=bool(config["show_progress"]),
+    )
     train_data = PopkTrainDataLoader(config, train_dataset, sampler, shuffle=config["shuffle"])
     if config["save_dataloaders"]:
         save_split_dataloaders(config, dataloaders=(train_data, valid_data, test_data))

@@ -6,6 +6,7 @@ adds it for sequential models when ``oie_metrics`` is on (``properties/oie.yaml`
 transfer), ``valid`` (after each evaluation; ``epoch`` = epochs trained), ``best`` (the checkpoint
 loaded for the test evaluation). Written to ``<checkpoint>.oie.json`` (or ``saved/<model>-oie.json``).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from pathlib import Path
 
 from recbole.utils import set_color
 
-from recbole_llm.oie.metrics import item_embedding_table, oie_metrics
 from recbole_llm.config import setting
+from recbole_llm.oie.metrics import item_embedding_table, oie_metrics
 
 
 def history_path(saved_model_file: str) -> Path:
@@ -52,8 +53,13 @@ class OIEMetricsMixin:
         path = history_path(self.saved_model_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".tmp{os.getpid()}")
-        temporary.write_text(json.dumps({"model": self.config["model"], "dataset": self.config["dataset"],
-                                         "history": self.oie_history}, indent=1), encoding="utf-8")
+        temporary.write_text(
+            json.dumps(
+                {"model": self.config["model"], "dataset": self.config["dataset"], "history": self.oie_history},
+                indent=1,
+            ),
+            encoding="utf-8",
+        )
         os.replace(temporary, path)
         return path
 
@@ -72,8 +78,9 @@ class OIEMetricsMixin:
         return result
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        result = super().evaluate(eval_data, load_best_model=load_best_model, model_file=model_file,
-                                  show_progress=show_progress)
+        result = super().evaluate(
+            eval_data, load_best_model=load_best_model, model_file=model_file, show_progress=show_progress
+        )
         if load_best_model:
             self.record_oie("best")
         return result

@@ -1,4 +1,5 @@
 """Validation and defaults of the POPK keys inside ``train_neg_sample_args``."""
+
 from __future__ import annotations
 
 import difflib
@@ -14,7 +15,6 @@ from recbole_llm.validation import ConfigError, load_schema
 RECBOLE_NEG_SAMPLE_KEYS = ("distribution", "sample_num", "alpha", "dynamic", "candidate_num")
 
 
-
 @lru_cache(maxsize=1)
 def popk_defaults() -> dict[str, Any]:
     """Every key of ``train_neg_sample_args`` for popk and its default (``properties/sampler/popk.yaml``)."""
@@ -25,7 +25,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     """The POPK keys with a fixed set of names, from ``properties/schema.yaml``."""
     rules = load_schema().get("keys") or {}
     prefix = "train_neg_sample_args."
-    return {k[len(prefix):]: tuple(r["choices"]) for k, r in rules.items() if k.startswith(prefix) and "choices" in r}
+    return {k[len(prefix) :]: tuple(r["choices"]) for k, r in rules.items() if k.startswith(prefix) and "choices" in r}
 
 
 class PopkConfigError(ConfigError):
@@ -39,9 +39,7 @@ def is_popk(neg_sample_args: Any) -> bool:
 
 def _positive_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
-        raise PopkConfigError(
-            f"train_neg_sample_args.{name} must be an integer >= {minimum}, got {value!r}."
-        )
+        raise PopkConfigError(f"train_neg_sample_args.{name} must be an integer >= {minimum}, got {value!r}.")
     return int(value)
 
 
@@ -71,7 +69,9 @@ def normalize_popk_args(neg_sample_args: dict[str, Any]) -> dict[str, Any]:
     args["popk_window"] = _positive_int("popk_window", args["popk_window"], 1)
     bucket = args["popk_bucket"]
     if isinstance(bucket, bool) or not isinstance(bucket, (int, float)) or bucket <= 0:
-        raise PopkConfigError(f"train_neg_sample_args.popk_bucket must be a positive number (time units), got {bucket!r}.")
+        raise PopkConfigError(
+            f"train_neg_sample_args.popk_bucket must be a positive number (time units), got {bucket!r}."
+        )
     if not isinstance(args["popk_leak_free"], bool):
         raise PopkConfigError(
             f"train_neg_sample_args.popk_leak_free must be true or false, got {args['popk_leak_free']!r}."

@@ -21,6 +21,7 @@ P(t, p) minus the positive and the user's training items depends only on the tra
 sampler computes it once for every training row when it is built; per batch the loader gathers
 those rows by index and only the k uniform negatives are drawn anew.
 """
+
 from __future__ import annotations
 
 import logging
@@ -127,9 +128,12 @@ class PopkSampler(Sampler):
         if rows is None:
             return None
         rows = np.asarray(rows, dtype=np.int64)
-        if (len(rows) != len(user_ids) or (len(rows) and (rows.min() < 0 or rows.max() >= len(self._row_items)))
-                or not np.array_equal(self._row_items[rows], item_ids)
-                or not np.array_equal(self._row_users[rows], user_ids)):
+        if (
+            len(rows) != len(user_ids)
+            or (len(rows) and (rows.min() < 0 or rows.max() >= len(self._row_items)))
+            or not np.array_equal(self._row_items[rows], item_ids)
+            or not np.array_equal(self._row_users[rows], user_ids)
+        ):
             return None  # not the training rows the cache was built from: look them up instead
         return self._row_popular[:, rows]
 
@@ -188,7 +192,9 @@ class PopkTrainDataLoader(TrainDataLoader):
         args = normalize_popk_args(neg_sample_args)
         # RecBole sets up times / labels / neg_ fields for "k + popk" uniform negatives ...
         super()._set_neg_sample_args(
-            config, dataset, dl_format,
+            config,
+            dataset,
+            dl_format,
             {**args, "distribution": "uniform", "sample_num": negatives_per_positive(args)},
         )
         # ... and we keep the popk arguments so _neg_sampling takes our branch.

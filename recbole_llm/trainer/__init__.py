@@ -11,7 +11,7 @@ and RecBole's trainer for the model (``recbole.utils.get_trainer``). There are n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 
 from recbole.utils import ModelType
 from recbole.utils import get_trainer as recbole_get_trainer
@@ -34,13 +34,14 @@ def trainer_mixins(config, model_class: type, extra_mixins: Sequence[type] = ())
     return tuple(dict.fromkeys(mixins))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compose(name: str, bases: tuple[type, ...]) -> type:
     """One class per combination, so repeated runs get the identical trainer class."""
-    return type(name, bases, {"__doc__": f"RecBole's {bases[-1].__name__} with {', '.join(b.__name__ for b in bases[:-1])}."})
+    mixins = ", ".join(b.__name__ for b in bases[:-1])
+    return type(name, bases, {"__doc__": f"RecBole's {bases[-1].__name__} with {mixins}."})
 
 
 def get_trainer(config, model_class: type, extra_mixins: Sequence[type] = ()) -> type:
     """The trainer class for ``model_class``: RecBole's trainer for it, composed with the chosen mixins."""
-    base = recbole_get_trainer(config["MODEL_TYPE"], model_class.__name__)
+    base = recbole_get_trainer(config["MODEL_TYPE"], config["model"])
     return _compose(f"{model_class.__name__}Trainer", (*trainer_mixins(config, model_class, extra_mixins), base))
