@@ -81,3 +81,10 @@ def test_benchmark_flag_dispatches_lazily(tmp_path, monkeypatch):
 def test_subcommands_are_registered_lazily():
     assert cli.SUBCOMMANDS["inspect"] == "recbole_llm.data.inspect:main"
     assert cli.SUBCOMMANDS["profiles"] == "recbole_llm.profiles.cli:main"
+
+
+def test_seed_flag_sets_the_seed_of_a_single_run():
+    from recbole_llm.validation import validate_run
+
+    args, overrides = cli.build_parser().parse_known_args(["--model=BPR", "--seed=2021"])
+    assert validate_run(args.model, args.dataset, None, overrides)["seed"] == 2021
