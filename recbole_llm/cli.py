@@ -94,8 +94,8 @@ def _run(args, argv: list[str], overrides: list[str]) -> int:
     if args.benchmark:
         check_config_files([args.benchmark])
         return int(_entry(BENCHMARK_ENTRY)(args, overrides) or 0)
-    if args.tune:
-        validate_run(args.model, args.dataset, config_files, overrides)
+    if args.tune:  # tune reads its own --key=value options (num_samples, ...) from the overrides
+        validate_run(args.model, args.dataset, config_files)
         return int(_entry(TUNE_ENTRY)(args, overrides) or 0)
     if args.compare:
         return _run_compare(args, argv, config_files, overrides)
