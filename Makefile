@@ -23,6 +23,8 @@ demo: install
 		--output=demo_results
 
 test: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q tests
 
 clean:

@@ -2,28 +2,37 @@
 
     recbole-llm --model=LightGCN --dataset=ml-100k --epochs=2            # one run
     recbole-llm --compare=LightGCN,BPR --seeds=3 --reference=LightGCN    # benchmark table
-    recbole-llm <subcommand> ...                                         # e.g. profiles
+    recbole-llm --benchmark=suite.yaml                                   # a benchmark suite
+    recbole-llm <subcommand> ...                                         # profiles, inspect
 
-Any further ``--key=value`` is a RecBole config override (highest precedence).
+Any further ``--key=value`` is a RecBole config override (highest precedence); flags are matched
+exactly (``--seed=2021`` is the seed override, never an abbreviation of ``--seeds``). Configuration
+mistakes exit with status 2 and one line on stderr; ``--debug`` shows the traceback instead.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import shlex
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 # Subcommands are registered here and imported only when used: name -> "module:function".
 SUBCOMMANDS: dict[str, str] = {
     "profiles": "recbole_llm.profiles.cli:main",  # P4R item-profile generation
+    "inspect": "recbole_llm.data.inspect:main",  # what a dataset holds, as RecBole loads it
 }
+#: ``--benchmark=<suite.yaml>`` runs this function with (args, overrides).
+BENCHMARK_ENTRY = "recbole_llm.benchmark:run_from_cli"
+TUNE_ENTRY = "recbole_llm.tune:run_from_cli"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run_recbole_llm.py",
         description="Train and evaluate recbole-llm or RecBole models; extra --key=value flags override the config.",
+        allow_abbrev=False,
     )
     parser.add_argument("--model", "-m", type=str, default="BPR", help="model name (ours or RecBole's)")
     parser.add_argument("--dataset", "-d", type=str, default=None, help="dataset name (default: ml-100k, bundled)")
@@ -38,19 +47,71 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", type=str, default=None, help="with --compare: model for the paired test")
     parser.add_argument("--output", type=str, default=None, help="with --compare / --tune: output folder")
     parser.add_argument("--tune", type=str, default=None, help="Ray Tune search-space yaml (see properties/search/)")
+    parser.add_argument("--benchmark", type=str, default=None, help="benchmark suite yaml (recbole_llm.benchmark)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return parser
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+def _fail(message: str, status: int = 2) -> int:
+    print("error: " + " ".join(str(message).split()), file=sys.stderr)
+    return status
+
+
+def _entry(spec: str):
+    module_name, func_name = spec.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def _run_compare(args, argv: list[str], config_files, overrides: list[str]) -> int:
+    from recbole_llm.compare import compare, parse_seeds
+    from recbole_llm.validation import validate_run
+
+    models = [m.strip() for m in args.compare.split(",") if m.strip()]
+    for name in models:  # fail before any training on a typo
+        validate_run(name, args.dataset, config_files, overrides)
+    seed_overrides = [a for a in overrides if a.startswith("--seed=")]
+    base_seed = int(seed_overrides[-1].split("=", 1)[1]) if seed_overrides else 2020
+    overrides = [a for a in overrides if not a.startswith("--seed=")]
+    output = args.output or f"benchmarks/results/compare_{args.dataset or 'ml-100k'}"
+    compare(
+        models,
+        args.dataset,
+        parse_seeds(args.seeds, base_seed),
+        config_files,
+        overrides,
+        reference=args.reference,
+        output_dir=output,
+        command="python run_recbole_llm.py " + " ".join(shlex.quote(a) for a in argv),
+    )
+    return 0
+
+
+def _run(args, argv: list[str], overrides: list[str]) -> int:
+    """Dispatch one parsed command line; configuration mistakes raise ConfigError."""
+    from recbole_llm.validation import check_config_files, validate_run
+
+    config_files = args.config_files.strip().split() if args.config_files else None
+    if args.benchmark:
+        check_config_files([args.benchmark])
+        return int(_entry(BENCHMARK_ENTRY)(args, overrides) or 0)
+    if args.tune:  # tune reads its own --key=value options (num_samples, ...) from the overrides
+        validate_run(args.model, args.dataset, config_files)
+        return int(_entry(TUNE_ENTRY)(args, overrides) or 0)
+    if args.compare:
+        return _run_compare(args, argv, config_files, overrides)
+    validate_run(args.model, args.dataset, config_files, overrides)
+    from recbole_llm.quick_start import run_recbole_llm
+
+    result = run_recbole_llm(args.model, args.dataset, config_files, cmd_args=overrides)
+    print(f"best valid: {result['best_valid_result']}")
+    print(f"test result: {result['test_result']}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
-        module_name, func_name = SUBCOMMANDS[argv[0]].split(":")
-        return getattr(importlib.import_module(module_name), func_name)(argv[1:])
+        return _entry(SUBCOMMANDS[argv[0]])(argv[1:])
 
     args, overrides = build_parser().parse_known_args(argv)
     bad = [a for a in overrides if not (a.startswith("--") and "=" in a)]
@@ -58,41 +119,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"unrecognised argument(s) {' '.join(bad)}: config overrides take the form --key=value")
     if args.nproc != 1 or args.world_size > 1:
         return _fail("distributed runs (--nproc/--world_size > 1) are not supported by recbole-llm yet")
-    config_files = args.config_files.strip().split(" ") if args.config_files else None
 
     import recbole_llm  # noqa: F401  (applies the compatibility layer)
     from recbole_llm.data import DatasetNotFoundError
-    from recbole_llm.utils import UnknownModelError, get_model
+    from recbole_llm.utils import ModelImportError
+    from recbole_llm.validation import ConfigError
 
     try:
-        if args.tune:
-            from recbole_llm.tune import run_from_cli
-
-            return run_from_cli(args, overrides)
-        if args.compare:
-            from recbole_llm.compare import compare, parse_seeds
-
-            models = [m.strip() for m in args.compare.split(",") if m.strip()]
-            for name in models:
-                get_model(name)  # fail before any training on a typo
-            seed_overrides = [a for a in overrides if a.startswith("--seed=")]
-            base_seed = int(seed_overrides[-1].split("=", 1)[1]) if seed_overrides else 2020
-            overrides = [a for a in overrides if not a.startswith("--seed=")]
-            output = args.output or f"benchmarks/results/compare_{args.dataset or 'ml-100k'}"
-            compare(
-                models, args.dataset, parse_seeds(args.seeds, base_seed), config_files, overrides,
-                reference=args.reference, output_dir=output,
-                command="python run_recbole_llm.py " + " ".join(shlex.quote(a) for a in argv),
-            )
-            return 0
-        from recbole_llm.quick_start import run_recbole_llm
-
-        result = run_recbole_llm(args.model, args.dataset, config_files, cmd_args=overrides)
-    except (UnknownModelError, DatasetNotFoundError) as exc:
+        return _run(args, argv, overrides)
+    except (ConfigError, DatasetNotFoundError) as exc:
+        if args.debug:
+            raise
         return _fail(str(exc))
-    print(f"best valid: {result['best_valid_result']}")
-    print(f"test result: {result['test_result']}")
-    return 0
+    except ModelImportError as exc:
+        if args.debug:
+            raise
+        return _fail(f"{exc} (run with --debug for the traceback)", status=1)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,23 @@
 """Quick start: train and evaluate any recbole-llm or RecBole model (RecBole's ``run_recbole``)."""
+
 from __future__ import annotations
 
 import logging
 import resource
 import sys
-import time
+from collections.abc import Sequence
 from logging import getLogger
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from recbole.utils import init_logger, init_seed, set_color
 
-from recbole_llm.config import Config
 from recbole_llm.compat import load_recbole_checkpoint
+from recbole_llm.config import Config
 from recbole_llm.data import create_dataset, data_preparation
 from recbole_llm.oie.pretrain import apply_oie_init
-from recbole_llm.utils import get_model, get_trainer
+from recbole_llm.trainer import get_trainer
+from recbole_llm.utils import get_model
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -25,33 +27,31 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class _EpochTimer:
-    """Times each training epoch of one trainer instance (wraps its bound ``_train_epoch``)."""
+def build_model(config: Config, train_data, dataset):
+    """The model for ``config``, seeded like RecBole, built on the train split, then the model-build hooks.
 
-    def __init__(self, trainer) -> None:
-        self.seconds: list[float] = []
-        self._inner = trainer._train_epoch
-        trainer._train_epoch = self
-
-    def __call__(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return self._inner(*args, **kwargs)
-        finally:
-            self.seconds.append(time.perf_counter() - start)
+    Hook: with ``oie_init`` set, the model is pre-trained on the synthetic ordered dataset (or the
+    cached pre-training is reused) and its weights are transferred in (recbole_llm.oie.pretrain).
+    """
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model_class = getattr(config, "model_class", None) or get_model(config["model"])
+    model = model_class(config, train_data._dataset).to(config["device"])
+    apply_oie_init(config, model, dataset)  # no-op unless `oie_init` is set
+    return model
 
 
-def build(config: Config):
-    """Dataset, dataloaders, model and trainer for ``config`` (seeded like RecBole)."""
+def build(config: Config, extra_mixins: Sequence[type] = ()):
+    """Dataset, dataloaders, model and trainer for ``config`` (seeded like RecBole).
+
+    ``extra_mixins``: trainer mixins added by the caller (e.g. Ray Tune's per-epoch reporting).
+    """
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     getLogger().info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    apply_oie_init(config, model, dataset)  # OIE pre-training + transfer when `oie_init` is set (else no-op)
+    model = build_model(config, train_data, dataset)
     getLogger().info(model)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = get_trainer(config, type(model), extra_mixins)(config, model)
     return dataset, train_data, valid_data, test_data, model, trainer
 
 
@@ -77,12 +77,14 @@ def run_recbole_llm(
     logger.info(sys.argv)
     logger.info(config)
 
-    _, train_data, valid_data, test_data, model_obj, trainer = build(config)
-    timer = _EpochTimer(trainer)
+    _, train_data, valid_data, test_data, _, trainer = build(config)
     if config["device"].type == "cuda":
         torch.cuda.reset_peak_memory_stats(config["device"])
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"],
+        train_data,
+        valid_data,
+        saved=saved,
+        show_progress=config["show_progress"],
         callback_fn=callback_fn,
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
@@ -96,7 +98,7 @@ def run_recbole_llm(
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": dict(best_valid_result or {}),
         "test_result": dict(test_result),
-        "epoch_times": timer.seconds,
+        "epoch_times": list(trainer.epoch_times),
         "peak_memory_mb": _peak_memory_mb(config["device"]),
         "saved_model_file": trainer.saved_model_file if saved else None,
     }
@@ -135,7 +137,7 @@ def load_data_and_model(model_file: str):
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = get_model(config["model"], config["model_packages"])(config, train_data._dataset).to(config["device"])
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, dataset, train_data, valid_data, test_data

@@ -1,6 +1,8 @@
 """Foundation: model lookup, config merging, entry point, checkpoint reload, comparison command."""
+
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 
@@ -12,7 +14,8 @@ from recbole.model.general_recommender.lightgcn import LightGCN
 import recbole_llm.config as config_module
 from recbole_llm.config import Config
 from recbole_llm.quick_start import load_data_and_model, run_recbole_llm
-from recbole_llm.utils import UnknownModelError, get_model, get_trainer
+from recbole_llm.trainer import get_trainer
+from recbole_llm.utils import UnknownModelError, get_model
 
 from conftest import FAST, PROJECT_ROOT
 
@@ -56,11 +59,12 @@ def test_unknown_model_lists_closest_names():
     assert "LightGCN" in str(info.value)
 
 
-def test_get_trainer_falls_back_to_recbole():
+def test_get_trainer_composes_recbole_trainer():
     from recbole.trainer import Trainer
-    from recbole.utils import ModelType
 
-    assert get_trainer(ModelType.GENERAL, "LightGCN") is Trainer
+    config = Config("LightGCN", "ml-100k")
+    trainer = get_trainer(config, LightGCN)
+    assert issubclass(trainer, Trainer) and trainer.__mro__[-3] is Trainer
 
 
 def test_yaml_merging_our_defaults_then_user_overrides(tmp_path, monkeypatch):
@@ -68,18 +72,19 @@ def test_yaml_merging_our_defaults_then_user_overrides(tmp_path, monkeypatch):
     (props / "model").mkdir(parents=True)
     (props / "dataset").mkdir()
     (props / "overall.yaml").write_text("raw_data_path: ~\n")
-    (props / "model" / "LightGCN.yaml").write_text("n_layers: 4\nreg_weight: 0.5\nembedding_size: 32\n")
+    (props / "model" / "P4R.yaml").write_text("n_layers: 4\nreg_weight: 0.5\nembedding_size: 32\n")
     (props / "dataset" / "ml-100k.yaml").write_text("embedding_size: 48\n")
     monkeypatch.setattr(config_module, "properties_dir", lambda: props)
+    monkeypatch.setattr("recbole_llm.utils.properties_dir", lambda: props)
     user_file = tmp_path / "user.yaml"
     user_file.write_text("reg_weight: 0.25\n")
 
-    config = Config("LightGCN", "ml-100k", [str(user_file)], {"n_layers": 2}, cmd_args=["--learning_rate=0.01"])
+    config = Config("P4R", "ml-100k", [str(user_file)], {"n_layers": 2}, cmd_args=["--learning_rate=0.01"])
     assert config["embedding_size"] == 48  # dataset yaml over model yaml
     assert config["reg_weight"] == 0.25  # user file over our defaults
     assert config["n_layers"] == 2  # config_dict over file defaults
     assert config["learning_rate"] == 0.01  # command line parsed and typed
-    plain = Config("LightGCN", "ml-100k", config_dict={"n_layers": 2})
+    plain = Config("P4R", "ml-100k", config_dict={"n_layers": 2})
     assert plain["reg_weight"] == 0.5 and plain["learning_rate"] == 0.001
 
 
@@ -95,8 +100,9 @@ def test_entry_point_lightgcn_one_epoch():
 
 
 def test_entry_point_sasrec_one_epoch():
-    result = run_cli("--model=SASRec", "--epochs=1", "--show_progress=False", "--train_neg_sample_args=None",
-                     *SMALL_SEQUENTIAL)
+    result = run_cli(
+        "--model=SASRec", "--epochs=1", "--show_progress=False", "--train_neg_sample_args=None", *SMALL_SEQUENTIAL
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test result" in result.stdout and "hit@10" in result.stdout
 
@@ -122,19 +128,25 @@ def test_checkpoint_reload_under_weights_only_torch():
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor.cpu(), state[name].cpu()), name
     # Safe loading stays the default everywhere else.
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError):
         torch.load(result["saved_model_file"])
-    from recbole_llm.utils import get_trainer as lookup
-
-    trainer = lookup(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = get_trainer(config, type(model))(config, model)
     reloaded = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
     assert reloaded["ndcg@10"] == pytest.approx(result["test_result"]["ndcg@10"], abs=1e-4)
 
 
 def test_compare_two_models_two_seeds(tmp_path):
     out = tmp_path / "cmp"
-    result = run_cli("--compare=BPR,LightGCN", "--seeds=2", "--reference=BPR", f"--output={out}",
-                     "--epochs=1", "--show_progress=False", "--state=ERROR", timeout=600)
+    result = run_cli(
+        "--compare=BPR,LightGCN",
+        "--seeds=2",
+        "--reference=BPR",
+        f"--output={out}",
+        "--epochs=1",
+        "--show_progress=False",
+        "--state=ERROR",
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = pd.read_csv(out / "comparison.csv")
     assert sorted(runs["model"].unique()) == ["BPR", "LightGCN"]

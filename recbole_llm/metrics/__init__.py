@@ -1,4 +1,9 @@
-"""Extra RecBole metrics (registered into RecBole's metric registry by :func:`register_metrics`)."""
+"""Extra RecBole metrics, usable by name in ``metrics: [...]``.
+
+They are written into RecBole's metric registry by the ``metric_registry`` patch of
+:mod:`recbole_llm.compat` (applied when ``recbole_llm`` is imported).
+"""
+
 from __future__ import annotations
 
 from recbole_llm.metrics.category_diversity import ITEM_CATEGORIES, CategoryDiversity, item_category_matrix
@@ -9,17 +14,7 @@ __all__ = ["CategoryDiversity", "ITEM_CATEGORIES", "METRICS", "item_category_mat
 
 
 def register_metrics() -> None:
-    """Make our metrics usable by name in ``metrics: [...]`` (idempotent).
+    """Make our metrics usable by name (idempotent): applies :mod:`recbole_llm.compat`, which registers them."""
+    from recbole_llm import compat
 
-    RecBole builds its registry once from ``recbole.evaluator.metrics``; Config, Register and
-    Evaluator read the same dict objects, so adding entries in place is enough.
-    """
-    from recbole.evaluator import register
-
-    for metric in METRICS:
-        name = metric.__name__.lower()
-        register.metrics_dict[name] = metric
-        register.metric_information[name] = metric.metric_need
-        register.metric_types[name] = metric.metric_type
-        if metric.smaller and name not in register.smaller_metrics:
-            register.smaller_metrics.append(name)
+    compat.apply()

@@ -1,1 +1,1 @@
-"""recbole-llm models, one per file, looked up by name like RecBole's."""
+"""recbole-llm models, one per file, imported by type in ``recbole_llm/model/<type>/__init__.py``."""

@@ -13,6 +13,7 @@ setting that changes it, so later runs (other seeds of the real training, the ot
 reuse it. The token -> id mapping of the synthetic and real datasets is checked identical (literal
 ids 1..N) before any transfer, or :class:`~recbole_llm.oie.synthetic.OIEMappingError` is raised.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,22 +29,40 @@ import torch.nn.functional as F
 import yaml
 from recbole.utils import init_seed
 
-from recbole_llm.oie.settings import oie_init_mode, oie_setting
+from recbole_llm.config import setting
 from recbole_llm.oie.synthetic import (
-    OIEMappingError, check_literal_ids, check_same_mapping, item_tokens, synthetic_sequences, write_atomic,
+    OIEMappingError,
+    check_literal_ids,
+    check_same_mapping,
+    item_tokens,
+    synthetic_sequences,
+    write_atomic,
 )
-from recbole_llm.utils import get_model, properties_dir
+from recbole_llm.utils import get_model, model_yaml_files
 
 __all__ = ["apply_oie_init", "pretrain", "pretrained_model_path", "FrontNegativeSampler", "OIEMappingError"]
 
 # Training keys carried from the real run into pre-training (besides the model's own yaml keys).
 # The pre-training seed is ``oie_seed`` (not the run's ``seed``): one pre-trained model serves every
 # seed of the real training (our decision; it keeps multi-seed benchmarks affordable).
-_CARRIED_KEYS = ("MAX_ITEM_LIST_LENGTH", "learning_rate", "train_batch_size", "weight_decay",
-                 "reproducibility", "clip_grad_norm", "learner")
+_CARRIED_KEYS = (
+    "MAX_ITEM_LIST_LENGTH",
+    "learning_rate",
+    "train_batch_size",
+    "weight_decay",
+    "reproducibility",
+    "clip_grad_norm",
+    "learner",
+)
 _RUNTIME_KEYS = ("use_gpu", "gpu_id", "show_progress", "state")  # not part of the cache key
-_PRETRAIN_SETTINGS = ("oie_pretrain_epochs", "oie_num_sequences", "oie_run_length", "oie_min_subrun",
-                      "oie_max_subrun", "oie_seed")
+_PRETRAIN_SETTINGS = (
+    "oie_pretrain_epochs",
+    "oie_num_sequences",
+    "oie_run_length",
+    "oie_min_subrun",
+    "oie_max_subrun",
+    "oie_seed",
+)
 
 
 class FrontNegativeSampler:
@@ -72,23 +91,39 @@ def front_bce_loss(model, interaction) -> torch.Tensor:
     seq_output = model.forward(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
     pos_logits = (seq_output * model.item_embedding(interaction[model.POS_ITEM_ID])).sum(-1)
     neg_logits = (seq_output * model.item_embedding(interaction[model.NEG_ITEM_ID])).sum(-1)
-    return F.binary_cross_entropy_with_logits(pos_logits, torch.ones_like(pos_logits)) + \
-        F.binary_cross_entropy_with_logits(neg_logits, torch.zeros_like(neg_logits))
+    return F.binary_cross_entropy_with_logits(
+        pos_logits, torch.ones_like(pos_logits)
+    ) + F.binary_cross_entropy_with_logits(neg_logits, torch.zeros_like(neg_logits))
+
+
+TRANSFER_MODES = ("item_emb", "whole")
+
+
+def oie_init_mode(config) -> str | None:
+    """The transfer mode, validated: None (vanilla), 'item_emb' or 'whole'."""
+    mode = setting(config, "oie_init")
+    if mode in (None, False, "", "none", "None", "vanilla"):
+        return None
+    if mode not in TRANSFER_MODES:
+        raise ValueError(f"oie_init must be one of {TRANSFER_MODES} or empty, got {mode!r}.")
+    return mode
 
 
 def _model_yaml_keys(model_name: str) -> list[str]:
     import recbole
 
     keys: list[str] = []
-    for path in (Path(recbole.__file__).parent / "properties" / "model" / f"{model_name}.yaml",
-                 properties_dir() / "model" / f"{model_name}.yaml"):
+    for path in (
+        Path(recbole.__file__).parent / "properties" / "model" / f"{model_name}.yaml",
+        *model_yaml_files(get_model(model_name)),
+    ):
         if path.is_file():
             keys += list((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).keys())
     return [k for k in dict.fromkeys(keys) if k not in ("train_neg_sample_args", "epochs")]
 
 
 def _uses_front_negatives(config) -> bool:
-    return config["model"] == "SASRec" and bool(oie_setting(config, "oie_sasrec_front_negatives"))
+    return config["model"] == "SASRec" and bool(setting(config, "oie_sasrec_front_negatives"))
 
 
 def pretraining_settings(config, n_items: int) -> dict[str, Any]:
@@ -99,13 +134,13 @@ def pretraining_settings(config, n_items: int) -> dict[str, Any]:
         "model": config["model"],
         "n_items": n_items,
         "model_config": {k: config[k] for k in model_keys if config[k] is not None},
-        "pretrain": {k: oie_setting(config, k) for k in _PRETRAIN_SETTINGS},
+        "pretrain": {k: setting(config, k) for k in _PRETRAIN_SETTINGS},
         "front_negatives": _uses_front_negatives(config),
     }
 
 
 def _cache_dir(config) -> Path:
-    folder = oie_setting(config, "oie_cache_dir")
+    folder = setting(config, "oie_cache_dir")
     return Path(folder) if folder else Path(config["checkpoint_dir"] or "saved") / "oie"
 
 
@@ -125,17 +160,25 @@ def _pretraining_config(config, data_path: Path, name: str):
     settings = pretraining_settings(config, 0)
     values = dict(settings["model_config"])
     values.update({k: config[k] for k in _RUNTIME_KEYS if config[k] is not None})
-    values.update({
-        "seed": int(oie_setting(config, "oie_seed")),
-        "data_path": str(data_path),
-        "checkpoint_dir": str(data_path),
-        "epochs": int(oie_setting(config, "oie_pretrain_epochs")),
-        "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
-        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
-        "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)", "val_interval": None,
-        "benchmark_filename": None, "save_dataset": False, "save_dataloaders": False,
-    })
+    values.update(
+        {
+            "seed": int(setting(config, "oie_seed")),
+            "data_path": str(data_path),
+            "checkpoint_dir": str(data_path),
+            "epochs": int(setting(config, "oie_pretrain_epochs")),
+            "USER_ID_FIELD": "user_id",
+            "ITEM_ID_FIELD": "item_id",
+            "TIME_FIELD": "timestamp",
+            "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+            "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
+            "user_inter_num_interval": "[0,inf)",
+            "item_inter_num_interval": "[0,inf)",
+            "val_interval": None,
+            "benchmark_filename": None,
+            "save_dataset": False,
+            "save_dataloaders": False,
+        }
+    )
     if _uses_front_negatives(config):
         # BPR makes RecBole's dataloader attach one negative per positive; the loss is our BCE.
         values.update({"loss_type": "BPR", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}})
@@ -156,9 +199,12 @@ def pretrain(config, real_tokens: list[str], path: Path) -> Path:
     name = f"{config['dataset']}-oie-synthetic"
     data_path = path.parent / f"synthetic-{path.stem}"
     sequences = synthetic_sequences(
-        n_items, int(oie_setting(config, "oie_num_sequences")), int(oie_setting(config, "oie_run_length")),
-        int(oie_setting(config, "oie_min_subrun")), int(oie_setting(config, "oie_max_subrun")),
-        int(oie_setting(config, "oie_seed")),
+        n_items,
+        int(setting(config, "oie_num_sequences")),
+        int(setting(config, "oie_run_length")),
+        int(setting(config, "oie_min_subrun")),
+        int(setting(config, "oie_max_subrun")),
+        int(setting(config, "oie_seed")),
     )
     write_atomic(sequences, data_path, name)
     logger.info(f"OIE: synthetic ordered dataset for N={n_items}: {len(sequences)} sequences in {data_path}")
@@ -207,7 +253,9 @@ def transfer(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], mode: 
     elif mode == "item_emb":
         source, target = state_dict["item_embedding.weight"], model.item_embedding.weight
         if source.shape != target.shape:
-            raise RuntimeError(f"oie_init=item_emb: pre-trained item table {tuple(source.shape)} vs model {tuple(target.shape)}.")
+            raise RuntimeError(
+                f"oie_init=item_emb: pre-trained item table {tuple(source.shape)} vs model {tuple(target.shape)}."
+            )
         with torch.no_grad():
             target.copy_(source.to(target.device))
     else:
@@ -223,13 +271,15 @@ def apply_oie_init(config, model: torch.nn.Module, dataset) -> Path | None:
     synthetic ones). Returns the pre-trained model file, or None for a vanilla run.
     """
     mode = oie_init_mode(config)
-    freeze = bool(oie_setting(config, "freeze_item_emb"))
+    freeze = bool(setting(config, "freeze_item_emb"))
     if mode is None:
         if freeze:
             raise ValueError("freeze_item_emb needs oie_init (item_emb or whole): there is nothing to freeze to.")
         return None
     if not hasattr(model, "item_embedding"):
-        raise TypeError(f"oie_init needs a sequential model with an 'item_embedding' table; {config['model']} has none.")
+        raise TypeError(
+            f"oie_init needs a sequential model with an 'item_embedding' table; {config['model']} has none."
+        )
     logger = getLogger(__name__)
     real_tokens = item_tokens(dataset)
     check_literal_ids(real_tokens, f"real dataset '{config['dataset']}'")

@@ -1,11 +1,12 @@
 """Trainer hook: AAE/SA of the item table at every evaluation, saved as a JSON history.
 
-``OIEMetricsMixin`` goes in front of RecBole's ``Trainer`` (``class SASRecTrainer(OIEMetricsMixin,
-Trainer)``); ``get_trainer`` finds those classes in ``recbole_llm/trainer/<model>.py``. Turned off
-with ``oie_metrics: False``. History entries: ``stage`` = ``init`` (before training, after any OIE
+``OIEMetricsMixin`` goes in front of RecBole's ``Trainer``; :func:`recbole_llm.trainer.get_trainer`
+adds it for sequential models when ``oie_metrics`` is on (``properties/oie.yaml``; off with
+``oie_metrics: False``). History entries: ``stage`` = ``init`` (before training, after any OIE
 transfer), ``valid`` (after each evaluation; ``epoch`` = epochs trained), ``best`` (the checkpoint
 loaded for the test evaluation). Written to ``<checkpoint>.oie.json`` (or ``saved/<model>-oie.json``).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from pathlib import Path
 
 from recbole.utils import set_color
 
+from recbole_llm.config import setting
 from recbole_llm.oie.metrics import item_embedding_table, oie_metrics
-from recbole_llm.oie.settings import oie_setting
 
 
 def history_path(saved_model_file: str) -> Path:
@@ -30,7 +31,7 @@ class OIEMetricsMixin:
     def __init__(self, config, model) -> None:
         super().__init__(config, model)
         self.oie_history: list[dict] = []
-        self.oie_enabled = bool(oie_setting(config, "oie_metrics")) and hasattr(model, "item_embedding")
+        self.oie_enabled = bool(setting(config, "oie_metrics")) and hasattr(model, "item_embedding")
         self._oie_epochs_trained = 0
 
     def record_oie(self, stage: str) -> dict | None:
@@ -52,8 +53,13 @@ class OIEMetricsMixin:
         path = history_path(self.saved_model_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".tmp{os.getpid()}")
-        temporary.write_text(json.dumps({"model": self.config["model"], "dataset": self.config["dataset"],
-                                         "history": self.oie_history}, indent=1), encoding="utf-8")
+        temporary.write_text(
+            json.dumps(
+                {"model": self.config["model"], "dataset": self.config["dataset"], "history": self.oie_history},
+                indent=1,
+            ),
+            encoding="utf-8",
+        )
         os.replace(temporary, path)
         return path
 
@@ -72,8 +78,9 @@ class OIEMetricsMixin:
         return result
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        result = super().evaluate(eval_data, load_best_model=load_best_model, model_file=model_file,
-                                  show_progress=show_progress)
+        result = super().evaluate(
+            eval_data, load_best_model=load_best_model, model_file=model_file, show_progress=show_progress
+        )
         if load_best_model:
             self.record_oie("best")
         return result

@@ -1,31 +1,34 @@
 """Validation and defaults of the POPK keys inside ``train_neg_sample_args``."""
+
 from __future__ import annotations
 
 import difflib
+from functools import lru_cache
 from typing import Any
+
+import yaml
+
+from recbole_llm.utils import properties_dir
+from recbole_llm.validation import ConfigError, load_schema
 
 #: RecBole's own keys of ``train_neg_sample_args`` (filled by RecBole's Config when missing).
 RECBOLE_NEG_SAMPLE_KEYS = ("distribution", "sample_num", "alpha", "dynamic", "candidate_num")
 
-#: POPK keys and their defaults (spec: ../shared/specs/popk.md, "Our decisions").
-POPK_DEFAULTS: dict[str, Any] = {
-    "popk": 2,  # number of popular items P(t, popk) per positive
-    "popk_metric": "count",  # count | ratio | variance
-    "popk_logic": "acc",  # acc (accumulated up to t) | ptb (per time bucket)
-    "popk_mode": "add",  # add: 1 + k + popk candidates | replace: popk of the k negatives replaced
-    "popk_bucket": 3600,  # bucket length, in the time field's unit (seconds for ml-100k)
-    "popk_leak_free": True,  # use the last completed bucket before t, never the bucket holding t
-    "popk_window": 24,  # ptb + variance: number of past buckets the variance is taken over
-}
 
-_CHOICES = {
-    "popk_metric": ("count", "ratio", "variance"),
-    "popk_logic": ("acc", "ptb"),
-    "popk_mode": ("add", "replace"),
-}
+@lru_cache(maxsize=1)
+def popk_defaults() -> dict[str, Any]:
+    """Every key of ``train_neg_sample_args`` for popk and its default (``properties/sampler/popk.yaml``)."""
+    return yaml.safe_load((properties_dir() / "sampler" / "popk.yaml").read_text(encoding="utf-8")) or {}
 
 
-class PopkConfigError(ValueError):
+def _choices() -> dict[str, tuple[str, ...]]:
+    """The POPK keys with a fixed set of names, from ``properties/schema.yaml``."""
+    rules = load_schema().get("keys") or {}
+    prefix = "train_neg_sample_args."
+    return {k[len(prefix) :]: tuple(r["choices"]) for k, r in rules.items() if k.startswith(prefix) and "choices" in r}
+
+
+class PopkConfigError(ConfigError):
     """A POPK key of ``train_neg_sample_args`` is unknown or has a bad value."""
 
 
@@ -36,9 +39,7 @@ def is_popk(neg_sample_args: Any) -> bool:
 
 def _positive_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
-        raise PopkConfigError(
-            f"train_neg_sample_args.{name} must be an integer >= {minimum}, got {value!r}."
-        )
+        raise PopkConfigError(f"train_neg_sample_args.{name} must be an integer >= {minimum}, got {value!r}.")
     return int(value)
 
 
@@ -48,7 +49,7 @@ def normalize_popk_args(neg_sample_args: dict[str, Any]) -> dict[str, Any]:
     Unknown keys, bad choices and impossible combinations (``replace`` with ``popk > sample_num``,
     dynamic sampling) are reported with the key name and the allowed values.
     """
-    allowed = set(RECBOLE_NEG_SAMPLE_KEYS) | set(POPK_DEFAULTS)
+    allowed = set(RECBOLE_NEG_SAMPLE_KEYS) | set(popk_defaults())
     for key in neg_sample_args:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
@@ -57,12 +58,8 @@ def normalize_popk_args(neg_sample_args: dict[str, Any]) -> dict[str, Any]:
                 f"Unknown key '{key}' in train_neg_sample_args for distribution 'popk'.{hint} "
                 f"Allowed keys: {', '.join(sorted(allowed))}."
             )
-    args = {**POPK_DEFAULTS, **neg_sample_args}
-    args.setdefault("sample_num", 1)
-    args.setdefault("alpha", 1.0)
-    args.setdefault("dynamic", False)
-    args.setdefault("candidate_num", 0)
-    for name, choices in _CHOICES.items():
+    args = {**popk_defaults(), **neg_sample_args}
+    for name, choices in _choices().items():
         if args[name] not in choices:
             raise PopkConfigError(
                 f"train_neg_sample_args.{name} = {args[name]!r} is not allowed; choose one of {', '.join(choices)}."
@@ -72,7 +69,9 @@ def normalize_popk_args(neg_sample_args: dict[str, Any]) -> dict[str, Any]:
     args["popk_window"] = _positive_int("popk_window", args["popk_window"], 1)
     bucket = args["popk_bucket"]
     if isinstance(bucket, bool) or not isinstance(bucket, (int, float)) or bucket <= 0:
-        raise PopkConfigError(f"train_neg_sample_args.popk_bucket must be a positive number (time units), got {bucket!r}.")
+        raise PopkConfigError(
+            f"train_neg_sample_args.popk_bucket must be a positive number (time units), got {bucket!r}."
+        )
     if not isinstance(args["popk_leak_free"], bool):
         raise PopkConfigError(
             f"train_neg_sample_args.popk_leak_free must be true or false, got {args['popk_leak_free']!r}."

@@ -21,6 +21,7 @@ P(t, p) minus the positive and the user's training items depends only on the tra
 sampler computes it once for every training row when it is built; per batch the loader gathers
 those rows by index and only the k uniform negatives are drawn anew.
 """
+
 from __future__ import annotations
 
 import logging
@@ -127,9 +128,12 @@ class PopkSampler(Sampler):
         if rows is None:
             return None
         rows = np.asarray(rows, dtype=np.int64)
-        if (len(rows) != len(user_ids) or (len(rows) and (rows.min() < 0 or rows.max() >= len(self._row_items)))
-                or not np.array_equal(self._row_items[rows], item_ids)
-                or not np.array_equal(self._row_users[rows], user_ids)):
+        if (
+            len(rows) != len(user_ids)
+            or (len(rows) and (rows.min() < 0 or rows.max() >= len(self._row_items)))
+            or not np.array_equal(self._row_items[rows], item_ids)
+            or not np.array_equal(self._row_users[rows], user_ids)
+        ):
             return None  # not the training rows the cache was built from: look them up instead
         return self._row_popular[:, rows]
 
@@ -188,7 +192,9 @@ class PopkTrainDataLoader(TrainDataLoader):
         args = normalize_popk_args(neg_sample_args)
         # RecBole sets up times / labels / neg_ fields for "k + popk" uniform negatives ...
         super()._set_neg_sample_args(
-            config, dataset, dl_format,
+            config,
+            dataset,
+            dl_format,
             {**args, "distribution": "uniform", "sample_num": negatives_per_positive(args)},
         )
         # ... and we keep the popk arguments so _neg_sampling takes our branch.
@@ -210,37 +216,3 @@ class PopkTrainDataLoader(TrainDataLoader):
         times = inter_feat[self.time_field].numpy()
         neg_item_ids = self._sampler.sample_with_popk(user_ids, item_ids, times, self.neg_sample_num, rows=rows)
         return self.sampling_func(inter_feat, neg_item_ids)
-
-
-def popk_data_preparation(config, dataset):
-    """RecBole's ``data_preparation`` with the POPK train sampler and loader (general/sequential models)."""
-    from recbole.data.utils import create_samplers, get_dataloader, load_split_dataloaders, save_split_dataloaders
-    from recbole.utils import ModelType
-
-    saved = load_split_dataloaders(config)  # RecBole's save_dataloaders / dataloaders_save_path
-    if saved is not None:
-        dataset._change_feat_format()
-        return saved
-
-    if config["MODEL_TYPE"] == ModelType.KNOWLEDGE or get_dataloader(config, "train") is not TrainDataLoader:
-        raise ValueError(
-            f"train_neg_sample_args.distribution 'popk' needs a model trained by RecBole's TrainDataLoader "
-            f"with sampled negatives; {config['model']} uses {get_dataloader(config, 'train').__name__}."
-        )
-    train_dataset, valid_dataset, test_dataset = built = dataset.build()
-    popk_args = config["train_neg_sample_args"]
-    # RecBole's valid/test samplers (only built when evaluation samples negatives).
-    config["train_neg_sample_args"] = {**popk_args, "distribution": "uniform"}
-    try:
-        _, valid_sampler, test_sampler = create_samplers(config, dataset, built)
-    finally:
-        config["train_neg_sample_args"] = popk_args
-    train_sampler = PopkSampler(train_dataset, config["train_neg_sample_args"], config["TIME_FIELD"],
-                                show_progress=bool(config["show_progress"]))
-    train_data = PopkTrainDataLoader(config, train_dataset, train_sampler, shuffle=config["shuffle"])
-    valid_data = get_dataloader(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
-    test_data = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)
-    if config["save_dataloaders"]:
-        save_split_dataloaders(config, dataloaders=(train_data, valid_data, test_data))
-    logger.info("POPK train sampler: %s", {k: v for k, v in train_sampler.args.items() if k != "distribution"})
-    return train_data, valid_data, test_data

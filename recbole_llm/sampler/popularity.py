@@ -21,6 +21,7 @@ Items with score 0 are never popular. Ties go to the smaller item id (a stable s
 table is deterministic. Everything is computed from the training interactions only, with numpy /
 torch over chunks of buckets (no Python loop over interactions).
 """
+
 from __future__ import annotations
 
 import logging
@@ -85,7 +86,11 @@ class PopularityTable:
             capped = max(1, _TABLE_BUDGET // (n_buckets + 1))
             logger.warning(
                 "POPK table capped at %d ranked items per state (asked %d, %d buckets): rows whose "
-                "popular items are all excluded get uniform negatives instead.", capped, depth, n_buckets)
+                "popular items are all excluded get uniform negatives instead.",
+                capped,
+                depth,
+                n_buckets,
+            )
             depth = capped
         self.depth = depth
         order = np.argsort(bucket_index, kind="stable")
@@ -98,7 +103,7 @@ class PopularityTable:
     def _bucket_counts(self, lo: int, hi: int) -> np.ndarray:
         """Dense click counts [hi - lo, n_items] (float64) of training buckets lo..hi-1."""
         start, end = self._bucket_starts[lo], self._bucket_starts[hi]
-        rows = np.repeat(np.arange(hi - lo), np.diff(self._bucket_starts[lo:hi + 1]))
+        rows = np.repeat(np.arange(hi - lo), np.diff(self._bucket_starts[lo : hi + 1]))
         flat = rows * self.n_items + self._sorted_items[start:end]
         counts = np.bincount(flat, minlength=(hi - lo) * self.n_items)
         return counts.reshape(hi - lo, self.n_items).astype(np.float64)

@@ -1,21 +1,24 @@
-"""Trainer of ReviewGNN (arXiv 2504.02195 v1): RecBole's Trainer plus the adaptive MSE weight.
+"""ReviewGNN's adaptive MSE weight (arXiv 2504.02195 v1), as a trainer mixin.
 
 After each validation the model's ``alpha`` is updated from the validation metric
-(``alpha_valid_metric``, default ``hit@10``) by the spec's rule, and alpha is logged every epoch.
-Alpha is a model buffer, so RecBole's checkpoints save and restore it with the weights.
+(``alpha_valid_metric``, default ``hit@10`` in ``properties/model/ReviewGNN.yaml``) by the spec's
+rule, and alpha is logged every epoch. Alpha is a model buffer, so RecBole's checkpoints save and
+restore it with the weights. A model asks for this mixin with ``trainer_mixins = (AdaptiveAlphaMixin,)``.
 """
+
 from __future__ import annotations
 
-from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_llm.config import setting
 
-class ReviewGNNTrainer(Trainer):
-    """RecBole's Trainer that feeds each validation result to ``model.update_alpha``."""
 
-    def __init__(self, config, model):
+class AdaptiveAlphaMixin:
+    """Feeds each validation result to ``model.update_alpha`` (models with ``use_reviews``)."""
+
+    def __init__(self, config, model) -> None:
         super().__init__(config, model)
-        self.alpha_valid_metric: str = str(config["alpha_valid_metric"] or "hit@10").lower()
+        self.alpha_valid_metric: str = str(setting(config, "alpha_valid_metric")).lower()
         #: (epoch, alpha used for that epoch's training) for every trained epoch
         self.alpha_history: list[tuple[int, float]] = []
 

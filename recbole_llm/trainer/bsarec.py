@@ -1,8 +1,0 @@
-"""BSARecTrainer: RecBole's Trainer plus the OIE metrics hook (AAE/SA at every evaluation, JSON history)."""
-from recbole.trainer import Trainer
-
-from recbole_llm.oie.trainer import OIEMetricsMixin
-
-
-class BSARecTrainer(OIEMetricsMixin, Trainer):
-    """RecBole's Trainer; logs AAE/SA of the item table (see recbole_llm.oie.trainer)."""
