@@ -575,9 +575,8 @@ def test_previous_plus_one_share_counts_internal_ids():
 
 
 # ---------------------------------------------------------------------------------------------
-# End to end on the real files: the written yaml is all a run needs.
-# Until Config reads <data_path>/<dataset>/<dataset>.yaml by itself, these tests pass the written
-# yaml through config_file_list; after that merge they need no yaml at all.
+# End to end on the real files: the written yaml is all a run needs (Config reads
+# <data_path>/<dataset>/<dataset>.yaml by itself; no yaml is passed here).
 
 
 def test_gift_cards_converted_then_lightgcn_with_leave_one_out_by_time(shared_datasets, tmp_path):
@@ -589,10 +588,10 @@ def test_gift_cards_converted_then_lightgcn_with_leave_one_out_by_time(shared_da
     out = tmp_path / "data" / "gift"
     assert amazon.main(["--input", str(folder / "Gift_Cards_5.json.gz"), "--meta",
                         str(folder / "meta_Gift_Cards.json.gz"), "--output", str(out)]) == 0
-    yaml_file = [str(out / "gift.yaml")]
+    assert (out / "gift.yaml").is_file()
     settings = {"epochs": 1, "show_progress": False, "state": "ERROR", "use_gpu": False,
                 "train_batch_size": 4096, "data_path": str(tmp_path / "data")}
-    config = Config("LightGCN", "gift", config_file_list=yaml_file, config_dict=settings)
+    config = Config("LightGCN", "gift", config_dict=settings)
     dataset = create_dataset(config)
     _, _, test = data_preparation(config, dataset)
     users = json.loads((out / REPORT_FILE).read_text())["counts"]["users"]
@@ -604,7 +603,7 @@ def test_gift_cards_converted_then_lightgcn_with_leave_one_out_by_time(shared_da
     test_rows = test.dataset.inter_feat
     assert all(t == last_time[u] for u, t in zip(test_rows[dataset.uid_field].tolist(),
                                                   test_rows[dataset.time_field].tolist()))
-    result = run_recbole_llm("LightGCN", "gift", config_file_list=yaml_file, config_dict=settings, saved=False)
+    result = run_recbole_llm("LightGCN", "gift", config_dict=settings, saved=False)
     assert 0 <= result["test_result"]["ndcg@10"] <= 1
 
 
@@ -619,6 +618,5 @@ def test_lastfm_sample_converted_then_sasrec(shared_datasets, tmp_path):
     settings = {"epochs": 1, "show_progress": False, "state": "ERROR", "use_gpu": False, "train_batch_size": 2048,
                 "data_path": str(tmp_path / "data"), "MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 16,
                 "inner_size": 32, "n_layers": 1, "n_heads": 1, "train_neg_sample_args": None}
-    result = run_recbole_llm("SASRec", "lastfm300", config_file_list=[str(out / "lastfm300.yaml")],
-                             config_dict=settings, saved=False)
+    result = run_recbole_llm("SASRec", "lastfm300", config_dict=settings, saved=False)
     assert 0 <= result["test_result"]["ndcg@10"] <= 1

@@ -16,7 +16,6 @@ from recbole_llm.model.abstract_recommender import (
     GeneralGraphRecommender,
     checked_choice,
     normalised_adjacency,
-    yaml_choices,
 )
 from recbole_llm.model.general_recommender.p4r import P4R
 from recbole_llm.model.general_recommender.reviewgnn import ReviewGCN, ReviewGNN
@@ -157,12 +156,10 @@ def test_bpr_loss_value_and_gradients():
     assert model.user_embedding.weight.grad[0].abs().sum() == 0  # padding user: no edge, no batch row
 
 
-def test_choices_are_read_from_the_model_yaml():
-    assert yaml_choices("P4R")["text_fusion"] == ("add", "replace", "concat")
+def test_choices_are_read_from_the_schema():
     assert checked_choice(P4R, "projector", "mlp") == "mlp"
-    with pytest.raises(ValueError, match="text_fusion must be one of add, replace, concat"):
+    with pytest.raises(ValueError, match="text_fusion = 'multiply' is not allowed: expected one of add, replace, concat"):
         checked_choice(P4R, "text_fusion", "multiply")
-    # ReviewGCN has no yaml of its own: the choices come from ReviewGNN.yaml via the MRO
-    assert yaml_choices("ReviewGCN") == {}
+    # ReviewGCN has no schema section of its own: ReviewGNN's rules apply through the MRO
     assert checked_choice(ReviewGCN, "normalisation", "mean") == "mean"
     assert ReviewGCN.config_overrides == {"use_reviews": False} and ReviewGNN.config_overrides == {}

@@ -30,8 +30,9 @@ def make_dataset(root: Path, name: str, unseen_test: bool, users: int = 30) -> P
 
 
 def run_inspect(capsys, root: Path, name: str, yaml_file: Path, *extra: str) -> list[str]:
-    # Until Config reads <data_path>/<dataset>/<dataset>.yaml itself, the fixture's yaml is passed explicitly.
-    code = inspect.main([f"--dataset={name}", f"--data_path={root}", f"--config_files={yaml_file}",
+    # Config reads <data_path>/<dataset>/<dataset>.yaml itself: no --config_files needed.
+    assert yaml_file.is_file()
+    code = inspect.main([f"--dataset={name}", f"--data_path={root}",
                          "--state=ERROR", "--use_gpu=False", *extra])
     assert code == 0
     return capsys.readouterr().out.splitlines()
@@ -61,8 +62,8 @@ def test_dataset_summary_is_short_and_warns(tmp_path):
     from recbole_llm.data import create_dataset, data_preparation
 
     yaml_file = make_dataset(tmp_path, "coldtest", unseen_test=True)
-    config = Config("BPR", "coldtest", config_file_list=[str(yaml_file)],
-                    config_dict={"data_path": str(tmp_path), "state": "ERROR", "use_gpu": False})
+    assert yaml_file.is_file()
+    config = Config("BPR", "coldtest", config_dict={"data_path": str(tmp_path), "state": "ERROR", "use_gpu": False})
     dataset = create_dataset(config)
     summary = inspect.dataset_summary(config, dataset, data_preparation(config, dataset))
     first, second = summary.splitlines()

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from recbole_llm.config import setting
 
 logger = logging.getLogger(__name__)
 
@@ -192,25 +193,16 @@ def known_dataset_names() -> list[str]:
 def atomic_files_present(data_path: str | Path, dataset: str, config=None) -> bool:
     """True when RecBole will find this dataset's interactions in ``data_path``."""
     folder = Path(data_path)
-    benchmark = _get(config, "benchmark_filename")
+    benchmark = setting(config, "benchmark_filename") if config is not None else None
     if benchmark:
         return all((folder / f"{dataset}.{part}.inter").is_file() for part in benchmark)
     return (folder / f"{dataset}.inter").is_file()
 
 
-def _get(config, key: str, default=None):
-    if config is None:
-        return default
-    try:
-        value = config[key]
-    except (KeyError, TypeError):
-        return default
-    return default if value is None else value
-
 
 def raw_data_root(config=None) -> Path | None:
     """The raw-data folder: config ``raw_data_path``, else ``$RECBOLE_LLM_RAW_DATA``, else None."""
-    value = _get(config, "raw_data_path") or os.environ.get(RAW_DATA_ENV)
+    value = (setting(config, "raw_data_path") if config is not None else None) or os.environ.get(RAW_DATA_ENV)
     return Path(value).expanduser() if value else None
 
 
@@ -256,7 +248,7 @@ def prepare_named_dataset(config) -> bool:
         return False
     root = raw_data_root(config)
     found, missing = locate_raw_files(spec, root)
-    if missing and _get(config, "download_raw", False):
+    if missing and config is not None and setting(config, "download_raw"):
         download_root = root or data_path.parent / "raw"
         _download_missing(spec, missing, download_root)
         found, missing = locate_raw_files(spec, download_root)

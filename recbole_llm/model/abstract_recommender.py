@@ -7,12 +7,9 @@ embeddings that full-sort evaluation reuses across its many small user batches; 
 """
 from __future__ import annotations
 
-import re
 import warnings
-from functools import cache
 
 import torch
-import yaml
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.model.loss import BPRLoss, EmbLoss
 from recbole.utils import InputType
@@ -20,39 +17,22 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import add_remaining_self_loops, coalesce, degree, to_torch_csr_tensor
 
 NORMALISATIONS = ("sym", "mean")
-# A choice setting's allowed values, in its yaml line's comment: `key: value  # (str) ... choices: [a, b]`
-_CHOICES_COMMENT = re.compile(r"^(\w+)\s*:[^#]*#.*\bchoices:\s*(\[[^\]]*\])")
-
-
-@cache
-def yaml_choices(model_name: str) -> dict[str, tuple[str, ...]]:
-    """``key -> allowed values`` annotated in ``properties/model/<model_name>.yaml`` (``{}`` if no file)."""
-    from recbole_llm.utils import properties_dir
-
-    path = properties_dir() / "model" / f"{model_name}.yaml"
-    if not path.is_file():
-        return {}
-    choices = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        match = _CHOICES_COMMENT.match(line)
-        if match:
-            choices[match.group(1)] = tuple(str(v) for v in yaml.safe_load(match.group(2)))
-    return choices
 
 
 def checked_choice(model_class: type, key: str, value) -> str:
-    """``value`` if the yaml of ``model_class`` (or of a base class) allows it for ``key``, else a
+    """``value`` if ``properties/schema.yaml`` allows it for ``key`` in a run of ``model_class``, else a
     ValueError naming the key and the allowed values. The safety net for models built without the
-    entry point's validation; the allowed values live only in the yaml."""
-    for cls in model_class.__mro__:
-        if not cls.__module__.startswith("recbole_llm."):
-            continue
-        allowed = yaml_choices(cls.__name__).get(key)
-        if allowed is not None:
-            if str(value) not in allowed:
-                raise ValueError(f"{model_class.__name__}: {key} must be one of {', '.join(allowed)}, got {value!r}")
-            return str(value)
-    raise KeyError(f"No `choices: [...]` annotation for '{key}' in the yaml of {model_class.__name__}")
+    entry point's validation; the allowed values live only in the schema."""
+    from recbole_llm.validation import ConfigError, check_value, rules_for
+
+    rule = rules_for(model_class).get(key)
+    if rule is None or "choices" not in rule:
+        raise KeyError(f"properties/schema.yaml has no choices for '{key}' of {model_class.__name__}")
+    try:
+        check_value(key, value, rule)
+    except ConfigError as error:
+        raise ValueError(f"{model_class.__name__}: {error}") from None
+    return str(value)
 
 
 def normalised_edges(

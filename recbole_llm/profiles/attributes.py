@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from recbole.utils import FeatureType
+from recbole_llm.config import setting
 
 logger = logging.getLogger(__name__)
 
@@ -65,17 +66,10 @@ def _array(column) -> np.ndarray:
     return column.cpu().numpy() if hasattr(column, "cpu") else np.asarray(column)
 
 
-def _config_get(config, key: str, default=None):
-    try:
-        value = config[key]
-    except (KeyError, TypeError):
-        return default
-    return default if value is None else value
-
 
 def field_label(name: str, config=None) -> str:
     labels = dict(DEFAULT_FIELD_LABELS)
-    labels.update(_config_get(config, "profile_field_labels", {}) or {})
+    labels.update((setting(config, "profile_field_labels") if config is not None else None) or {})
     return labels.get(name, name.replace("_", " ").strip().capitalize())
 
 
@@ -160,9 +154,9 @@ def _normalised_float_fields(config, dataset, fields: list[str] | None) -> list[
         return []
     candidates = fields if fields is not None else [f for f in dataset.item_feat.columns if f != dataset.iid_field]
     floats = [f for f in candidates if dataset.field2type.get(f) == FeatureType.FLOAT]
-    if _config_get(config, "normalize_all", False):
+    if setting(config, "normalize_all"):
         return floats
-    normalised = set(_config_get(config, "normalize_field", []) or [])
+    normalised = set(setting(config, "normalize_field") or [])
     return [f for f in floats if f in normalised]
 
 
@@ -191,13 +185,13 @@ def _add_extrinsic(config, dataset, train_dataset, items: list[ItemAttributes]) 
     item_ids = _array(inter[iid]).astype(np.int64)
     counts = np.bincount(item_ids, minlength=dataset.item_num)
     user_counts = distinct_users_per_item(item_ids, _array(inter[dataset.uid_field]), dataset.item_num)
-    rating_field = _config_get(config, "RATING_FIELD")
+    rating_field = setting(config, "RATING_FIELD")
     ratings = _array(inter[rating_field]).astype(float) if rating_field in inter.columns else None
     order = np.argsort(item_ids, kind="stable")
     bounds = np.searchsorted(item_ids[order], np.arange(dataset.item_num + 1))
-    review_field = _config_get(config, "profile_review_field")
-    max_reviews = int(_config_get(config, "profile_max_reviews", 3))
-    review_chars = int(_config_get(config, "profile_review_chars", 300))
+    review_field = setting(config, "profile_review_field")
+    max_reviews = int(setting(config, "profile_max_reviews"))
+    review_chars = int(setting(config, "profile_review_chars"))
     review_texts = None
     if review_field and review_field in inter.columns and max_reviews > 0:
         from recbole_llm.text import interaction_texts
@@ -228,7 +222,7 @@ def collect_item_attributes(config, dataset, train_dataset=None) -> list[ItemAtt
     ``profile_max_reviews``, ``profile_review_chars``.
     """
     train_dataset = train_dataset if train_dataset is not None else dataset
-    fields = _config_get(config, "profile_item_fields")
+    fields = setting(config, "profile_item_fields")
     fields = list(fields) if fields else None
     intrinsic = _intrinsic_from_dataset(config, dataset, fields)
     if intrinsic is None:
@@ -247,7 +241,7 @@ def collect_item_attributes(config, dataset, train_dataset=None) -> list[ItemAtt
     items = [ItemAttributes(token=str(tokens[i]), intrinsic=intrinsic.get(str(tokens[i]), []))
              for i in range(1, dataset.item_num)]
 
-    if _config_get(config, "profile_extrinsic", True):
+    if setting(config, "profile_extrinsic"):
         _add_extrinsic(config, dataset, train_dataset, items)
     return items
 
@@ -270,7 +264,7 @@ def attribute_settings(config) -> dict[str, Any]:
     """The config values that change what goes into a profile (recorded in the profile file)."""
     keys = ("profile_item_fields", "profile_field_labels", "profile_extrinsic", "profile_review_field",
             "profile_max_reviews", "profile_review_chars")
-    return {k: _config_get(config, k) for k in keys}
+    return {k: setting(config, k) for k in keys}
 
 
 def writable_dir(path: str | os.PathLike) -> bool:

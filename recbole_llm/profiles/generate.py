@@ -22,7 +22,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from recbole_llm.model.abstract_recommender import yaml_choices
 from recbole_llm.profiles.attributes import (
     ItemAttributes,
     attribute_settings,
@@ -38,8 +37,11 @@ logger = logging.getLogger(__name__)
 
 
 def backend_choices() -> tuple[str, ...]:
-    """The profile backends (``choices`` of ``profile_backend`` in properties/model/P4R.yaml)."""
-    return yaml_choices("P4R")["profile_backend"]
+    """The profile backends (``choices`` of ``profile_backend`` for P4R in properties/schema.yaml)."""
+    from recbole_llm.model.general_recommender.p4r import P4R
+    from recbole_llm.validation import rules_for
+
+    return tuple(rules_for(P4R)["profile_backend"]["choices"])
 
 
 class ProfilesMissingError(FileNotFoundError):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from recbole_llm.config import setting
 
 logger = logging.getLogger(__name__)
 
@@ -348,24 +349,17 @@ class TextEncoder:
         ``text_cache_dir: ~`` caches next to the dataset (``<data_path>/text_cache``) when that
         folder is writable and not inside an installed package, else in the user cache folder.
         """
-        cache_dir = _config_get(config, "text_cache_dir")
+        cache_dir = setting(config, "text_cache_dir")
         if cache_dir is None:
-            cache_dir = _dataset_cache_dir(_config_get(config, "data_path"))
+            cache_dir = _dataset_cache_dir(setting(config, "data_path"))
         return cls(
-            model_name_or_path=_config_get(config, "text_encoder") or DEFAULT_TEXT_ENCODER,
-            device=_config_get(config, "device") or "cpu",
-            batch_size=int(_config_get(config, "text_batch_size") or 64),
+            model_name_or_path=setting(config, "text_encoder"),
+            device=setting(config, "device"),
+            batch_size=int(setting(config, "text_batch_size")),
             cache_dir=cache_dir,
-            show_progress=bool(_config_get(config, "show_progress", True)),
+            show_progress=bool(setting(config, "show_progress")),
         )
 
-
-def _config_get(config, key: str, default=None):
-    try:
-        value = config[key]
-    except (KeyError, TypeError):
-        return default
-    return default if value is None else value
 
 
 def _dataset_cache_dir(data_path) -> Path:

@@ -16,6 +16,7 @@ import torch
 from recbole.utils import FeatureType
 
 from recbole_llm.text.encoder import TextEncoder
+from recbole_llm.config import setting
 
 DEFAULT_SEPARATOR = ". "
 
@@ -43,17 +44,10 @@ class TextEmbeddings:
         return TextEmbeddings(self.embeddings.to(device), self.mask.to(device))
 
 
-def _config_value(config, key: str, default=None):
-    try:
-        value = config[key]
-    except (KeyError, TypeError):
-        return default
-    return default if value is None else value
-
 
 def _fields_from_config(config, key: str, fields) -> list[str]:
     if fields is None:
-        fields = _config_value(config, key, [])
+        fields = setting(config, key) or []
     if isinstance(fields, str):
         fields = [fields]
     return list(fields)
@@ -113,7 +107,7 @@ def _joined_texts(config, dataset, feat, fields: list[str], where: str, n_rows: 
             f"Text field(s) {missing} are not loaded in the dataset's {where} features (loaded: "
             f"{sorted(loaded)}): add them to load_col in the dataset yaml or config."
         )
-    separator = _config_value(config, "text_field_separator", DEFAULT_SEPARATOR)
+    separator = setting(config, "text_field_separator")
     per_field = [_field_strings(dataset, feat, f) for f in fields]
     texts: list[str | None] = []
     for parts in zip(*per_field):

@@ -2,8 +2,8 @@
 
 ``get_trainer(config, model_class)`` returns ``<Model>Trainer``, a class built from (outermost first):
 :class:`EpochTimingMixin` (``trainer.epoch_times``); the caller's ``extra_mixins`` (e.g. Ray Tune
-reporting); the mixins the model class declares in ``trainer_mixins``; :class:`AdaptiveAlphaMixin`
-for a model with ``update_alpha`` that does not declare it; ``OIEMetricsMixin`` when ``oie_metrics``
+reporting); the mixins the model class declares in ``trainer_mixins`` (ReviewGNN: :class:`AdaptiveAlphaMixin`);
+``OIEMetricsMixin`` when ``oie_metrics``
 is on and the model is sequential (it switches itself off for a model without ``item_embedding``);
 and RecBole's trainer for the model (``recbole.utils.get_trainer``). There are no per-model trainer files.
 """
@@ -27,8 +27,6 @@ def trainer_mixins(config, model_class: type, extra_mixins: Sequence[type] = ())
     from recbole_llm.oie.trainer import OIEMetricsMixin
 
     mixins: list[type] = [EpochTimingMixin, *extra_mixins, *getattr(model_class, "trainer_mixins", ())]
-    if hasattr(model_class, "update_alpha") and AdaptiveAlphaMixin not in mixins:
-        mixins.append(AdaptiveAlphaMixin)
     if config["oie_metrics"] and model_class.type == ModelType.SEQUENTIAL:
         mixins.append(OIEMetricsMixin)
     return tuple(dict.fromkeys(mixins))

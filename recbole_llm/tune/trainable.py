@@ -54,15 +54,6 @@ class TuneReportMixin:
         return valid_score, valid_result
 
 
-def tune_trainer(config, model, trainer):
-    """``trainer``'s class with :class:`TuneReportMixin` on top, built for ``model``.
-
-    Temporary: once ``quick_start.build(config, trainer_mixins=...)`` exists, the trainable asks
-    ``build(config, trainer_mixins=(TuneReportMixin,))`` for this trainer and this function goes.
-    """
-    return type("TuneTrainer", (TuneReportMixin, type(trainer)), {})(config, model)
-
-
 def _trial_config_dict(params: dict[str, Any], settings: TrialSettings) -> dict[str, Any]:
     """The trial's settings: shared ones, the sampled values, and the device Ray gave this worker."""
     config_dict = {**settings.config_dict, **{k: plain(v) for k, v in params.items()}}
@@ -86,8 +77,7 @@ def trainable(params: dict[str, Any], settings: TrialSettings) -> None:
     config = Config(settings.model, settings.dataset, settings.config_file_list, _trial_config_dict(params, settings))
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)  # into this trial's own folder (Ray made it the working directory)
-    _, train_data, valid_data, _, model, trainer = build(config)
-    trainer = tune_trainer(config, model, trainer)
+    _, train_data, valid_data, _, _, trainer = build(config, extra_mixins=(TuneReportMixin,))
     trainer.fit(train_data, valid_data, verbose=False, saved=False, show_progress=False)
     if trainer.tune_reports == 0:
         raise RuntimeError("the trial trained without a single validation: set eval_step >= 1 and epochs >= eval_step")

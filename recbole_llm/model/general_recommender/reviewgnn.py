@@ -44,6 +44,7 @@ from recbole.model.init import xavier_uniform_initialization
 from torch import nn
 
 from recbole_llm.model.abstract_recommender import GeneralGraphRecommender, checked_choice, csr_matrix, normalised_edges
+from recbole_llm.trainer.adaptive_alpha import AdaptiveAlphaMixin
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class ReviewGNN(GeneralGraphRecommender):
 
     #: settings a subclass forces over the yaml (read by Config; ``ReviewGCN`` sets use_reviews False)
     config_overrides: dict[str, Any] = {}
+    #: composed into RecBole's trainer by recbole_llm.trainer.get_trainer: alpha follows validation
+    trainer_mixins = (AdaptiveAlphaMixin,)
 
     def __init__(self, config, dataset):
         model = type(self)
