@@ -46,11 +46,11 @@ def main() -> None:
     }
     lines = [
         f"# OIE metrics speed: {args.rows:,} items x {args.dim} dims", "",
-        f"Command: `python benchmarks/oie_metrics_speed.py --rows={args.rows} --dim={args.dim} --repeats={args.repeats}"
-        f"{' --verify' if args.verify else ''}`", "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (AMD EPYC, AVX2, no AVX-512), 1-minute load average "
+        (f"Command: `python benchmarks/oie_metrics_speed.py --rows={args.rows} --dim={args.dim} --repeats={args.repeats}"
+        f"{' --verify' if args.verify else ''}`"), "",
+        (f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (AMD EPYC, AVX2, no AVX-512), 1-minute load average "
         f"{os.getloadavg()[0]:.1f} at the start, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} torch threads. Times are wall-clock seconds, best and worst of {args.repeats}.", "",
+        f"{torch.get_num_threads()} torch threads. Times are wall-clock seconds, best and worst of {args.repeats}."), "",
         "| table | D_max exact (pruned) | oie_metrics, cold (AAE + SA + random reference) | brute-force chunked cdist | D_max agree |",
         "|---|---|---|---|---|",
     ]
@@ -69,10 +69,10 @@ def main() -> None:
             agree = f"{d_max:.6f} vs {reference:.6f}"
         lines.append(f"| {name} | {min(d_times):.2f}-{max(d_times):.2f} s | {min(m_times):.2f}-{max(m_times):.2f} s | {brute} | {agree} |")
         print(lines[-1], flush=True)
-    lines += ["", "D_max: rows sorted by distance to the centroid, each pair compared once, pairs with "
+    lines += ["", ("D_max: rows sorted by distance to the centroid, each pair compared once, pairs with "
               "r_i + r_j below the best distance found skipped (exact bound), blocks by `torch.addmm`, the "
               "winning row re-measured in float64. The random reference draws a seeded Gaussian table of the "
-              "same shape (cached per shape in a run; timed cold here)."]
+              "same shape (cached per shape in a run; timed cold here).")]
     Path(args.output).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.output}")
 

@@ -1,8 +1,8 @@
 """Benchmark P4R (arXiv 2409.16674) against RecBole's LightGCN, NGCF, SGL and BPR.
 
-Runs the project's comparison command (each model and seed in its own process; test metrics of the
-best-validation checkpoint; paired t-test over seeds against LightGCN), in model groups so a slow
-group cannot lose the results of the others, then merges the groups into
+Calls the project's experiment runner ``recbole_llm.compare.compare`` (each model and seed in its own
+process; test metrics of the best-validation checkpoint; paired t-test over seeds against LightGCN), in
+model groups so a slow group cannot lose the results of the others, then merges the groups into
 ``benchmarks/results/p4r.md`` with the exact commands, the epoch budget and the per-epoch time of
 P4R relative to LightGCN.
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -68,12 +67,14 @@ def recorded_commands(outputs: list[Path], fallback: list[str]) -> list[str]:
 
 
 def write_report(dataset: str, outputs: list[Path], commands: list[str], args, path: Path) -> None:
-    from recbole_llm.compare import _machine, markdown_table, summarise
+    from recbole_llm.compare import machine_description, markdown_table, summarise
 
     frames = [pd.read_csv(o / "comparison.csv") for o in outputs if (o / "comparison.csv").is_file()]
     if not frames:
         raise SystemExit("no comparison.csv found: run the benchmark first")
     runs = pd.concat(frames, ignore_index=True)
+    if "status" in runs:
+        runs = runs[runs["status"] == "ok"]
     runs.to_csv(path.with_name(path.stem + "_runs.csv"), index=False)  # every run of this report
     metrics = [c for c in runs.columns if "@" in c and not c.startswith("valid_")]
     metrics = sorted(metrics, key=lambda m: (int(m.split("@")[1]), ["recall", "ndcg", "mrr", "hit"].index(m.split("@")[0])))
@@ -88,16 +89,16 @@ def write_report(dataset: str, outputs: list[Path], commands: list[str], args, p
         *[f"    {c}" for c in recorded_commands(outputs, commands)],
         "",
         f"- Data: {dataset}, ratio split 8:1:1 (RS, random order, per user), full ranking over all items.",
-        f"- Seeds: {', '.join(map(str, seeds))}. Budget: at most {args.epochs} epochs, early stopping after "
+        (f"- Seeds: {', '.join(map(str, seeds))}. Budget: at most {args.epochs} epochs, early stopping after "
         f"{args.stopping_step} epochs without validation NDCG@10 improvement; test metrics of the best-validation "
-        "checkpoint. This is a small CPU budget: every model is under-trained compared with a run to convergence.",
-        "- Shared settings: embedding 64, batch 2048, Adam lr 1e-3, 3 propagation layers, L2 weight 1e-4; other "
+        "checkpoint. This is a small CPU budget: every model is under-trained compared with a run to convergence."),
+        ("- Shared settings: embedding 64, batch 2048, Adam lr 1e-3, 3 propagation layers, L2 weight 1e-4; other "
         "hyperparameters are each model's yaml default (RecBole's for the baselines). P4R: template profiles "
         "(no LLM was available offline), text_fusion add, linear projector, all-MiniLM-L6-v2 profile embeddings "
-        "(precomputed, disk-cached).",
-        f"- Machine: {_machine()}; torch limited to {args.threads} thread(s) per run (OMP_NUM_THREADS). The machine "
+        "(precomputed, disk-cached)."),
+        (f"- Machine: {machine_description()}; torch limited to {args.threads} thread(s) per run (OMP_NUM_THREADS). The machine "
         "was shared with other jobs (load average 10-20 on 2 cores) and model groups ran concurrently, so absolute "
-        "times are noisy and inflated; compare times within a table only.",
+        "times are noisy and inflated; compare times within a table only."),
         f"- ▲/▼: paired t-test over seeds against {reference}, p < 0.05.",
         "",
         markdown_table(summary, metrics, reference),
@@ -133,6 +134,21 @@ def prepare_profiles(args) -> None:
         print(f"seed {seed}: {path}", flush=True)
 
 
+def run_group(command: list[str], threads: int) -> None:
+    """One model group through ``compare`` (the same call as the command line's ``--compare``)."""
+    from recbole_llm.compare import compare
+
+    print("python " + " ".join(shlex.quote(c) for c in command), flush=True)
+    os.environ.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",  # inherited by every run
+                       "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+    flags = dict(arg[2:].split("=", 1) for arg in command[1:6])
+    overrides = command[6:]
+    models = flags["compare"].split(",")
+    compare(models, flags["dataset"], list(range(2020, 2020 + int(flags["seeds"]))), None, overrides,
+            reference=flags["reference"], output_dir=ROOT / flags["output"],
+            command="python " + " ".join(shlex.quote(c) for c in command))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="ml-100k")
@@ -160,12 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         commands.append("python " + " ".join(shlex.quote(c) for c in command))
         outputs.append(ROOT / output)
         if not args.report_only:
-            print(commands[-1], flush=True)
-            env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                   "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-            done = subprocess.run([sys.executable, *command], cwd=ROOT, env=env)
-            if done.returncode != 0:
-                print(f"group {models} failed with exit code {done.returncode}", file=sys.stderr)
+            run_group(command, args.threads)
     write_report(args.dataset, outputs, commands, args, Path(args.report))
     return 0
 

@@ -9,8 +9,8 @@ For every dataset:
    negatives (the same number of rows POPK ``add`` yields) and POPK;
 2. a small grid over (popk, popk_metric, popk_logic) with BPR and the first seed, chosen on the
    VALIDATION NDCG@10 (never on test);
-3. BPR and LightGCN with uniform negatives vs the chosen POPK setting, every seed (in this process,
-   or each in its own with ``--isolated``); test metrics, mean ± std, paired t-test.
+3. BPR and LightGCN with uniform negatives vs the chosen POPK setting, every seed (each run
+   in its own process through the experiment runner); test metrics, mean ± std, paired t-test.
 
 Run it from a scratch directory if you do not want RecBole's log/, saved/ and dataset/ folders in
 the current one (they are written to the current directory).
@@ -31,7 +31,7 @@ import pandas as pd
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from recbole_llm.compare import _machine, markdown_table, parse_seeds, run_isolated, summarise  # noqa: E402
+from recbole_llm.compare import Job, machine_description, markdown_table, parse_seeds, run_job, summarise  # noqa: E402
 from recbole_llm.sampler import is_popk  # noqa: E402
 
 ACCURACY = ["recall@10", "mrr@10", "ndcg@10"]
@@ -101,20 +101,13 @@ def base_config(dataset: str, epochs: int, stopping_step: int = 3) -> dict[str, 
     }
 
 
-def run(model: str, dataset: str, config: dict[str, Any], isolated: bool) -> dict[str, Any]:
-    started = time.perf_counter()
-    if isolated:
-        result = run_isolated(model, dataset, None, config, [])
-    else:  # same process: saves the interpreter start and imports per run on a busy machine
-        from recbole_llm.quick_start import run_recbole_llm
-
-        result = run_recbole_llm(model, dataset, None, config, saved=True)
-    record = {f"valid_{k}": float(v) for k, v in result["best_valid_result"].items()}
-    record.update({k: float(v) for k, v in result["test_result"].items()})
-    record["epochs"] = len(result["epoch_times"])
-    record["epoch_time_s"] = float(np.mean(result["epoch_times"])) if result["epoch_times"] else float("nan")
-    record["peak_memory_mb"] = result["peak_memory_mb"]
-    record["wall_s"] = time.perf_counter() - started
+def run(model: str, dataset: str, config: dict[str, Any]) -> dict[str, Any]:
+    """One training run through the experiment runner (its own process); a failed run stops the benchmark."""
+    seed = config.get("seed", 2020)
+    record = run_job(Job(model, dataset, {k: v for k, v in config.items() if k != "seed"}, seed))
+    if record["status"] != "ok":
+        raise RuntimeError(f"{model} on {dataset} (seed {seed}) failed: exit code {record['exit_code']}, "
+                           f"{record['error']}")
     return record
 
 
@@ -194,11 +187,11 @@ def sampler_timing(dataset: str, bucket: float, chosen: tuple, rounds: int = 5) 
 
 def timing_table(timing: list[dict[str, Any]]) -> list[str]:
     lines = ["### Sampler time per epoch (one pass over the BPR training loader, no model)", "",
-             "Minimum over 5 interleaved rounds (median in brackets); `_neg_sampling` = time inside the "
+             ("Minimum over 5 interleaved rounds (median in brackets); `_neg_sampling` = time inside the "
              "loader's negative sampling (sampler call + building the negative rows); sampler calls = the "
              "sampler alone (RecBole `sample_by_user_ids` / POPK `sample_with_popk`) over the epoch's "
              "batches; setup = splitting "
-             "and building the sampler (POPK: its popularity table).", "",
+             "and building the sampler (POPK: its popularity table)."), "",
              "| negatives | setup s | loader s/epoch | `_neg_sampling` s/epoch | sampler calls s/epoch | rows/epoch |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {t['variant']} | {t['setup_s']:.2f} | {t['epoch_s']:.3f} ({t['epoch_median_s']:.3f}) | "
@@ -213,7 +206,7 @@ def label(args: dict[str, Any]) -> str:
 
 
 def benchmark_dataset(dataset: str, seeds: list[int], epochs: int, grid_epochs: int, out: dict,
-                      isolated: bool, grid_settings: list[tuple[int, str, str]], stopping_step: int) -> list[str]:
+                      grid_settings: list[tuple[int, str, str]], stopping_step: int) -> list[str]:
     settings = DATASETS[dataset]
     bucket = settings["bucket"]
     lines = [f"## {dataset}", ""]
@@ -223,7 +216,7 @@ def benchmark_dataset(dataset: str, seeds: list[int], epochs: int, grid_epochs: 
     for popk, metric, logic in grid_settings:
         config = {**base_config(dataset, grid_epochs, stopping_step), "seed": seeds[0],
                   "train_neg_sample_args": popk_args(bucket, popk, metric, logic)}
-        record = run("BPR", dataset, config, isolated)
+        record = run("BPR", dataset, config)
         record.update({"popk": popk, "popk_metric": metric, "popk_logic": logic})
         grid_rows.append(record)
         print(f"[popk] grid {dataset} {popk},{metric},{logic}: valid ndcg@10={record['valid_ndcg@10']}", flush=True)
@@ -255,7 +248,7 @@ def benchmark_dataset(dataset: str, seeds: list[int], epochs: int, grid_epochs: 
         for args in variants:
             for seed in seeds:
                 config = {**base_config(dataset, epochs, stopping_step), "seed": seed, "train_neg_sample_args": args}
-                record = run(model, dataset, config, isolated)
+                record = run(model, dataset, config)
                 record.update({"model": f"{model} {label(args)}", "seed": seed})
                 records.append(record)
                 print(f"[popk] {dataset} {record['model']} seed={seed}: "
@@ -264,8 +257,8 @@ def benchmark_dataset(dataset: str, seeds: list[int], epochs: int, grid_epochs: 
         out[dataset][model] = records
         reference = f"{model} uniform"
         summary = summarise(runs, metrics, reference)
-        lines += [f"### {model}: test metrics, mean ± std over seeds {', '.join(map(str, seeds))} "
-                  f"(at most {epochs} epochs, early stopping {stopping_step} on valid NDCG@10)", "",
+        lines += [(f"### {model}: test metrics, mean ± std over seeds {', '.join(map(str, seeds))} "
+                  f"(at most {epochs} epochs, early stopping {stopping_step} on valid NDCG@10)"), "",
                   markdown_table(summary, metrics, reference), ""]
     return lines
 
@@ -283,7 +276,6 @@ def main(argv=None) -> int:
                         help="how busy the machine was (the table's times depend on it), written under Machine")
     parser.add_argument("--timing_only", default=None, metavar="POPK,METRIC,LOGIC",
                         help="only the sampler timing with this POPK setting, e.g. 2,variance,acc")
-    parser.add_argument("--isolated", action="store_true", help="each run in its own process (slower to start)")
     parser.add_argument("--output", default=str(PROJECT / "benchmarks" / "results" / "popk.md"))
     args = parser.parse_args(argv)
     seeds = parse_seeds(args.seeds)
@@ -293,14 +285,14 @@ def main(argv=None) -> int:
     header = [
         "# POPK vs uniform negatives (issue #6)", "",
         f"- Command: `{command}` (run from a scratch directory)",
-        f"- Machine: {_machine()}" + (f"; {args.machine_note}" if args.machine_note else "") + ".",
-        f"- Budget: grid at most {args.grid_epochs} epochs, final runs at most {args.epochs} epochs with early "
+        f"- Machine: {machine_description()}" + (f"; {args.machine_note}" if args.machine_note else "") + ".",
+        (f"- Budget: grid at most {args.grid_epochs} epochs, final runs at most {args.epochs} epochs with early "
         f"stopping ({args.stopping_step} evaluations) on validation NDCG@10; train_batch_size 8192 rows, learning_rate 0.005, "
         "RecBole defaults otherwise (64-d embeddings, full-sort evaluation, ml-100k random 8/1/1 split, "
-        "lastfm leave-last-out by time).",
-        "- POPK: k=1 uniform negative + popk popular items per positive (`popk_mode: add`), leak-free, "
+        "lastfm leave-last-out by time)."),
+        ("- POPK: k=1 uniform negative + popk popular items per positive (`popk_mode: add`), leak-free, "
         "day buckets; the popk negatives arrive as extra (user, pos, neg) rows, so an epoch has (1 + popk)x "
-        "the rows of uniform k=1.",
+        "the rows of uniform k=1."),
         "- Test metrics below; the POPK setting is chosen on validation only.", "",
     ]
     if args.timing_only:
@@ -309,14 +301,14 @@ def main(argv=None) -> int:
         for dataset in args.datasets.split(","):
             body += [f"## {dataset}", ""] + timing_table(
                 sampler_timing(dataset, DATASETS[dataset]["bucket"], (int(popk), metric, logic)))
-        output.write_text("\n".join([f"- Command: `{command}`", f"- Machine: {_machine()}", ""] + body) + "\n",
+        output.write_text("\n".join([f"- Command: `{command}`", f"- Machine: {machine_description()}", ""] + body) + "\n",
                           encoding="utf-8")
         print(f"[popk] wrote {output}", flush=True)
         return 0
     raw: dict[str, Any] = {}
     body: list[str] = []
     for dataset in args.datasets.split(","):
-        body += benchmark_dataset(dataset, seeds, args.epochs, args.grid_epochs, raw, args.isolated,
+        body += benchmark_dataset(dataset, seeds, args.epochs, args.grid_epochs, raw,
                                   parse_grid(args.grid), args.stopping_step)
         output.write_text("\n".join(header + body) + "\n", encoding="utf-8")  # keep partial results
         output.with_suffix(".json").write_text(json.dumps(raw, indent=1, default=str), encoding="utf-8")

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     records = []
 
     def record(model: str, label: str, seed: int, config: dict) -> None:
-        result = bench.run(model, "lastfm", config, isolated=False)
+        result = bench.run(model, "lastfm", config)
         result.update(model=label, seed=seed)
         records.append(result)
         print(json.dumps({k: result[k] for k in SHOWN}), flush=True)

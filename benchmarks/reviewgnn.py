@@ -95,8 +95,8 @@ def profile_section(dataset: str) -> list[str]:
     models = ["LightGCN", "ReviewGCN", "ReviewGNN"]
     times = interleaved_epoch_times(dataset, models)
     medians = {m: statistics.median(t) for m, t in times.items()}
-    lines = [f"Interleaved timing on {dataset} (20 epochs per model, alternating models every epoch, one "
-             "thread, one process; median s/epoch):", "", "| model | median s/epoch | x LightGCN |", "|---|---|---|"]
+    lines = [(f"Interleaved timing on {dataset} (20 epochs per model, alternating models every epoch, one "
+             "thread, one process; median s/epoch):"), "", "| model | median s/epoch | x LightGCN |", "|---|---|---|"]
     lines += [f"| {m} | {medians[m]:.4f} | {medians[m] / medians['LightGCN']:.2f} |" for m in models]
     return lines
 

