@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -135,8 +136,10 @@ def write_report(args, records: list[dict], command: str) -> None:
     results.parent.mkdir(parents=True, exist_ok=True)
     runs = pd.DataFrame([r for r in records if r["status"] == "ok"])
     lines = report_header(args, records, command)
-    for model in args.models:
+    for model in args.models if len(runs) else []:
         lines += model_rows(args, runs, model)
+    failed = [r for r in records if r["status"] != "ok"]
+    lines += [f"- failed: {r['model']} seed {r['seed']}, exit code {r['exit_code']}: {r['error']}" for r in failed]
     with_history = [r for r in records if r.get("oie_history")]
     if with_history:
         first = with_history[0]["oie_history"][0]
@@ -175,6 +178,8 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    os.environ.setdefault("RECBOLE_LLM_RAW_DATA", str(PROJECT.parent / "shared" / "datasets"))  # inherited by runs
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     command = "python benchmarks/oie.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     # Seed-major order: the first OIE run of each model pre-trains and fills the cache the others reuse.
     jobs = [Job(model, args.dataset, run_config(args, variant), seed, label=f"{model} {variant}")
