@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from recbole_llm.benchmark.report import write_suite_report
 from recbole_llm.benchmark.stages import BenchmarkError, Workspace, final_run, tune_model

@@ -107,8 +107,8 @@ def dataset_section(suite: Suite, dataset: str, runs: pd.DataFrame, trial_sets: 
         return lines + ["(no finished final run yet)", ""]
     metrics = metric_columns(runs)
     reference = strongest_baseline(runs, suite)
-    lines += [f"Strongest tuned baseline by validation {suite.valid_metric}: {reference or '(no baseline finished)'}; "
-              f"▲/▼ = paired t-test over seeds against it, p < {SIGNIFICANCE}.", ""]
+    lines += [(f"Strongest tuned baseline by validation {suite.valid_metric}: {reference or '(no baseline finished)'}; "
+              f"▲/▼ = paired t-test over seeds against it, p < {SIGNIFICANCE}."), ""]
     lines += results_table(runs, metrics, reference) + [""]
     lines += verdicts(runs, suite, suite.valid_metric, reference) + [""]
     lines += ["Tuning (validation split only; the same trial budget for every model):", ""]
@@ -188,13 +188,13 @@ def header_lines(suite: Suite, command: str, trial_sets: list[dict[str, Any]], f
         f"- Command: `{command}`",
         f"- Machine: {machine_description()}; training runs one at a time, each in its own process.",
         f"- Protocol: {protocol}; shared settings {suite.protocol.get('config', {})}.",
-        f"- Tuning: {suite.trials} Ray Tune trials per model on the validation split ({suite.tuning or 'defaults'}); "
+        (f"- Tuning: {suite.trials} Ray Tune trials per model on the validation split ({suite.tuning or 'defaults'}); "
         f"final runs: the best configuration with seeds {', '.join(map(str, suite.seeds))}, early stopping on "
         f"validation {suite.valid_metric} (patience {suite.protocol['stopping_step']}, never before epoch "
-        f"{suite.min_epochs}, cap {suite.epoch_cap}); test metrics of the best-validation checkpoint.",
+        f"{suite.min_epochs}, cap {suite.epoch_cap}); test metrics of the best-validation checkpoint."),
         f"- Tuning time: {sum(t.get('seconds', 0) for t in trial_sets) / 60:.1f} min in all.",
-        "- Flags: `best in first N epochs` = the run's best validation score came before `min_epochs` (its checkpoint "
-        "may be under-trained); `hit epoch cap` = early stopping never fired (not converged).",
+        ("- Flags: `best in first N epochs` = the run's best validation score came before `min_epochs` (its checkpoint "
+        "may be under-trained); `hit epoch cap` = early stopping never fired (not converged)."),
     ]
     if failed:
         lines.append("- Failed final runs (not stored; a rerun tries them again): " + "; ".join(

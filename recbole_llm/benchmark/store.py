@@ -12,7 +12,7 @@ import hashlib
 import inspect
 import json
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ VOLATILE_KEYS = frozenset({
 })
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_code_version(model: str) -> str:
     """First 12 hex digits of the sha256 of the model class's source file."""
     from recbole_llm.utils import get_model
