@@ -80,9 +80,16 @@ def test_store_survives_a_line_cut_by_a_kill(tmp_path):
 
 @pytest.mark.parametrize("suite", SUITES, ids=[s.stem for s in SUITES])
 def test_every_committed_suite_loads(suite):
+    """Every committed suite names known models and existing search spaces, and has baselines to test against."""
+    from recbole_llm.benchmark.stages import search_space_path
+    from recbole_llm.utils import get_model
+
     loaded = load_suite(suite)
     assert loaded.trials >= 1 and loaded.seeds and loaded.min_epochs < loaded.epoch_cap
-    assert any(m.baseline for m in loaded.models)
+    assert any(m.baseline for m in loaded.models) and any(not m.baseline for m in loaded.models)
+    for model in loaded.models:
+        assert get_model(model.model).__name__ == model.model
+        assert search_space_path(model.search_space).is_file()
 
 
 @pytest.mark.parametrize("change, message", [

@@ -6,6 +6,7 @@ when its key (resolved configuration + model code version) is already stored.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,7 @@ class Workspace:
 
     def fixed_config_file(self, dataset: DatasetEntry, model: ModelEntry) -> str:
         """The suite's fixed settings for (dataset, model), written as a yaml config file."""
-        path = self.work_dir / "configs" / f"{dataset.name}-{model.name}.yaml"
+        path = self.work_dir / "configs" / f"{slug(dataset.name)}-{slug(model.name)}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(self.suite.run_config(dataset, model), sort_keys=True), encoding="utf-8")
         return str(path)
@@ -44,6 +45,11 @@ class Workspace:
         self.store.add(entry)
         if self.on_stored is not None:
             self.on_stored(entry)
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a dataset or model label ('BPR uniform k=1' -> 'BPR_uniform_k_1')."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def search_space_path(name: str) -> Path:
@@ -66,7 +72,7 @@ def _tune_options(ws: Workspace, dataset: DatasetEntry, model: ModelEntry):
 
     settings = {"verbose": 0, "scheduler": "fifo", **ws.suite.tuning}
     try:
-        return TuneOptions(num_samples=ws.suite.trials, output=str(ws.work_dir / "tune" / dataset.name / model.name),
+        return TuneOptions(num_samples=ws.suite.trials, output=str(ws.work_dir / "tune" / slug(dataset.name) / slug(model.name)),
                            **settings)
     except TypeError as exc:
         allowed = ", ".join(f.name for f in dataclasses.fields(TuneOptions) if f.name not in ("num_samples", "output"))
@@ -123,7 +129,7 @@ def final_run(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, params: d
     if key in ws.store:
         return key, ws.store.get(key)
     overrides = {**params, "min_epochs": ws.suite.min_epochs,
-                 "checkpoint_dir": str(ws.work_dir / "saved" / dataset.name / model.name)}
+                 "checkpoint_dir": str(ws.work_dir / "saved" / slug(dataset.name) / slug(model.name))}
     record = run_job(Job(model.model, dataset.name, overrides, seed, label=model.name, config_file_list=(config_file,),
                          trainer_mixins=(MinEpochsMixin,)))
     if record["status"] != "ok":

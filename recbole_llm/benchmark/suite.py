@@ -20,7 +20,9 @@
 
 A model entry: ``name`` (its label in the tables), ``model`` (the RecBole / recbole-llm class, default
 ``name``), ``search_space`` (a ``properties/search/<name>.yaml`` name, default ``name``, or a yaml path
-relative to the suite file; null: not tuned, flagged), ``config`` (fixed settings), ``baseline`` (true for the baselines the paired test picks from).
+relative to the suite file; null: not tuned, flagged), ``config`` (fixed settings), ``per_dataset``
+(``{dataset: {key: value}}``: fixed settings on one dataset only), ``baseline`` (true for the
+baselines the paired test picks from).
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ class ModelEntry:
     search_space: str | None
     config: dict[str, Any]
     baseline: bool
+    per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,10 @@ class Suite:
         return str(self.protocol["valid_metric"]).lower()
 
     def run_config(self, dataset: DatasetEntry, model: ModelEntry) -> dict[str, Any]:
-        """Fixed settings of one (dataset, model): protocol < dataset < model < command-line overrides."""
+        """Fixed settings of one (dataset, model): protocol < dataset < model < model on that dataset < overrides."""
         protocol = {k: v for k, v in self.protocol.items() if k != "config"}
         return {**protocol, "eval_step": 1, "show_progress": False, **self.protocol.get("config", {}),
-                **dataset.config, **model.config, **self.extra_config}
+                **dataset.config, **model.config, **model.per_dataset.get(dataset.name, {}), **self.extra_config}
 
 
 def _require(mapping: dict, key: str, path: Path, where: str) -> Any:
@@ -94,15 +97,16 @@ def _models(raw: list, path: Path) -> list[ModelEntry]:
     for item in raw:
         item = {"name": item} if isinstance(item, str) else dict(item)
         name = str(_require(item, "name", path, "models[].")).strip()
-        unknown = set(item) - {"name", "model", "search_space", "config", "baseline"}
+        unknown = set(item) - {"name", "model", "search_space", "config", "baseline", "per_dataset"}
         if unknown:
             raise SuiteError(f"{path}: model '{name}' has unknown key(s) {sorted(unknown)}; allowed: name, model, "
-                             "search_space, config, baseline")
+                             "search_space, config, baseline, per_dataset")
         space = item.get("search_space", name)
         if space is not None and str(space).endswith((".yaml", ".yml")):  # a file: relative to the suite file
             space = str((path.parent / space).resolve())
+        per_dataset = {str(k): dict(v or {}) for k, v in (item.get("per_dataset") or {}).items()}
         entries.append(ModelEntry(name, str(item.get("model") or name), space, dict(item.get("config") or {}),
-                                  bool(item.get("baseline", False))))
+                                  bool(item.get("baseline", False)), per_dataset))
     if len({e.name for e in entries}) != len(entries):
         raise SuiteError(f"{path}: model names must be unique, got {[e.name for e in entries]}")
     return entries
