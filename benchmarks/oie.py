@@ -74,7 +74,8 @@ def model_rows(args, runs: pd.DataFrame, model: str) -> list[str]:
         if label not in summary.index:
             continue
         row, arm = summary.loc[label], sub[sub["model"] == label]
-        cells = [f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}" for m in METRICS]
+        spread = row["n_seeds"] > 1  # a single seed has no spread to report
+        cells = [f"{row[f'{m}_mean']:.4f}" + (f" ± {row[f'{m}_std']:.4f}" if spread else "") for m in METRICS]
         change, p_value = "", ""
         if variant != "vanilla" and reference in summary.index:
             base = summary.loc[reference, "ndcg@10_mean"]
@@ -112,8 +113,8 @@ def write_plots(args, records: list[dict], results: Path) -> list[str]:
     from recbole_llm.compat import load_recbole_checkpoint
     from recbole_llm.oie.plots import plot_cosine_heatmaps, plot_oie_history
 
-    first_seed = min(r["seed"] for r in records)
-    firsts = [r for r in records if r["seed"] == first_seed and r.get("oie_history")]
+    first_seed = min(r["seed"] for r in records if r["status"] == "ok")
+    firsts = [r for r in records if r["seed"] == first_seed and isinstance(r.get("oie_history"), list)]
     history_png = plot_oie_history({r["model"]: r["oie_history"] for r in firsts},
                                    results.parent / f"{results.stem}_history.png",
                                    title=f"AAE / SA during training on {args.dataset} (seed {first_seed})")
@@ -140,7 +141,7 @@ def write_report(args, records: list[dict], command: str) -> None:
         lines += model_rows(args, runs, model)
     failed = [r for r in records if r["status"] != "ok"]
     lines += [f"- failed: {r['model']} seed {r['seed']}, exit code {r['exit_code']}: {r['error']}" for r in failed]
-    with_history = [r for r in records if r.get("oie_history")]
+    with_history = [r for r in records if isinstance(r.get("oie_history"), list) and r["oie_history"]]
     if with_history:
         first = with_history[0]["oie_history"][0]
         lines += ["", (f"Random Gaussian table of the same shape: AAE {first['aae_random']:.4f}, "
@@ -190,7 +191,8 @@ def main(argv=None) -> int:
     if todo and not args.report_only:
         runs = run_jobs(todo, Path(args.workdir) / "compare", reference=todo[0].name, command=command,
                         extra_result=attach_oie, on_record=lambda record: store(args, todo, record))
-        records += [r for r in runs.to_dict("records") if r["status"] != "ok"]
+        failed_keys = ("model", "model_name", "seed", "status", "exit_code", "error")
+        records += [{k: r[k] for k in failed_keys} for r in runs.to_dict("records") if r["status"] != "ok"]
         records += [json.loads(run_file(args, job).read_text()) for job in todo if run_file(args, job).is_file()]
     if records:
         write_report(args, records, command)

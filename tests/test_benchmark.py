@@ -136,3 +136,20 @@ def test_min_epochs_keeps_training_past_an_early_peak():
 
     assert epochs_trained(Scripted, 5) == [0, 1, 2]
     assert epochs_trained(type("MinScripted", (MinEpochsMixin, Scripted), {}), 5) == [0, 1, 2, 3, 4]
+
+
+def test_command_line_flags_split_into_run_settings_and_tuning_options():
+    from recbole_llm.benchmark import split_overrides
+
+    runs, tuning = split_overrides(["--device=cuda", "--learning_rate=0.01", "--cpus_per_trial=2", "--tag=abc"])
+    assert runs == {"use_gpu": True, "learning_rate": 0.01, "tag": "abc"}
+    assert tuning == {"gpus_per_trial": 1.0, "cpus_per_trial": 2}
+    with pytest.raises(SuiteError, match="--device must be cuda or cpu"):
+        split_overrides(["--device=tpu"])
+
+
+def test_missing_suite_exits_2_with_one_line(tmp_path, capsys):
+    from recbole_llm.benchmark import main
+
+    assert main([str(tmp_path / "nope.yaml")]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0

@@ -7,13 +7,15 @@ Stages: (a) tune each model with ``tuning.trials`` Ray Tune trials over its sear
 validation split; (b) train the best configuration with each final seed through the experiment
 runner (early stopping on validation with ``min_epochs``); (c) write ``<output>/<suite>.md``,
 ``.csv``, ``.png`` and ``_curves.png``. Finished trial sets and runs are stored in
-``<output>/<suite>.jsonl``; a rerun skips them. ``--key=value`` flags apply to every run (e.g.
-``--use_gpu=True`` on a machine with a GPU) and are part of each run's key only when they change
-what is computed.
+``<output>/<suite>.jsonl``; a rerun skips them. ``--key=value`` flags apply to every run and are part
+of each run's key only when they change what is computed; Ray Tune options (``--cpus_per_trial=2``)
+go to the tuning stage; ``--device=cuda`` trains on the GPU (a result stored on the CPU is not
+repeated: the device is not part of the key).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -26,8 +28,17 @@ from recbole_llm.benchmark.store import ResultStore
 from recbole_llm.benchmark.suite import Suite, SuiteError, load_suite
 from recbole_llm.benchmark.trainer import MinEpochsMixin
 
-__all__ = ["BenchmarkError", "MinEpochsMixin", "Suite", "SuiteError", "load_suite", "main", "run_from_cli",
-           "run_suite"]
+__all__ = [
+    "BenchmarkError",
+    "MinEpochsMixin",
+    "Suite",
+    "SuiteError",
+    "load_suite",
+    "main",
+    "run_from_cli",
+    "run_suite",
+    "split_overrides",
+]
 
 DEFAULT_OUTPUT = Path("benchmarks") / "results"
 
@@ -82,20 +93,41 @@ def run_suite(suite: Suite, output_dir: str | Path = DEFAULT_OUTPUT, work_dir: s
     return write_suite_report(suite, output_dir, runs, trial_sets, failed, command)
 
 
-def _overrides(flags: Sequence[str]) -> dict[str, Any]:
-    """``--key=value`` flags as config values (RecBole reads them the same way: a Python literal or a string)."""
+def _literal(text: str) -> Any:
     import ast
 
-    values: dict[str, Any] = {}
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def split_overrides(flags: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--key=value`` flags -> (settings for every run, tuning options).
+
+    Tuning options are the fields of ``TuneOptions`` (``--num_samples`` excepted: the suite's
+    ``tuning.trials`` is the budget). ``--device=cuda`` runs everything on the GPU (``use_gpu`` and
+    one GPU per trial); ``--device=cpu`` forces the CPU. Values are read as Python literals, else strings.
+    """
+    from recbole_llm.tune import TuneOptions
+
+    tune_fields = {f.name for f in dataclasses.fields(TuneOptions)} - {"num_samples", "output"}
+    run_settings: dict[str, Any] = {}
+    tuning: dict[str, Any] = {}
     for flag in flags:
         if not (flag.startswith("--") and "=" in flag):
             raise SuiteError(f"unrecognised argument {flag}: settings for every run take the form --key=value")
         key, _, text = flag[2:].partition("=")
-        try:
-            values[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            values[key] = text
-    return values
+        if key == "device":
+            if text not in ("cuda", "cpu"):
+                raise SuiteError(f"--device must be cuda or cpu, got '{text}'")
+            run_settings["use_gpu"] = text == "cuda"
+            tuning["gpus_per_trial"] = 1.0 if text == "cuda" else 0.0
+        elif key in tune_fields:
+            tuning[key] = _literal(text)
+        else:
+            run_settings[key] = _literal(text)
+    return run_settings, tuning
 
 
 def run_from_cli(args: argparse.Namespace, overrides: Sequence[str]) -> int:
@@ -104,7 +136,9 @@ def run_from_cli(args: argparse.Namespace, overrides: Sequence[str]) -> int:
         shlex.quote(a) for a in [f"--benchmark={args.benchmark}", *([f"--output={args.output}"] if args.output else []),
                                  *overrides])
     try:
-        suite = load_suite(args.benchmark, _overrides(overrides))
+        run_settings, tuning = split_overrides(overrides)
+        suite = load_suite(args.benchmark, run_settings)
+        suite = dataclasses.replace(suite, tuning={**suite.tuning, **tuning})
         report = run_suite(suite, args.output or DEFAULT_OUTPUT, command=command)
     except (SuiteError, BenchmarkError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -181,7 +181,12 @@ def _history(value: Any) -> list:
     return json.loads(value) if isinstance(value, str) else list(value or [])
 
 
-def header_lines(suite: Suite, command: str, trial_sets: list[dict[str, Any]], failed: list[dict[str, Any]]) -> list[str]:
+def _mixins_missing(entries: list[dict[str, Any]]) -> int:
+    return sum(1 for e in entries if e.get("trainer_mixins_applied") is False)
+
+
+def header_lines(suite: Suite, command: str, trial_sets: list[dict[str, Any]], failed: list[dict[str, Any]],
+                 entries: list[dict[str, Any]]) -> list[str]:
     protocol = {k: v for k, v in suite.protocol.items() if k != "config"}
     lines = [
         f"# Benchmark suite `{suite.name}`", "",
@@ -196,6 +201,9 @@ def header_lines(suite: Suite, command: str, trial_sets: list[dict[str, Any]], f
         ("- Flags: `best in first N epochs` = the run's best validation score came before `min_epochs` (its checkpoint "
         "may be under-trained); `hit epoch cap` = early stopping never fired (not converged)."),
     ]
+    if _mixins_missing(entries):
+        lines.append(f"- ⚠ min_epochs was NOT applied to {_mixins_missing(entries)} final run(s): this quick_start "
+                     "does not take trainer mixins (run_recbole_llm(..., trainer_mixins=...)).")
     if failed:
         lines.append("- Failed final runs (not stored; a rerun tries them again): " + "; ".join(
             f"{f['model']} on {f['dataset']} seed {f['seed']}: exit code {f['exit_code']}, {f['error']}" for f in failed))
@@ -207,7 +215,7 @@ def write_suite_report(suite: Suite, output_dir: Path, entries: list[dict[str, A
     """Write ``<suite>.md``, ``.csv``, ``.png`` and ``_curves.png`` from the stored runs of this configuration."""
     output_dir.mkdir(parents=True, exist_ok=True)
     runs = runs_frame(entries, suite)
-    lines = header_lines(suite, command, trial_sets, failed)
+    lines = header_lines(suite, command, trial_sets, failed, entries)
     for dataset in (d.name for d in suite.datasets):
         lines += dataset_section(suite, dataset, runs[runs["dataset"] == dataset] if len(runs) else runs, trial_sets)
     stem = output_dir / suite.name

@@ -79,11 +79,16 @@ def _tune_options(ws: Workspace, dataset: DatasetEntry, model: ModelEntry):
         raise SuiteError(f"{ws.suite.path}: unknown key in 'tuning' ({exc}); allowed: trials, {allowed}") from exc
 
 
+# Tuning options that say where trials run, not what they search: left out of a trial set's key.
+RESOURCE_OPTIONS = frozenset({"cpus_per_trial", "gpus_per_trial", "max_concurrent", "ray_address", "ray_num_cpus",
+                              "verbose"})
+
+
 def trial_set_key(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, config_file: str) -> str:
     space = search_space_path(model.search_space).read_text(encoding="utf-8") if model.search_space else None
     return content_key("trials", model.model, {
         "dataset": dataset.name, "label": model.name, "space": space, "trials": ws.suite.trials,
-        "tuning": ws.suite.tuning, "config": resolved_config(model.model, dataset.name, [config_file], {}),
+        "tuning": {k: v for k, v in ws.suite.tuning.items() if k not in RESOURCE_OPTIONS}, "config": resolved_config(model.model, dataset.name, [config_file], {}),
     })
 
 

@@ -94,6 +94,8 @@ def record_from_result(job: Job, result: Mapping[str, Any], wall_s: float) -> di
     record["wall_s"] = wall_s
     record["valid_history"] = history
     record["saved_model_file"] = result.get("saved_model_file")
+    if job.trainer_mixins:  # False when quick_start could not take them (the run is then flagged)
+        record["trainer_mixins_applied"] = bool(result.get("trainer_mixins_applied"))
     return record
 
 
