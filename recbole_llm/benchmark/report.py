@@ -59,7 +59,8 @@ def results_table(runs: pd.DataFrame, metrics: list[str], reference: str | None)
         sub = runs[runs["model"] == row["model"]]
         best = sub["best_epoch"].dropna()
         epochs = f"{best.mean():.1f} ({best.min():.0f}-{best.max():.0f})" if len(best) else ""
-        flags = "; ".join(sorted({f for f in sub["flags"] if f}))
+        counts = pd.Series([f for text in sub["flags"] if text for f in text.split("; ")], dtype=str).value_counts()
+        flags = "; ".join(f"{flag} ({n}/{len(sub)} runs)" for flag, n in sorted(counts.items()))
         cells = [str(row["model"]) + (" (strongest baseline)" if row["model"] == reference else "")]
         cells += [_cell(row, m, summary, reference) for m in metrics]
         cells += [epochs, f"{sub['epochs'].mean():.1f}", f"{row['epoch_time_s']:.2f}",
@@ -181,6 +182,10 @@ def _history(value: Any) -> list:
     return json.loads(value) if isinstance(value, str) else list(value or [])
 
 
+def _settings(values: dict[str, Any]) -> str:
+    return ", ".join(f"`{k}: {v}`" for k, v in values.items()) or "none"
+
+
 def _mixins_missing(entries: list[dict[str, Any]]) -> int:
     return sum(1 for e in entries if e.get("trainer_mixins_applied") is False)
 
@@ -192,7 +197,7 @@ def header_lines(suite: Suite, command: str, trial_sets: list[dict[str, Any]], f
         f"# Benchmark suite `{suite.name}`", "",
         f"- Command: `{command}`",
         f"- Machine: {machine_description()}; training runs one at a time, each in its own process.",
-        f"- Protocol: {protocol}; shared settings {suite.protocol.get('config', {})}.",
+        f"- Protocol: {_settings(protocol)}; shared settings: {_settings(suite.protocol.get('config', {}))}.",
         (f"- Tuning: {suite.trials} Ray Tune trials per model on the validation split ({suite.tuning or 'defaults'}); "
         f"final runs: the best configuration with seeds {', '.join(map(str, suite.seeds))}, early stopping on "
         f"validation {suite.valid_metric} (patience {suite.protocol['stopping_step']}, never before epoch "
