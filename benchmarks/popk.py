@@ -111,6 +111,31 @@ def run(model: str, dataset: str, config: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def sampler_call_times(loaders: dict[str, Any], rounds: int) -> dict[str, list[float]]:
+    """Seconds of the sampler calls alone per epoch, batch by batch as each loader asks.
+
+    Shuffled rows, no batching or joining around the call; POPK gets the rows' indices, as its loader
+    passes them (precomputed P(t, popk)).
+    """
+    calls: dict[str, list[float]] = {name: [] for name in loaders}
+    for _ in range(rounds):
+        for name, loader in loaders.items():
+            inter = loader._dataset.inter_feat
+            order = np.random.permutation(len(inter))
+            users, items = inter[loader.uid_field].numpy()[order], inter[loader.iid_field].numpy()[order]
+            times = inter[loader.time_field].numpy()[order] if is_popk(loader.neg_sample_args) else None
+            started = time.perf_counter()
+            for lo in range(0, len(users), loader.step):
+                hi = lo + loader.step
+                if times is None:
+                    loader._sampler.sample_by_user_ids(users[lo:hi], items[lo:hi], loader.neg_sample_num)
+                else:
+                    loader._sampler.sample_with_popk(users[lo:hi], items[lo:hi], times[lo:hi],
+                                                     loader.neg_sample_num, rows=order[lo:hi])
+            calls[name].append(time.perf_counter() - started)
+    return calls
+
+
 def sampler_timing(dataset: str, bucket: float, chosen: tuple, rounds: int = 5) -> list[dict[str, Any]]:
     """Seconds per pass over the BPR training loader (no model), and the part spent drawing negatives.
 
@@ -158,24 +183,7 @@ def sampler_timing(dataset: str, bucket: float, chosen: tuple, rounds: int = 5) 
             rows[name] = sum(len(batch) for batch in loader)
             passes[name].append(time.perf_counter() - started)
             samples[name].append(sampling[name])
-    # The sampler call alone, batch by batch as the loader asks (shuffled rows, no batching or joining
-    # around it). POPK gets the rows' indices, as its loader passes them (precomputed P(t, popk)).
-    calls = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, loader in loaders.items():
-            inter = loader._dataset.inter_feat
-            order = np.random.permutation(len(inter))
-            users, items = inter[loader.uid_field].numpy()[order], inter[loader.iid_field].numpy()[order]
-            times = inter[loader.time_field].numpy()[order] if is_popk(loader.neg_sample_args) else None
-            started = time.perf_counter()
-            for lo in range(0, len(users), loader.step):
-                hi = lo + loader.step
-                if times is None:
-                    loader._sampler.sample_by_user_ids(users[lo:hi], items[lo:hi], loader.neg_sample_num)
-                else:
-                    loader._sampler.sample_with_popk(users[lo:hi], items[lo:hi], times[lo:hi],
-                                                     loader.neg_sample_num, rows=order[lo:hi])
-            calls[name].append(time.perf_counter() - started)
+    calls = sampler_call_times(loaders, rounds)
     result = []
     for name in variants:
         result.append({"variant": name, "setup_s": setup[name], "epoch_s": min(passes[name]),
