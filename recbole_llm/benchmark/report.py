@@ -225,7 +225,7 @@ def write_suite_report(suite: Suite, output_dir: Path, entries: list[dict[str, A
         lines += dataset_section(suite, dataset, runs[runs["dataset"] == dataset] if len(runs) else runs, trial_sets)
     stem = output_dir / suite.name
     if len(runs):
-        table = runs.drop(columns=["valid_history"], errors="ignore").copy()
+        table = runs.drop(columns=["valid_history", "oie_history"], errors="ignore").copy()
         table["params"] = table["params"].map(lambda p: json.dumps(p, sort_keys=True))
         table.to_csv(stem.with_suffix(".csv"), index=False)
         bar_png(runs, stem.with_suffix(".png"), f"suite {suite.name}")

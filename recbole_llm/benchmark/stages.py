@@ -18,6 +18,7 @@ from recbole_llm.benchmark.store import ResultStore, content_key, model_code_ver
 from recbole_llm.benchmark.suite import DatasetEntry, ModelEntry, Suite, SuiteError
 from recbole_llm.benchmark.trainer import MinEpochsMixin
 from recbole_llm.compare import Job, run_job
+from recbole_llm.compare.hooks import oie_history
 
 
 class BenchmarkError(RuntimeError):
@@ -135,8 +136,9 @@ def final_run(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, params: d
         return key, ws.store.get(key)
     overrides = {**params, "min_epochs": ws.suite.min_epochs,
                  "checkpoint_dir": str(ws.work_dir / "saved" / slug(dataset.name) / slug(model.name))}
-    record = run_job(Job(model.model, dataset.name, overrides, seed, label=model.name, config_file_list=(config_file,),
-                         trainer_mixins=(MinEpochsMixin,)))
+    job = Job(model.model, dataset.name, overrides, seed, label=model.name, config_file_list=(config_file,),
+              trainer_mixins=(MinEpochsMixin,))
+    record = run_job(job, extra_result=oie_history)  # AAE/SA history for sequential models (else nothing)
     if record["status"] != "ok":
         return key, record
     entry = {"kind": "run", "key": key, "suite": ws.suite.name, "code": model_code_version(model.model),
