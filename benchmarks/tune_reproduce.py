@@ -33,6 +33,17 @@ def _run(command: list[str]) -> tuple[str, float]:
     return done.stdout, seconds
 
 
+def reproduction_rows(trials: pd.DataFrame, best: pd.Series, rerun_valid: dict) -> list[str]:
+    """Markdown rows: each validation metric of the best trial beside the rerun's, and whether they match."""
+    rows = []
+    for column in (c for c in trials.columns if c.startswith("valid.")):
+        name = column[len("valid."):]
+        trial_value, rerun_value = float(best[column]), rerun_valid.get(name, float("nan"))
+        same = "yes" if abs(trial_value - rerun_value) < 1e-9 else "NO"
+        rows.append(f"| {name} | {trial_value:.4f} | {rerun_value:.4f} | {same} |")
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -53,12 +64,7 @@ def main() -> int:
     printed, rerun_seconds = _run(rerun)
     match = re.search(r"best valid: (.*)", printed)
     rerun_valid = dict(ast.literal_eval(match.group(1))) if match else {}
-    metric_columns = [c for c in trials.columns if c.startswith("valid.")]
-    rows = []
-    for column in metric_columns:
-        name = column[len("valid."):]
-        trial_value, rerun_value = float(best[column]), rerun_valid.get(name, float("nan"))
-        rows.append(f"| {name} | {trial_value:.4f} | {rerun_value:.4f} | {'yes' if abs(trial_value - rerun_value) < 1e-9 else 'NO'} |")
+    rows = reproduction_rows(trials, best, rerun_valid)
 
     import torch
 
