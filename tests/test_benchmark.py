@@ -1,4 +1,5 @@
 """Benchmark suites: a tiny suite end to end, and a run killed half-way that resumes without repeating work."""
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,8 @@ def test_tiny_suite_end_to_end(tmp_path):
     entries = _stored(tmp_path / "results")
     assert sorted(e["kind"] for e in entries) == ["run"] * 4 + ["trials"] * 2
     assert {(e["model"], e["seed"]) for e in entries if e["kind"] == "run"} == {
-        (m, s) for m in ("LightGCN", "BPR") for s in (2020, 2021)}
+        (m, s) for m in ("LightGCN", "BPR") for s in (2020, 2021)
+    }
     assert all(e["budget"] == 2 and e["best_params"] for e in entries if e["kind"] == "trials")
     text = report.read_text()
     assert "Strongest tuned baseline by validation ndcg@10: BPR" in text
@@ -64,8 +66,11 @@ def test_changed_setting_gives_new_keys(tmp_path):
     first = content_key("run", "BPR", {"config": resolved_config("BPR", "ml-100k", None, {"learning_rate": 0.01})})
     same = content_key("run", "BPR", {"config": resolved_config("BPR", "ml-100k", None, {"learning_rate": 0.01})})
     other = content_key("run", "BPR", {"config": resolved_config("BPR", "ml-100k", None, {"learning_rate": 0.02})})
-    moved = content_key("run", "BPR", {"config": resolved_config("BPR", "ml-100k", None, {"learning_rate": 0.01,
-                                                                                          "checkpoint_dir": "x"})})
+    moved = content_key(
+        "run",
+        "BPR",
+        {"config": resolved_config("BPR", "ml-100k", None, {"learning_rate": 0.01, "checkpoint_dir": "x"})},
+    )
     assert first == same == moved and first != other
 
 
@@ -92,11 +97,14 @@ def test_every_committed_suite_loads(suite):
         assert search_space_path(model.search_space).is_file()
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"tuning": {"trials": 0}}, "'tuning.trials' must be >= 1"),
-    ({"protocol": {"min_epochs": 5, "epochs": 5}}, "protocol.min_epochs (5) must be below protocol.epochs (5)"),
-    ({"final": {"seeds": "x"}}, "'final.seeds' must be a count"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"tuning": {"trials": 0}}, "'tuning.trials' must be >= 1"),
+        ({"protocol": {"min_epochs": 5, "epochs": 5}}, "protocol.min_epochs (5) must be below protocol.epochs (5)"),
+        ({"final": {"seeds": "x"}}, "'final.seeds' must be a count"),
+    ],
+)
 def test_bad_suite_is_one_clear_error(tmp_path, change, message):
     import yaml
 
@@ -126,8 +134,17 @@ def test_min_epochs_keeps_training_past_an_early_peak():
             return 1.0 / (1 + len(self.trained)), {"ndcg@10": 0.0}
 
     def epochs_trained(trainer_class, min_epochs):
-        config = Config("BPR", "ml-100k", config_dict={"epochs": 20, "stopping_step": 1, "min_epochs": min_epochs,
-                                                        "state": "ERROR", "use_gpu": False})
+        config = Config(
+            "BPR",
+            "ml-100k",
+            config_dict={
+                "epochs": 20,
+                "stopping_step": 1,
+                "min_epochs": min_epochs,
+                "state": "ERROR",
+                "use_gpu": False,
+            },
+        )
         train_data, valid_data, _ = data_preparation(config, create_dataset(config))
         trainer = trainer_class(config, get_model("BPR")(config, train_data._dataset))
         trainer.trained = []

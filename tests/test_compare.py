@@ -1,4 +1,5 @@
 """The experiment runner: report files, the time-ratio column, dead children, the extra-result hook."""
+
 from __future__ import annotations
 
 import json
@@ -10,18 +11,31 @@ import pytest
 
 from recbole_llm.compare import Job, compare, describe_exit, parse_seeds, run_jobs
 
-FAST_ARGS = ["--epochs=1", "--show_progress=False", "--state=ERROR", "--use_gpu=False", "--train_batch_size=4096",
-             "--metrics=['Recall','NDCG']", "--topk=[10]", "--valid_metric=NDCG@10"]
+FAST_ARGS = [
+    "--epochs=1",
+    "--show_progress=False",
+    "--state=ERROR",
+    "--use_gpu=False",
+    "--train_batch_size=4096",
+    "--metrics=['Recall','NDCG']",
+    "--topk=[10]",
+    "--valid_metric=NDCG@10",
+]
 
 
 def _synthetic_run(job: Job) -> dict:
     """A finished run without training: what ``train_and_evaluate`` returns, in a millisecond."""
     score = 0.1 + 0.01 * (job.seed - 2020) + (0.05 if job.model == "Strong" else 0.0)
-    return {"dataset": "synthetic", "test_result": {"ndcg@10": score, "recall@10": 2 * score},
-            "best_valid_result": {"ndcg@10": score}, "valid_score_bigger": True,
-            "epoch_times": [0.5, 0.5] if job.model == "Strong" else [0.25, 0.25],
-            "valid_history": [[0, score / 2], [1, score]], "peak_memory_mb": 10.0,
-            "saved_model_file": f"{job.model}-{job.seed}.pth"}
+    return {
+        "dataset": "synthetic",
+        "test_result": {"ndcg@10": score, "recall@10": 2 * score},
+        "best_valid_result": {"ndcg@10": score},
+        "valid_score_bigger": True,
+        "epoch_times": [0.5, 0.5] if job.model == "Strong" else [0.25, 0.25],
+        "valid_history": [[0, score / 2], [1, score]],
+        "peak_memory_mb": 10.0,
+        "saved_model_file": f"{job.model}-{job.seed}.pth",
+    }
 
 
 def _die_unless_synthetic(job: Job) -> dict:
@@ -50,8 +64,9 @@ def test_describe_exit_names_signals():
 
 def test_compare_two_models_two_seeds_on_ml100k(tmp_path):
     output = tmp_path / "out"
-    runs = compare(["BPR", "Pop"], "ml-100k", [2020, 2021], cmd_args=FAST_ARGS, reference="BPR", output_dir=output,
-                   command="test")
+    runs = compare(
+        ["BPR", "Pop"], "ml-100k", [2020, 2021], cmd_args=FAST_ARGS, reference="BPR", output_dir=output, command="test"
+    )
     assert list(runs["model"]) == ["BPR", "BPR", "Pop", "Pop"]
     assert (runs["status"] == "ok").all() and {"ndcg@10", "recall@10", "valid_ndcg@10"} <= set(runs.columns)
     assert set(pd.read_csv(output / "comparison.csv")["seed"]) == {2020, 2021}
@@ -69,9 +84,15 @@ def test_compare_two_models_two_seeds_on_ml100k(tmp_path):
 
 
 def test_dead_children_are_reported_and_the_others_finish(tmp_path):
-    jobs = [Job("Weak", seed=2020), Job("Weak", seed=2020, label="exit137"), Job("Weak", seed=2020, label="sigkill"),
-            Job("Weak", seed=2020, label="raises"), Job("Strong", seed=2020), Job("Weak", seed=2021),
-            Job("Strong", seed=2021)]
+    jobs = [
+        Job("Weak", seed=2020),
+        Job("Weak", seed=2020, label="exit137"),
+        Job("Weak", seed=2020, label="sigkill"),
+        Job("Weak", seed=2020, label="raises"),
+        Job("Strong", seed=2020),
+        Job("Weak", seed=2021),
+        Job("Strong", seed=2021),
+    ]
     runs = run_jobs(jobs, tmp_path, reference="Weak", command="test", work=_die_unless_synthetic)
     by_label = runs.set_index("model")
     assert by_label.loc["exit137", "status"] == "failed" and by_label.loc["exit137", "exit_code"] == 137
@@ -90,8 +111,9 @@ def test_report_is_rewritten_after_every_run(tmp_path):
     def on_record(record):
         seen.append(pd.read_csv(tmp_path / "comparison.csv") if (tmp_path / "comparison.csv").exists() else None)
 
-    run_jobs([Job("Weak", seed=s) for s in (1, 2, 3)], tmp_path, command="test", work=_synthetic_run,
-             on_record=on_record)
+    run_jobs(
+        [Job("Weak", seed=s) for s in (1, 2, 3)], tmp_path, command="test", work=_synthetic_run, on_record=on_record
+    )
     assert seen[0] is None and len(seen[1]) == 1 and len(seen[2]) == 2
     assert "still to come" not in (tmp_path / "comparison.md").read_text()
 
@@ -100,8 +122,13 @@ def test_extra_result_hook_lands_in_the_csv(tmp_path):
     def hook(result, config):
         return {"checkpoint": result["saved_model_file"], "seed_seen": config["seed"], "curve": [1, 2]}
 
-    run_jobs([Job("Weak", seed=2020, config_dict={"epochs": 3})], tmp_path, command="test", extra_result=hook,
-             work=_synthetic_run)
+    run_jobs(
+        [Job("Weak", seed=2020, config_dict={"epochs": 3})],
+        tmp_path,
+        command="test",
+        extra_result=hook,
+        work=_synthetic_run,
+    )
     row = pd.read_csv(tmp_path / "comparison.csv").iloc[0]
     assert row["checkpoint"] == "Weak-2020.pth" and row["seed_seen"] == 2020 and json.loads(row["curve"]) == [1, 2]
     assert row["best_epoch"] == 1

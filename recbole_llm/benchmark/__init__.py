@@ -12,6 +12,7 @@ of each run's key only when they change what is computed; Ray Tune options (``--
 go to the tuning stage; ``--device=cuda`` trains on the GPU (a result stored on the CPU is not
 repeated: the device is not part of the key).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,16 +79,26 @@ def _run_stages(ws: Workspace, bar) -> tuple[list[dict], list[dict], list[dict]]
     return trial_sets, runs, failed
 
 
-def run_suite(suite: Suite, output_dir: str | Path = DEFAULT_OUTPUT, work_dir: str | Path | None = None,
-              command: str | None = None, on_stored: Callable[[dict[str, Any]], None] | None = None) -> Path:
+def run_suite(
+    suite: Suite,
+    output_dir: str | Path = DEFAULT_OUTPUT,
+    work_dir: str | Path | None = None,
+    command: str | None = None,
+    on_stored: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
     """Run (or resume) a suite and write its report; returns the path of ``<suite>.md``.
 
     ``on_stored`` sees every newly stored entry (trial set or final run) right after it is on disk.
     """
     output_dir = Path(output_dir)
     command = command or "python -m recbole_llm.benchmark " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    ws = Workspace(suite, ResultStore(output_dir / f"{suite.name}.jsonl"),
-                   Path(work_dir or Path("saved") / "benchmark" / suite.name).resolve(), command, on_stored)
+    ws = Workspace(
+        suite,
+        ResultStore(output_dir / f"{suite.name}.jsonl"),
+        Path(work_dir or Path("saved") / "benchmark" / suite.name).resolve(),
+        command,
+        on_stored,
+    )
     with _progress(suite) as bar:
         trial_sets, runs, failed = _run_stages(ws, bar)
     return write_suite_report(suite, output_dir, runs, trial_sets, failed, command)
@@ -133,8 +144,9 @@ def split_overrides(flags: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any
 def run_from_cli(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     """Entry of ``--benchmark=<suite.yaml>``: uses ``args.benchmark`` and ``args.output`` (None: benchmarks/results)."""
     command = "python run_recbole_llm.py " + " ".join(
-        shlex.quote(a) for a in [f"--benchmark={args.benchmark}", *([f"--output={args.output}"] if args.output else []),
-                                 *overrides])
+        shlex.quote(a)
+        for a in [f"--benchmark={args.benchmark}", *([f"--output={args.output}"] if args.output else []), *overrides]
+    )
     try:
         run_settings, tuning = split_overrides(overrides)
         suite = load_suite(args.benchmark, run_settings)
@@ -149,8 +161,9 @@ def run_from_cli(args: argparse.Namespace, overrides: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m recbole_llm.benchmark <suite.yaml> [--output=DIR] [--key=value ...]``."""
-    parser = argparse.ArgumentParser(prog="python -m recbole_llm.benchmark", description=__doc__.splitlines()[0],
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="python -m recbole_llm.benchmark", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
     parser.add_argument("benchmark", help="suite file, e.g. benchmarks/suites/p4r.yaml")
     parser.add_argument("--output", default=None, help="folder of the report and the results store")
     args, overrides = parser.parse_known_args(argv)

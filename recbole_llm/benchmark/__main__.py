@@ -1,4 +1,5 @@
 """``python -m recbole_llm.benchmark <suite.yaml>``."""
+
 import sys
 
 from recbole_llm.benchmark import main

@@ -1,4 +1,5 @@
 """Stage (c): ``<suite>.md`` / ``.csv`` / ``.png`` (test bars) / ``_curves.png`` (validation curves)."""
+
 from __future__ import annotations
 
 import json
@@ -21,6 +22,7 @@ def bigger_is_better(metric: str) -> bool:
 
 def flag_runs(runs: pd.DataFrame, suite: Suite) -> pd.Series:
     """Per run: 'best in first N epochs' when its checkpoint is that early, 'hit epoch cap' when it never stopped."""
+
     def flags(row) -> str:
         notes = []
         if pd.notna(row.get("best_epoch")) and row["best_epoch"] < suite.min_epochs:
@@ -46,14 +48,24 @@ def _cell(row: pd.Series, metric: str, summary: pd.DataFrame, reference: str | N
     text = f"{row[f'{metric}_mean']:.4f}" + (f" ± {row[f'{metric}_std']:.4f}" if row["n_seeds"] > 1 else "")
     p = row.get(f"{metric}_p", float("nan"))
     if reference and not pd.isna(p) and p < SIGNIFICANCE:
-        text += " ▲" if row[f"{metric}_mean"] > summary.loc[summary.model == reference, f"{metric}_mean"].item() else " ▼"
+        text += (
+            " ▲" if row[f"{metric}_mean"] > summary.loc[summary.model == reference, f"{metric}_mean"].item() else " ▼"
+        )
     return text
 
 
 def results_table(runs: pd.DataFrame, metrics: list[str], reference: str | None) -> list[str]:
     summary = summarise(runs, metrics, reference)
-    header = ["model", *metrics, "best epoch (mean, min-max)", "epochs run", "s/epoch", "× ref s/epoch", "peak MB",
-              "flags"]
+    header = [
+        "model",
+        *metrics,
+        "best epoch (mean, min-max)",
+        "epochs run",
+        "s/epoch",
+        "× ref s/epoch",
+        "peak MB",
+        "flags",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in summary.iterrows():
         sub = runs[runs["model"] == row["model"]]
@@ -63,9 +75,14 @@ def results_table(runs: pd.DataFrame, metrics: list[str], reference: str | None)
         flags = "; ".join(f"{flag} ({n}/{len(sub)} runs)" for flag, n in sorted(counts.items()))
         cells = [str(row["model"]) + (" (strongest baseline)" if row["model"] == reference else "")]
         cells += [_cell(row, m, summary, reference) for m in metrics]
-        cells += [epochs, f"{sub['epochs'].mean():.1f}", f"{row['epoch_time_s']:.2f}",
-                  "" if pd.isna(row.get("time_ratio")) else f"{row['time_ratio']:.2f}",
-                  f"{row['peak_memory_mb']:.0f}", f"⚠ {flags}" if flags else ""]
+        cells += [
+            epochs,
+            f"{sub['epochs'].mean():.1f}",
+            f"{row['epoch_time_s']:.2f}",
+            "" if pd.isna(row.get("time_ratio")) else f"{row['time_ratio']:.2f}",
+            f"{row['peak_memory_mb']:.0f}",
+            f"⚠ {flags}" if flags else "",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -81,18 +98,33 @@ def verdicts(runs: pd.DataFrame, suite: Suite, metric: str, reference: str | Non
         mean, p = summary.loc[model, f"{metric}_mean"], summary.loc[model, f"{metric}_p"]
         change = (mean - base) / base * 100 if base else float("nan")
         better = mean > base if bigger_is_better(metric) else mean < base
-        verdict = "beats it" if better and not pd.isna(p) and p < SIGNIFICANCE else (
-            "not significantly different" if not pd.isna(p) and p >= SIGNIFICANCE else
-            "does NOT beat it" if not better else "higher, but not tested (fewer than 2 paired seeds)")
+        verdict = (
+            "beats it"
+            if better and not pd.isna(p) and p < SIGNIFICANCE
+            else (
+                "not significantly different"
+                if not pd.isna(p) and p >= SIGNIFICANCE
+                else "does NOT beat it"
+                if not better
+                else "higher, but not tested (fewer than 2 paired seeds)"
+            )
+        )
         p_text = "n/a" if pd.isna(p) else f"{p:.3g}"
-        lines.append(f"- {model} vs {reference} on test {metric}: {change:+.1f}% (paired t-test p = {p_text}): {verdict}.")
+        lines.append(
+            f"- {model} vs {reference} on test {metric}: {change:+.1f}% (paired t-test p = {p_text}): {verdict}."
+        )
     return lines
 
 
 def tuning_table(trial_sets: list[dict[str, Any]]) -> list[str]:
-    lines = ["| model | trials (budget / completed) | best validation score | tuned hyperparameters |", "|---|---|---|---|"]
+    lines = [
+        "| model | trials (budget / completed) | best validation score | tuned hyperparameters |",
+        "|---|---|---|---|",
+    ]
     for entry in trial_sets:
-        params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(entry["best_params"].items())) or "(not tuned: defaults)"
+        params = (
+            ", ".join(f"{k}={_short(v)}" for k, v in sorted(entry["best_params"].items())) or "(not tuned: defaults)"
+        )
         score = "" if entry.get("best_valid_score") is None else f"{entry['best_valid_score']:.4f}"
         lines.append(f"| {entry['model']} | {entry['budget']} / {entry.get('completed', 0)} | {score} | {params} |")
     return lines
@@ -108,8 +140,13 @@ def dataset_section(suite: Suite, dataset: str, runs: pd.DataFrame, trial_sets: 
         return lines + ["(no finished final run yet)", ""]
     metrics = metric_columns(runs)
     reference = strongest_baseline(runs, suite)
-    lines += [(f"Strongest tuned baseline by validation {suite.valid_metric}: {reference or '(no baseline finished)'}; "
-              f"▲/▼ = paired t-test over seeds against it, p < {SIGNIFICANCE}."), ""]
+    lines += [
+        (
+            f"Strongest tuned baseline by validation {suite.valid_metric}: {reference or '(no baseline finished)'}; "
+            f"▲/▼ = paired t-test over seeds against it, p < {SIGNIFICANCE}."
+        ),
+        "",
+    ]
     lines += results_table(runs, metrics, reference) + [""]
     lines += verdicts(runs, suite, suite.valid_metric, reference) + [""]
     lines += ["Tuning (validation split only; the same trial budget for every model):", ""]
@@ -145,8 +182,14 @@ def bar_png(runs: pd.DataFrame, path: Path, title: str) -> None:
         width = 0.8 / max(len(models), 1)
         for i, model in enumerate(models):
             scores = sub[sub["model"] == model][metrics]
-            axis.bar(np.arange(len(metrics)) + i * width - 0.4 + width / 2, scores.mean(), width,
-                     yerr=scores.std(ddof=1).fillna(0), capsize=3, label=model)
+            axis.bar(
+                np.arange(len(metrics)) + i * width - 0.4 + width / 2,
+                scores.mean(),
+                width,
+                yerr=scores.std(ddof=1).fillna(0),
+                capsize=3,
+                label=model,
+            )
         axis.set_xticks(np.arange(len(metrics)), metrics, fontsize=8)
         axis.set_title(f"{dataset}: test, mean ± std over seeds", fontsize=10)
         axis.legend(fontsize=7)
@@ -190,33 +233,58 @@ def _mixins_missing(entries: list[dict[str, Any]]) -> int:
     return sum(1 for e in entries if e.get("trainer_mixins_applied") is False)
 
 
-def header_lines(suite: Suite, command: str, trial_sets: list[dict[str, Any]], failed: list[dict[str, Any]],
-                 entries: list[dict[str, Any]]) -> list[str]:
+def header_lines(
+    suite: Suite,
+    command: str,
+    trial_sets: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    entries: list[dict[str, Any]],
+) -> list[str]:
     protocol = {k: v for k, v in suite.protocol.items() if k != "config"}
     lines = [
-        f"# Benchmark suite `{suite.name}`", "",
+        f"# Benchmark suite `{suite.name}`",
+        "",
         f"- Command: `{command}`",
         f"- Machine: {machine_description()}; training runs one at a time, each in its own process.",
         f"- Protocol: {_settings(protocol)}; shared settings: {_settings(suite.protocol.get('config', {}))}.",
-        (f"- Tuning: {suite.trials} Ray Tune trials per model on the validation split ({suite.tuning or 'defaults'}); "
-        f"final runs: the best configuration with seeds {', '.join(map(str, suite.seeds))}, early stopping on "
-        f"validation {suite.valid_metric} (patience {suite.protocol['stopping_step']}, never before epoch "
-        f"{suite.min_epochs}, cap {suite.epoch_cap}); test metrics of the best-validation checkpoint."),
+        (
+            f"- Tuning: {suite.trials} Ray Tune trials per model on the validation split "
+            f"({suite.tuning or 'defaults'}); "
+            f"final runs: the best configuration with seeds {', '.join(map(str, suite.seeds))}, early stopping on "
+            f"validation {suite.valid_metric} (patience {suite.protocol['stopping_step']}, never before epoch "
+            f"{suite.min_epochs}, cap {suite.epoch_cap}); test metrics of the best-validation checkpoint."
+        ),
         f"- Tuning time: {sum(t.get('seconds', 0) for t in trial_sets) / 60:.1f} min in all.",
-        ("- Flags: `best in first N epochs` = the run's best validation score came before `min_epochs` (its checkpoint "
-        "may be under-trained); `hit epoch cap` = early stopping never fired (not converged)."),
+        (
+            "- Flags: `best in first N epochs` = the run's best validation score came before `min_epochs` (its "
+            "checkpoint "
+            "may be under-trained); `hit epoch cap` = early stopping never fired (not converged)."
+        ),
     ]
     if _mixins_missing(entries):
-        lines.append(f"- ⚠ min_epochs was NOT applied to {_mixins_missing(entries)} final run(s): this quick_start "
-                     "does not take trainer mixins (run_recbole_llm(..., trainer_mixins=...)).")
+        lines.append(
+            f"- ⚠ min_epochs was NOT applied to {_mixins_missing(entries)} final run(s): this quick_start "
+            "does not take trainer mixins (run_recbole_llm(..., trainer_mixins=...))."
+        )
     if failed:
-        lines.append("- Failed final runs (not stored; a rerun tries them again): " + "; ".join(
-            f"{f['model']} on {f['dataset']} seed {f['seed']}: exit code {f['exit_code']}, {f['error']}" for f in failed))
+        lines.append(
+            "- Failed final runs (not stored; a rerun tries them again): "
+            + "; ".join(
+                f"{f['model']} on {f['dataset']} seed {f['seed']}: exit code {f['exit_code']}, {f['error']}"
+                for f in failed
+            )
+        )
     return lines + [""]
 
 
-def write_suite_report(suite: Suite, output_dir: Path, entries: list[dict[str, Any]], trial_sets: list[dict[str, Any]],
-                       failed: list[dict[str, Any]], command: str) -> Path:
+def write_suite_report(
+    suite: Suite,
+    output_dir: Path,
+    entries: list[dict[str, Any]],
+    trial_sets: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    command: str,
+) -> Path:
     """Write ``<suite>.md``, ``.csv``, ``.png`` and ``_curves.png`` from the stored runs of this configuration."""
     output_dir.mkdir(parents=True, exist_ok=True)
     runs = runs_frame(entries, suite)

@@ -6,6 +6,7 @@ carries across machines) and of the model's code version (the hash of its source
 default, a setting or the model's code and the key changes, so the run is done again; anything else
 is skipped on a rerun. Lines are appended and flushed one at a time: a kill loses the running job only.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,11 +18,33 @@ from pathlib import Path
 from typing import Any
 
 # Settings that say where or how verbosely a run happens, not what it computes.
-VOLATILE_KEYS = frozenset({
-    "data_path", "checkpoint_dir", "device", "gpu_id", "use_gpu", "local_rank", "nproc", "world_size", "ip", "port",
-    "offset", "state", "show_progress", "log_wandb", "wandb_project", "tensorboard", "raw_data_path",
-    "text_cache_dir", "oie_cache_dir", "profile_dir", "worker", "dataset_save_path", "dataloaders_save_path",
-})
+VOLATILE_KEYS = frozenset(
+    {
+        "data_path",
+        "checkpoint_dir",
+        "device",
+        "gpu_id",
+        "use_gpu",
+        "local_rank",
+        "nproc",
+        "world_size",
+        "ip",
+        "port",
+        "offset",
+        "state",
+        "show_progress",
+        "log_wandb",
+        "wandb_project",
+        "tensorboard",
+        "raw_data_path",
+        "text_cache_dir",
+        "oie_cache_dir",
+        "profile_dir",
+        "worker",
+        "dataset_save_path",
+        "dataloaders_save_path",
+    }
+)
 
 
 @cache

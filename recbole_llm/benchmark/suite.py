@@ -24,6 +24,7 @@ relative to the suite file; null: not tuned, flagged), ``config`` (fixed setting
 (``{dataset: {key: value}}``: fixed settings on one dataset only), ``baseline`` (true for the
 baselines the paired test picks from).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -82,8 +83,16 @@ class Suite:
     def run_config(self, dataset: DatasetEntry, model: ModelEntry) -> dict[str, Any]:
         """Fixed settings of one (dataset, model): protocol < dataset < model < model on that dataset < overrides."""
         protocol = {k: v for k, v in self.protocol.items() if k != "config"}
-        return {**protocol, "eval_step": 1, "show_progress": False, **self.protocol.get("config", {}),
-                **dataset.config, **model.config, **model.per_dataset.get(dataset.name, {}), **self.extra_config}
+        return {
+            **protocol,
+            "eval_step": 1,
+            "show_progress": False,
+            **self.protocol.get("config", {}),
+            **dataset.config,
+            **model.config,
+            **model.per_dataset.get(dataset.name, {}),
+            **self.extra_config,
+        }
 
 
 def _require(mapping: dict, key: str, path: Path, where: str) -> Any:
@@ -99,14 +108,24 @@ def _models(raw: list, path: Path) -> list[ModelEntry]:
         name = str(_require(item, "name", path, "models[].")).strip()
         unknown = set(item) - {"name", "model", "search_space", "config", "baseline", "per_dataset"}
         if unknown:
-            raise SuiteError(f"{path}: model '{name}' has unknown key(s) {sorted(unknown)}; allowed: name, model, "
-                             "search_space, config, baseline, per_dataset")
+            raise SuiteError(
+                f"{path}: model '{name}' has unknown key(s) {sorted(unknown)}; allowed: name, model, "
+                "search_space, config, baseline, per_dataset"
+            )
         space = item.get("search_space", name)
         if space is not None and str(space).endswith((".yaml", ".yml")):  # a file: relative to the suite file
             space = str((path.parent / space).resolve())
         per_dataset = {str(k): dict(v or {}) for k, v in (item.get("per_dataset") or {}).items()}
-        entries.append(ModelEntry(name, str(item.get("model") or name), space, dict(item.get("config") or {}),
-                                  bool(item.get("baseline", False)), per_dataset))
+        entries.append(
+            ModelEntry(
+                name,
+                str(item.get("model") or name),
+                space,
+                dict(item.get("config") or {}),
+                bool(item.get("baseline", False)),
+                per_dataset,
+            )
+        )
     if len({e.name for e in entries}) != len(entries):
         raise SuiteError(f"{path}: model names must be unique, got {[e.name for e in entries]}")
     return entries
@@ -133,17 +152,25 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
     for key in PROTOCOL_KEYS:
         _require(protocol, key, path, "protocol.")
     if int(protocol["min_epochs"]) >= int(protocol["epochs"]):
-        raise SuiteError(f"{path}: protocol.min_epochs ({protocol['min_epochs']}) must be below protocol.epochs "
-                         f"({protocol['epochs']})")
+        raise SuiteError(
+            f"{path}: protocol.min_epochs ({protocol['min_epochs']}) must be below protocol.epochs "
+            f"({protocol['epochs']})"
+        )
     tuning = dict(_require(raw, "tuning", path, ""))
     trials = int(_require(tuning, "trials", path, "tuning."))
     if trials < 1:
         raise SuiteError(f"{path}: 'tuning.trials' must be >= 1, got {trials}")
-    datasets = [DatasetEntry(d, {}) if isinstance(d, str) else DatasetEntry(str(d["name"]), dict(d.get("config") or {}))
-                for d in _require(raw, "datasets", path, "")]
+    datasets = [
+        DatasetEntry(d, {}) if isinstance(d, str) else DatasetEntry(str(d["name"]), dict(d.get("config") or {}))
+        for d in _require(raw, "datasets", path, "")
+    ]
     return Suite(
-        name=str(raw.get("name") or path.stem), path=path.resolve(), datasets=datasets,
-        models=_models(_require(raw, "models", path, ""), path), protocol=protocol, trials=trials,
+        name=str(raw.get("name") or path.stem),
+        path=path.resolve(),
+        datasets=datasets,
+        models=_models(_require(raw, "models", path, ""), path),
+        protocol=protocol,
+        trials=trials,
         tuning={k: v for k, v in tuning.items() if k != "trials"},
         seeds=_seeds(_require(dict(_require(raw, "final", path, "")), "seeds", path, "final."), path),
         extra_config=dict(overrides or {}),

@@ -1,4 +1,5 @@
 """``MinEpochsMixin``: early stopping that cannot end a run before it has trained ``min_epochs`` epochs."""
+
 from __future__ import annotations
 
 

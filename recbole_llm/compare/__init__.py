@@ -10,6 +10,7 @@ run) and ``comparison.png`` (bars with standard-deviation error bars).
     run_jobs([Job("SASRec", "lastfm-seq", {"oie_init": "whole"}, seed, label="SASRec whole") ...],
              output_dir=..., extra_result=hook)
 """
+
 from __future__ import annotations
 
 import shlex
@@ -31,9 +32,22 @@ from recbole_llm.compare.report import (
 from recbole_llm.compare.runner import ExtraResultHook, Job, best_epoch, run_job, train_and_evaluate
 
 __all__ = [
-    "ChildOutcome", "ExtraResultHook", "Job", "best_epoch", "compare", "describe_exit", "machine_description",
-    "markdown_table", "metric_columns", "parse_seeds", "run_in_child", "run_job", "run_jobs", "summarise",
-    "train_and_evaluate", "write_report",
+    "ChildOutcome",
+    "ExtraResultHook",
+    "Job",
+    "best_epoch",
+    "compare",
+    "describe_exit",
+    "machine_description",
+    "markdown_table",
+    "metric_columns",
+    "parse_seeds",
+    "run_in_child",
+    "run_job",
+    "run_jobs",
+    "summarise",
+    "train_and_evaluate",
+    "write_report",
 ]
 
 
@@ -66,8 +80,10 @@ def run_jobs(
     output = Path(output_dir)
     reference = reference or jobs[0].name
     if reference not in {job.name for job in jobs}:
-        raise ValueError(f"Reference model '{reference}' is not among the compared models "
-                         f"{list(dict.fromkeys(job.name for job in jobs))}.")
+        raise ValueError(
+            f"Reference model '{reference}' is not among the compared models "
+            f"{list(dict.fromkeys(job.name for job in jobs))}."
+        )
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
     records: list[dict[str, Any]] = []
     runs = pd.DataFrame()
@@ -103,6 +119,9 @@ def compare(
     if reference not in models:
         raise ValueError(f"Reference model '{reference}' is not among the compared models {list(models)}.")
     files = tuple(config_file_list) if config_file_list else None
-    jobs = [Job(model, dataset, dict(config_dict or {}), seed, config_file_list=files, cmd_args=tuple(cmd_args))
-            for model in models for seed in seeds]
+    jobs = [
+        Job(model, dataset, dict(config_dict or {}), seed, config_file_list=files, cmd_args=tuple(cmd_args))
+        for model in models
+        for seed in seeds
+    ]
     return run_jobs(jobs, output_dir, reference, command, extra_result)

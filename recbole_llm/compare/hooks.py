@@ -1,4 +1,5 @@
 """Extra-result hooks for ``run_jobs`` / ``compare``: fields a model writes beside its checkpoint."""
+
 from __future__ import annotations
 
 import json
@@ -21,6 +22,10 @@ def oie_history(result: Mapping[str, Any], config: Mapping[str, Any]) -> dict[st
     best = next((h for h in reversed(history) if h["stage"] == "best"), history[-1] if history else None)
     fields: dict[str, Any] = {"oie_history": history, "oie_history_file": str(path)}
     if best is not None:
-        fields.update(oie_aae=best["aae"], oie_sa=best["sa"], oie_aae_random=best.get("aae_random"),
-                      oie_sa_random=best.get("sa_random"))
+        fields.update(
+            oie_aae=best["aae"],
+            oie_sa=best["sa"],
+            oie_aae_random=best.get("aae_random"),
+            oie_sa_random=best.get("sa_random"),
+        )
     return fields

@@ -5,6 +5,7 @@ memory, ``os._exit``) takes down that run only. The parent never blocks on the c
 polls with a timeout while watching ``process.exitcode``, so a child that dies without a word is
 reported with its exit code instead of hanging the comparison.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp

@@ -1,4 +1,5 @@
 """Comparison report: ``comparison.md`` (mean ± std, paired t-test, time ratio), ``.csv`` and ``.png``."""
+
 from __future__ import annotations
 
 import os
@@ -93,8 +94,12 @@ def markdown_table(summary: pd.DataFrame, metrics: Sequence[str], reference: str
         cells = [str(row["model"]) + (" (ref)" if row["model"] == reference else "")]
         cells += [_metric_cell(row, summary, m, reference) for m in metrics]
         ratio = row.get("time_ratio", float("nan"))
-        cells += [f"{row['epoch_time_s']:.2f}", "" if pd.isna(ratio) else f"{ratio:.2f}",
-                  f"{row['peak_memory_mb']:.0f}", f"{row['epochs']:.0f}"]
+        cells += [
+            f"{row['epoch_time_s']:.2f}",
+            "" if pd.isna(ratio) else f"{ratio:.2f}",
+            f"{row['peak_memory_mb']:.0f}",
+            f"{row['epochs']:.0f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -127,14 +132,21 @@ def failed_section(runs: pd.DataFrame) -> list[str]:
     """Markdown lines listing the runs whose process failed or died (empty when none did)."""
     if "status" not in runs or not (runs["status"] != "ok").any():
         return []
-    lines = ["", "Failed runs (left out of the table):", "", "| model | seed | exit code | reason |", "|---|---|---|---|"]
+    lines = [
+        "",
+        "Failed runs (left out of the table):",
+        "",
+        "| model | seed | exit code | reason |",
+        "|---|---|---|---|",
+    ]
     for _, row in runs[runs["status"] != "ok"].iterrows():
         lines.append(f"| {row['model']} | {row['seed']} | {row['exit_code']} | {str(row['error']).replace('|', '/')} |")
     return lines
 
 
-def write_report(records: Sequence[dict], output: Path, reference: str | None, command: str,
-                 pending: int = 0) -> pd.DataFrame:
+def write_report(
+    records: Sequence[dict], output: Path, reference: str | None, command: str, pending: int = 0
+) -> pd.DataFrame:
     """Write comparison.csv / .md / .png from the runs finished so far; returns the run table."""
     output.mkdir(parents=True, exist_ok=True)
     runs = pd.DataFrame([{k: jsonable(v) for k, v in r.items()} for r in records])
@@ -145,16 +157,21 @@ def write_report(records: Sequence[dict], output: Path, reference: str | None, c
     datasets = ", ".join(str(d) for d in dict.fromkeys(runs["dataset"]) if not pd.isna(d)) or "?"
     seeds = ", ".join(str(s) for s in dict.fromkeys(runs["seed"]))
     md = [
-        f"# Comparison on {datasets}", "",
+        f"# Comparison on {datasets}",
+        "",
         f"- Command: `{command}`",
         f"- Dataset: {datasets}; seeds: {seeds}{f'; {pending} run(s) still to come' if pending else ''}",
         f"- Machine: {machine_description()}",
-        (f"- Test-split metrics, mean ± std over seeds; best in **bold**; ▲/▼ = paired t-test over "
-        f"seeds against {reference} with p < {SIGNIFICANCE}. s/epoch = mean training time per epoch; "
-        f"× {reference} = that time divided by {reference}'s; peak MB = peak RSS of the run's process (CPU) "
-        "or CUDA peak allocation (GPU)."), "",
+        (
+            f"- Test-split metrics, mean ± std over seeds; best in **bold**; ▲/▼ = paired t-test over "
+            f"seeds against {reference} with p < {SIGNIFICANCE}. s/epoch = mean training time per epoch; "
+            f"× {reference} = that time divided by {reference}'s; peak MB = peak RSS of the run's process (CPU) "
+            "or CUDA peak allocation (GPU)."
+        ),
+        "",
         markdown_table(summary, metrics, reference) if len(summary) else "(no finished run yet)",
-        *failed_section(runs), "",
+        *failed_section(runs),
+        "",
     ]
     (output / "comparison.md").write_text("\n".join(md), encoding="utf-8")
     if len(summary) and metrics:

@@ -4,6 +4,7 @@
 memory, validation curve) or, for a child that died, a record with ``status: failed``, its exit code
 and the reason. ``run_jobs`` runs a list of them and rewrites the comparison report after each.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -64,8 +65,9 @@ def train_and_evaluate(job: Job) -> dict[str, Any]:
     if job.trainer_mixins and mixins_supported:
         kwargs["trainer_mixins"] = tuple(job.trainer_mixins)
     config_files = list(job.config_file_list) if job.config_file_list else None
-    result = run_recbole_llm(job.model, job.dataset, config_files, job.overrides(), saved=True,
-                             cmd_args=list(job.cmd_args), **kwargs)
+    result = run_recbole_llm(
+        job.model, job.dataset, config_files, job.overrides(), saved=True, cmd_args=list(job.cmd_args), **kwargs
+    )
     result["valid_history"] = history
     result["trainer_mixins_applied"] = bool(job.trainer_mixins) and mixins_supported
     return result
@@ -83,8 +85,15 @@ def record_from_result(job: Job, result: Mapping[str, Any], wall_s: float) -> di
     """One flat row for the tables: test metrics, ``valid_<metric>``, epochs, s/epoch, memory, curve."""
     times = list(result.get("epoch_times", []))
     history = [list(map(float, h)) for h in result.get("valid_history", [])]
-    record: dict[str, Any] = {"model": job.name, "model_name": job.model, "dataset": result.get("dataset", job.dataset),
-                              "seed": job.seed, "status": "ok", "exit_code": 0, "error": ""}
+    record: dict[str, Any] = {
+        "model": job.name,
+        "model_name": job.model,
+        "dataset": result.get("dataset", job.dataset),
+        "seed": job.seed,
+        "status": "ok",
+        "exit_code": 0,
+        "error": "",
+    }
     record.update({k: float(v) for k, v in result["test_result"].items()})
     record.update({f"valid_{k}": float(v) for k, v in (result.get("best_valid_result") or {}).items()})
     record["epochs"] = len(times)
@@ -101,12 +110,21 @@ def record_from_result(job: Job, result: Mapping[str, Any], wall_s: float) -> di
 
 def failure_record(job: Job, outcome: ChildOutcome, wall_s: float) -> dict[str, Any]:
     first_line = (outcome.error or "").strip().splitlines()
-    return {"model": job.name, "model_name": job.model, "dataset": job.dataset, "seed": job.seed, "status": "failed",
-            "exit_code": outcome.exit_code, "error": first_line[0] if first_line else "", "wall_s": wall_s}
+    return {
+        "model": job.name,
+        "model_name": job.model,
+        "dataset": job.dataset,
+        "seed": job.seed,
+        "status": "failed",
+        "exit_code": outcome.exit_code,
+        "error": first_line[0] if first_line else "",
+        "wall_s": wall_s,
+    }
 
 
-def run_job(job: Job, extra_result: ExtraResultHook | None = None,
-            work: Callable[[Job], dict] = train_and_evaluate) -> dict[str, Any]:
+def run_job(
+    job: Job, extra_result: ExtraResultHook | None = None, work: Callable[[Job], dict] = train_and_evaluate
+) -> dict[str, Any]:
     """Run ``job`` in its own process; a dead or failed child gives a ``failed`` record, never an exception.
 
     ``work`` is the function the child calls with the job (module-level, picklable).
