@@ -1,7 +1,7 @@
 """Benchmark ReviewGNN (arXiv 2504.02195 v1) against its GCN baseline, LightGCN and BPR.
 
-For each dataset this runs the project's comparison command (each model and seed in its own
-process, test metrics of the best-validation checkpoint, mean +- std, paired t-test against the
+For each dataset this calls the project's experiment runner ``recbole_llm.compare.compare`` (each model
+and seed in its own process, test metrics of the best-validation checkpoint, mean +- std, paired t-test against the
 GCN baseline ReviewGCN = ReviewGNN with ``use_reviews: false``), then writes
 ``benchmarks/results/reviewgnn.md`` with the tables, the per-epoch time ratio against LightGCN at
 the same batch and embedding size, and the exact commands.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -130,6 +129,73 @@ def profile_section(dataset: str) -> list[str]:
     return lines
 
 
+def thread_environment(threads: int) -> None:
+    """One thread per run (inherited by every run's process): on the shared 2-core machine multi-threaded
+    BLAS timings varied 20x between repetitions; single-threaded epochs are reproducible and equal for every model."""
+    os.environ.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+        }
+    )
+    os.environ.setdefault("RECBOLE_LLM_RAW_DATA", str((ROOT.parent / "shared" / "datasets").resolve()))
+
+
+def profile_only(datasets: list[str]) -> int:
+    """Interleaved epoch timing only -> ``reviewgnn_timing.md``."""
+    lines = [
+        "# ReviewGNN: interleaved per-epoch timing",
+        "",
+        f"Command: `python benchmarks/reviewgnn.py --profile_only --datasets={','.join(datasets)}`",
+        "",
+    ]
+    for dataset in datasets:
+        lines += profile_section(dataset) + [""]
+    (RESULTS / "reviewgnn_timing.md").write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines), flush=True)
+    return 0
+
+
+def run_setup(dataset: str, setup: str, args, extra: list[str]) -> list[str]:
+    """One dataset and setup through ``compare`` (as ``--compare`` would run it); its report section."""
+    from recbole_llm.compare import compare
+
+    command = comparison_command(dataset, setup, args.seeds, args.epochs, args.stopping_step, extra)
+    shown = "python " + " ".join(shlex.quote(c) for c in command)
+    print(f"[reviewgnn benchmark] {shown}", flush=True)
+    flags = dict(arg[2:].split("=", 1) for arg in command[1:6])
+    output = ROOT / flags["output"]
+    started = time.perf_counter()
+    runs = compare(
+        flags["compare"].split(","),
+        dataset,
+        list(range(2020, 2020 + args.seeds)),
+        None,
+        command[6:],
+        reference=flags["reference"],
+        output_dir=output,
+        command=shown,
+    )
+    wall = time.perf_counter() - started
+    table = (output / "comparison.md").read_text(encoding="utf-8").split("\n\n", 1)[1]
+    return [
+        f"## {dataset}, setup `{setup}`",
+        "",
+        f"Command (from the project root, {wall / 60:.1f} min wall): `{shown}`",
+        "",
+        table.strip(),
+        "",
+        "Per-epoch training time (same batch size 2048, embedding size 64):",
+        "",
+        *timing_section(runs[runs["status"] == "ok"]),
+        "",
+        f"Files: `{output.relative_to(ROOT)}/comparison.{{md,csv,png}}`.",
+        "",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
@@ -139,66 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stopping_step", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="OMP/MKL threads per training process")
     parser.add_argument("--report", default=str(RESULTS / "reviewgnn.md"))
-    parser.add_argument(
-        "--profile_only", action="store_true", help="only the interleaved timing (printed), no comparison runs"
-    )
+    parser.add_argument("--profile_only", action="store_true", help="only the interleaved timing, no comparison runs")
     args, extra = parser.parse_known_args(argv)
-    # One thread per run: on the shared 2-core machine multi-threaded BLAS timings varied 20x
-    # between repetitions; single-threaded epochs are reproducible and equal for every model.
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": str(args.threads),
-        "MKL_NUM_THREADS": str(args.threads),
-    }
-    env.setdefault("RECBOLE_LLM_RAW_DATA", str((ROOT.parent / "shared" / "datasets").resolve()))
-
-    sections = []
+    thread_environment(args.threads)
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     if args.profile_only:
-        os.environ.update({k: v for k, v in env.items() if k not in os.environ})
-        lines = [
-            "# ReviewGNN: interleaved per-epoch timing",
-            "",
-            f"Command: `python benchmarks/reviewgnn.py --profile_only --datasets={args.datasets}`",
-            "",
-        ]
-        for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-            lines += profile_section(dataset) + [""]
-        (RESULTS / "reviewgnn_timing.md").write_text("\n".join(lines), encoding="utf-8")
-        print("\n".join(lines), flush=True)
-        return 0
-    runs_to_do = [
-        (d.strip(), s.strip())
-        for d in args.datasets.split(",")
-        if d.strip()
-        for s in args.setups.split(",")
-        if s.strip()
-    ]
-    for dataset, setup in runs_to_do:
-        command = comparison_command(dataset, setup, args.seeds, args.epochs, args.stopping_step, extra)
-        shown = "python " + " ".join(shlex.quote(c) for c in command)
-        print(f"[reviewgnn benchmark] {shown}", flush=True)
-        started = time.perf_counter()
-        subprocess.run([sys.executable, *command], cwd=ROOT, env=env, check=True)
-        wall = time.perf_counter() - started
-        output = ROOT / command[5].split("=", 1)[1]
-        runs = pd.read_csv(output / "comparison.csv")
-        table = (output / "comparison.md").read_text(encoding="utf-8").split("\n\n", 1)[1]
-        sections += [
-            f"## {dataset}, setup `{setup}`",
-            "",
-            f"Command (from the project root, {wall / 60:.1f} min wall): `{shown}`",
-            "",
-            table.strip(),
-            "",
-            "Per-epoch training time (same batch size 2048, embedding size 64):",
-            "",
-            *timing_section(runs),
-            "",
-            f"Files: `{output.relative_to(ROOT)}/comparison.{{md,csv,png}}`.",
-            "",
-        ]
+        return profile_only(datasets)
+    sections = []
+    for dataset in datasets:
+        for setup in (s.strip() for s in args.setups.split(",") if s.strip()):
+            sections += run_setup(dataset, setup, args, extra)
     report = Path(args.report)
     header = report.read_text(encoding="utf-8").split("<!-- generated -->")[0] if report.exists() else ""
     report.write_text(header + "<!-- generated -->\n\n" + "\n".join(sections), encoding="utf-8")
