@@ -31,6 +31,26 @@ def timed(function, *args):
     return value, time.perf_counter() - start
 
 
+def table_row(name: str, table: torch.Tensor, args) -> str:
+    """Best and worst of ``args.repeats`` timings of D_max and of the cold metrics (and the brute-force check)."""
+    d_times, m_times = [], []
+    for _ in range(args.repeats):
+        d_max, seconds = timed(max_pairwise_distance, table)
+        d_times.append(seconds)
+        random_reference.cache_clear()
+        _, seconds = timed(oie_metrics, table)
+        m_times.append(seconds)
+    brute, agree = "not run", ""
+    if args.verify:
+        reference, seconds = timed(brute_force_max, table)
+        brute = f"{seconds:.1f} s"
+        agree = f"{d_max:.6f} vs {reference:.6f}"
+    return (
+        f"| {name} | {min(d_times):.2f}-{max(d_times):.2f} s | {min(m_times):.2f}-{max(m_times):.2f} s | "
+        f"{brute} | {agree} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
@@ -69,22 +89,7 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for name, table in tables.items():
-        d_times, m_times = [], []
-        for _ in range(args.repeats):
-            d_max, seconds = timed(max_pairwise_distance, table)
-            d_times.append(seconds)
-            random_reference.cache_clear()
-            _, seconds = timed(oie_metrics, table)
-            m_times.append(seconds)
-        brute, agree = "not run", ""
-        if args.verify:
-            reference, seconds = timed(brute_force_max, table)
-            brute = f"{seconds:.1f} s"
-            agree = f"{d_max:.6f} vs {reference:.6f}"
-        lines.append(
-            f"| {name} | {min(d_times):.2f}-{max(d_times):.2f} s | {min(m_times):.2f}-{max(m_times):.2f} s | "
-            f"{brute} | {agree} |"
-        )
+        lines.append(table_row(name, table, args))
         print(lines[-1], flush=True)
     lines += [
         "",

@@ -165,15 +165,8 @@ def sampler_call_times(loaders: dict[str, Any], rounds: int) -> dict[str, list[f
     return calls
 
 
-def sampler_timing(dataset: str, bucket: float, chosen: tuple, rounds: int = 5) -> list[dict[str, Any]]:
-    """Seconds per pass over the BPR training loader (no model), and the part spent drawing negatives.
-
-    The variants are timed in interleaved rounds and the minimum over rounds is reported, which is
-    the most robust statistic on a machine shared with other jobs.
-    """
-    from recbole_llm.config import Config
-    from recbole_llm.data import create_dataset, data_preparation
-
+def timing_variants(bucket: float, chosen: tuple) -> dict[str, dict[str, Any]]:
+    """The negative-sampling settings the timing compares, by label."""
     popk, metric, logic = chosen
     variants = {
         "uniform (k=1)": {"distribution": "uniform", "sample_num": 1},
@@ -187,6 +180,19 @@ def sampler_timing(dataset: str, bucket: float, chosen: tuple, rounds: int = 5) 
     }
     if popk > 1:  # like-for-like reference of `replace` (k = popk negatives per positive)
         variants[f"uniform (k={popk}, same rows as POPK replace)"] = {"distribution": "uniform", "sample_num": popk}
+    return variants
+
+
+def sampler_timing(dataset: str, bucket: float, chosen: tuple, rounds: int = 5) -> list[dict[str, Any]]:
+    """Seconds per pass over the BPR training loader (no model), and the part spent drawing negatives.
+
+    The variants are timed in interleaved rounds and the minimum over rounds is reported, which is
+    the most robust statistic on a machine shared with other jobs.
+    """
+    from recbole_llm.config import Config
+    from recbole_llm.data import create_dataset, data_preparation
+
+    variants = timing_variants(bucket, chosen)
     loaders, setup, sampling = {}, {}, {}
     for name, args in variants.items():
         config = Config(
@@ -263,6 +269,57 @@ def label(args: dict[str, Any]) -> str:
     return f"POPK(p={args['popk']},{args['popk_metric']},{args['popk_logic']})"
 
 
+def grid_stage(dataset: str, seed: int, grid_epochs: int, stopping_step: int, grid_settings) -> list[dict[str, Any]]:
+    """BPR with every POPK setting of the grid, first seed; the records carry the setting."""
+    bucket = DATASETS[dataset]["bucket"]
+    grid_rows = []
+    for popk, metric, logic in grid_settings:
+        config = {
+            **base_config(dataset, grid_epochs, stopping_step),
+            "seed": seed,
+            "train_neg_sample_args": popk_args(bucket, popk, metric, logic),
+        }
+        record = run("BPR", dataset, config)
+        record.update({"popk": popk, "popk_metric": metric, "popk_logic": logic})
+        grid_rows.append(record)
+        print(f"[popk] grid {dataset} {popk},{metric},{logic}: valid ndcg@10={record['valid_ndcg@10']}", flush=True)
+    return grid_rows
+
+
+def grid_lines(grid_rows: list[dict[str, Any]], seed: int, grid_epochs: int, chosen: tuple) -> list[str]:
+    lines = [
+        f"### Grid (BPR, seed {seed}, at most {grid_epochs} epochs, chosen on validation NDCG@10)",
+        "",
+        "| popk | metric | logic | valid NDCG@10 | valid Recall@10 | valid AvgPop@10 |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {row['popk']} | {row['popk_metric']} | {row['popk_logic']} | {row['valid_ndcg@10']:.4f} | "
+        f"{row['valid_recall@10']:.4f} | {row['valid_averagepopularity@10']:.1f} |"
+        for row in grid_rows
+    ]
+    return lines + ["", f"Chosen: popk={chosen[0]}, popk_metric={chosen[1]}, popk_logic={chosen[2]}.", ""]
+
+
+def final_stage(
+    dataset: str, model: str, variants: list[dict[str, Any]], seeds: list[int], epochs: int, stopping_step: int
+) -> list[dict[str, Any]]:
+    """``model`` with every negative-sampling variant and every seed (test metrics)."""
+    records = []
+    for args in variants:
+        for seed in seeds:
+            config = {**base_config(dataset, epochs, stopping_step), "seed": seed, "train_neg_sample_args": args}
+            record = run(model, dataset, config)
+            record.update({"model": f"{model} {label(args)}", "seed": seed})
+            records.append(record)
+            print(
+                f"[popk] {dataset} {record['model']} seed={seed}: ndcg@10={record['ndcg@10']} "
+                f"avgpop={record['averagepopularity@10']}",
+                flush=True,
+            )
+    return records
+
+
 def benchmark_dataset(
     dataset: str,
     seeds: list[int],
@@ -272,47 +329,16 @@ def benchmark_dataset(
     grid_settings: list[tuple[int, str, str]],
     stopping_step: int,
 ) -> list[str]:
-    settings = DATASETS[dataset]
-    bucket = settings["bucket"]
-    lines = [f"## {dataset}", ""]
-
-    # 1. grid on validation (BPR, first seed)
-    grid_rows = []
-    for popk, metric, logic in grid_settings:
-        config = {
-            **base_config(dataset, grid_epochs, stopping_step),
-            "seed": seeds[0],
-            "train_neg_sample_args": popk_args(bucket, popk, metric, logic),
-        }
-        record = run("BPR", dataset, config)
-        record.update({"popk": popk, "popk_metric": metric, "popk_logic": logic})
-        grid_rows.append(record)
-        print(f"[popk] grid {dataset} {popk},{metric},{logic}: valid ndcg@10={record['valid_ndcg@10']}", flush=True)
-    grid = pd.DataFrame(grid_rows)
-    best = grid.sort_values("valid_ndcg@10", ascending=False).iloc[0]
+    """1. grid on validation (BPR, first seed); 2. sampler timing; 3. uniform vs the chosen POPK, every seed."""
+    bucket = DATASETS[dataset]["bucket"]
+    grid_rows = grid_stage(dataset, seeds[0], grid_epochs, stopping_step, grid_settings)
+    best = pd.DataFrame(grid_rows).sort_values("valid_ndcg@10", ascending=False).iloc[0]
     chosen = (int(best["popk"]), str(best["popk_metric"]), str(best["popk_logic"]))
     out.setdefault(dataset, {})["grid"] = grid_rows
-    lines += [
-        f"### Grid (BPR, seed {seeds[0]}, at most {grid_epochs} epochs, chosen on validation NDCG@10)",
-        "",
-        "| popk | metric | logic | valid NDCG@10 | valid Recall@10 | valid AvgPop@10 |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in grid_rows:
-        lines.append(
-            f"| {row['popk']} | {row['popk_metric']} | {row['popk_logic']} | {row['valid_ndcg@10']:.4f} | "
-            f"{row['valid_recall@10']:.4f} | {row['valid_averagepopularity@10']:.1f} |"
-        )
-    lines += ["", f"Chosen: popk={chosen[0]}, popk_metric={chosen[1]}, popk_logic={chosen[2]}.", ""]
-
-    # 2. sampler timing
-    timing = sampler_timing(dataset, bucket, chosen)
-    out[dataset]["timing"] = timing
-    lines += timing_table(timing)
-    lines.append("")
-
-    # 3. uniform vs chosen POPK, every seed
-    metrics = ACCURACY + BEYOND + settings["extra_metrics"]
+    lines = [f"## {dataset}", "", *grid_lines(grid_rows, seeds[0], grid_epochs, chosen)]
+    out[dataset]["timing"] = sampler_timing(dataset, bucket, chosen)
+    lines += [*timing_table(out[dataset]["timing"]), ""]
+    metrics = ACCURACY + BEYOND + DATASETS[dataset]["extra_metrics"]
     # uniform k=1 (RecBole's default), uniform with as many negatives as POPK add (is it the popularity or
     # just more negatives?), and the chosen POPK setting
     variants = [
@@ -321,22 +347,9 @@ def benchmark_dataset(
         popk_args(bucket, *chosen),
     ]
     for model in ("BPR", "LightGCN"):
-        records = []
-        for args in variants:
-            for seed in seeds:
-                config = {**base_config(dataset, epochs, stopping_step), "seed": seed, "train_neg_sample_args": args}
-                record = run(model, dataset, config)
-                record.update({"model": f"{model} {label(args)}", "seed": seed})
-                records.append(record)
-                print(
-                    f"[popk] {dataset} {record['model']} seed={seed}: "
-                    f"ndcg@10={record['ndcg@10']} avgpop={record['averagepopularity@10']}",
-                    flush=True,
-                )
-        runs = pd.DataFrame(records)
-        out[dataset][model] = records
+        out[dataset][model] = final_stage(dataset, model, variants, seeds, epochs, stopping_step)
         reference = f"{model} uniform"
-        summary = summarise(runs, metrics, reference)
+        summary = summarise(pd.DataFrame(out[dataset][model]), metrics, reference)
         lines += [
             (
                 f"### {model}: test metrics, mean ± std over seeds {', '.join(map(str, seeds))} "
@@ -347,6 +360,42 @@ def benchmark_dataset(
             "",
         ]
     return lines
+
+
+def report_header(args, command: str) -> list[str]:
+    return [
+        "# POPK vs uniform negatives (issue #6)",
+        "",
+        f"- Command: `{command}` (run from a scratch directory)",
+        f"- Machine: {machine_description()}" + (f"; {args.machine_note}" if args.machine_note else "") + ".",
+        (
+            f"- Budget: grid at most {args.grid_epochs} epochs, final runs at most {args.epochs} epochs with early "
+            f"stopping ({args.stopping_step} evaluations) on validation NDCG@10; train_batch_size 8192 rows, "
+            "learning_rate 0.005, "
+            "RecBole defaults otherwise (64-d embeddings, full-sort evaluation, ml-100k random 8/1/1 split, "
+            "lastfm leave-last-out by time)."
+        ),
+        (
+            "- POPK: k=1 uniform negative + popk popular items per positive (`popk_mode: add`), leak-free, "
+            "day buckets; the popk negatives arrive as extra (user, pos, neg) rows, so an epoch has (1 + popk)x "
+            "the rows of uniform k=1."
+        ),
+        "- Test metrics below; the POPK setting is chosen on validation only.",
+        "",
+    ]
+
+
+def timing_only(args, command: str, output: Path) -> int:
+    """``--timing_only``: the sampler timing of one POPK setting, per dataset."""
+    popk, metric, logic = args.timing_only.split(",")
+    body = []
+    for dataset in args.datasets.split(","):
+        timing = sampler_timing(dataset, DATASETS[dataset]["bucket"], (int(popk), metric, logic))
+        body += [f"## {dataset}", "", *timing_table(timing)]
+    lines = [f"- Command: `{command}`", f"- Machine: {machine_description()}", "", *body]
+    output.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"[popk] wrote {output}", flush=True)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -379,39 +428,9 @@ def main(argv=None) -> int:
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/popk.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    header = [
-        "# POPK vs uniform negatives (issue #6)",
-        "",
-        f"- Command: `{command}` (run from a scratch directory)",
-        f"- Machine: {machine_description()}" + (f"; {args.machine_note}" if args.machine_note else "") + ".",
-        (
-            f"- Budget: grid at most {args.grid_epochs} epochs, final runs at most {args.epochs} epochs with early "
-            f"stopping ({args.stopping_step} evaluations) on validation NDCG@10; train_batch_size 8192 rows, "
-            "learning_rate 0.005, "
-            "RecBole defaults otherwise (64-d embeddings, full-sort evaluation, ml-100k random 8/1/1 split, "
-            "lastfm leave-last-out by time)."
-        ),
-        (
-            "- POPK: k=1 uniform negative + popk popular items per positive (`popk_mode: add`), leak-free, "
-            "day buckets; the popk negatives arrive as extra (user, pos, neg) rows, so an epoch has (1 + popk)x "
-            "the rows of uniform k=1."
-        ),
-        "- Test metrics below; the POPK setting is chosen on validation only.",
-        "",
-    ]
+    header = report_header(args, command)
     if args.timing_only:
-        popk, metric, logic = args.timing_only.split(",")
-        body = []
-        for dataset in args.datasets.split(","):
-            body += [f"## {dataset}", ""] + timing_table(
-                sampler_timing(dataset, DATASETS[dataset]["bucket"], (int(popk), metric, logic))
-            )
-        output.write_text(
-            "\n".join([f"- Command: `{command}`", f"- Machine: {machine_description()}", ""] + body) + "\n",
-            encoding="utf-8",
-        )
-        print(f"[popk] wrote {output}", flush=True)
-        return 0
+        return timing_only(args, command, output)
     raw: dict[str, Any] = {}
     body: list[str] = []
     for dataset in args.datasets.split(","):

@@ -89,25 +89,10 @@ def cached_reruns(args, titles: list[str], cache_dir: Path, repeats: int = 3):
     return cached_times, cached_out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--raw-data", default=os.environ.get("RECBOLE_LLM_RAW_DATA", "../shared/datasets"))
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N titles")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--output", default=None, help="markdown results file")
-    args = parser.parse_args(argv)
-
-    titles = load_titles(Path(args.raw_data), args.limit)
+def report_lines(args, argv, titles: list[str], times: tuple, max_diff: float, cached_equal: bool) -> list[str]:
+    """The markdown report: medians, throughput ratio, cached speed-up, equality checks."""
+    direct_times, ours_times, cached_times = times
     n, n_unique = len(titles), len(set(titles))
-    print(f"{n} titles ({n_unique} distinct), batch size {args.batch_size}, device {args.device}", flush=True)
-
-    direct_times, ours_times, direct_out, ours_out, cache_dir = timed_rounds(args, titles)
-    cached_times, cached_out = cached_reruns(args, titles, cache_dir)
-
-    max_diff = float((torch.from_numpy(direct_out) - ours_out).abs().max())
-    cached_equal = bool(torch.equal(cached_out, ours_out))
     direct_s, ours_s, cached_s = (
         statistics.median(direct_times),
         statistics.median(ours_times),
@@ -115,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ratio = direct_s / ours_s
     speedup = ours_s / cached_s
-    lines = [
+    return [
         "# Text embedding: TextEncoder vs sentence-transformers, and the cached rerun",
         "",
         (
@@ -159,6 +144,28 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "",
     ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--raw-data", default=os.environ.get("RECBOLE_LLM_RAW_DATA", "../shared/datasets"))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N titles")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--output", default=None, help="markdown results file")
+    args = parser.parse_args(argv)
+
+    titles = load_titles(Path(args.raw_data), args.limit)
+    n, n_unique = len(titles), len(set(titles))
+    print(f"{n} titles ({n_unique} distinct), batch size {args.batch_size}, device {args.device}", flush=True)
+
+    direct_times, ours_times, direct_out, ours_out, cache_dir = timed_rounds(args, titles)
+    cached_times, cached_out = cached_reruns(args, titles, cache_dir)
+
+    max_diff = float((torch.from_numpy(direct_out) - ours_out).abs().max())
+    cached_equal = bool(torch.equal(cached_out, ours_out))
+    lines = report_lines(args, argv, titles, (direct_times, ours_times, cached_times), max_diff, cached_equal)
     text = "\n".join(lines)
     print(text)
     if args.output:

@@ -47,6 +47,51 @@ def reproduction_rows(trials: pd.DataFrame, best: pd.Series, rerun_valid: dict) 
     return rows
 
 
+def report_lines(
+    args, extra: list[str], search: tuple, rerun: tuple, trials: pd.DataFrame, best: pd.Series, rows: list[str]
+) -> list[str]:
+    """The markdown report: commands, machine, the trial table and the reproduction check."""
+    (search, search_seconds), (rerun, rerun_seconds) = search, rerun
+    import torch
+
+    shown = trials.drop(columns=["trial_dir"])
+    return [
+        f"# Ray Tune search and best-config reproduction: {args.model} on {args.dataset}",
+        "",
+        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        (
+            f"- Machine: {platform.platform()}, {os.cpu_count()} CPU cores (shared with other jobs), "
+            f"{'GPU' if torch.cuda.is_available() else 'no GPU'}, torch {torch.__version__}; load average at the end "
+            f"{os.getloadavg()[0]:.1f} (wall times depend on the other jobs)"
+        ),
+        (
+            f"- Benchmark command: `python benchmarks/tune_reproduce.py --model={args.model} --dataset={args.dataset} "
+            f"--tune={args.tune} -- {' '.join(extra)}`"
+        ),
+        f"- Search command: `{' '.join(search[1:])}` ({search_seconds:.0f} s wall)",
+        f"- Rerun command: `{' '.join(rerun[1:])}` ({rerun_seconds:.0f} s wall, a fresh process, same seed)",
+        "- Budget: the flags above (validation split only; the test split is never read by the search)",
+        "",
+        "## Trials (validation split)",
+        "",
+        "| " + " | ".join(shown.columns) + " |",
+        "|" + "---|" * len(shown.columns),
+        *[
+            "| "
+            + " | ".join("" if pd.isna(v) else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in row)
+            + " |"
+            for row in shown.itertuples(index=False)
+        ],
+        "",
+        f"## Best trial {best['trial']} ({best['status']}) vs. rerun of best.yaml",
+        "",
+        "| metric | trial | rerun | identical |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -85,44 +130,7 @@ def main() -> int:
     rerun_valid = dict(ast.literal_eval(match.group(1))) if match else {}
     rows = reproduction_rows(trials, best, rerun_valid)
 
-    import torch
-
-    shown = trials.drop(columns=["trial_dir"])
-    lines = [
-        f"# Ray Tune search and best-config reproduction: {args.model} on {args.dataset}",
-        "",
-        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        (
-            f"- Machine: {platform.platform()}, {os.cpu_count()} CPU cores (shared with other jobs), "
-            f"{'GPU' if torch.cuda.is_available() else 'no GPU'}, torch {torch.__version__}; load average at the end "
-            f"{os.getloadavg()[0]:.1f} (wall times depend on the other jobs)"
-        ),
-        (
-            f"- Benchmark command: `python benchmarks/tune_reproduce.py --model={args.model} --dataset={args.dataset} "
-            f"--tune={args.tune} -- {' '.join(extra)}`"
-        ),
-        f"- Search command: `{' '.join(search[1:])}` ({search_seconds:.0f} s wall)",
-        f"- Rerun command: `{' '.join(rerun[1:])}` ({rerun_seconds:.0f} s wall, a fresh process, same seed)",
-        "- Budget: the flags above (validation split only; the test split is never read by the search)",
-        "",
-        "## Trials (validation split)",
-        "",
-        "| " + " | ".join(shown.columns) + " |",
-        "|" + "---|" * len(shown.columns),
-        *[
-            "| "
-            + " | ".join("" if pd.isna(v) else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in row)
-            + " |"
-            for row in shown.itertuples(index=False)
-        ],
-        "",
-        f"## Best trial {best['trial']} ({best['status']}) vs. rerun of best.yaml",
-        "",
-        "| metric | trial | rerun | identical |",
-        "|---|---|---|---|",
-        *rows,
-        "",
-    ]
+    lines = report_lines(args, extra, (search, search_seconds), (rerun, rerun_seconds), trials, best, rows)
     result = ROOT / "benchmarks" / "results" / f"tune_{args.model}_{args.dataset}.md"
     result.write_text("\n".join(lines), encoding="utf-8")
     print(result.read_text())
