@@ -54,16 +54,18 @@ def train_and_evaluate(job: Job) -> dict[str, Any]:
     """The default work of a job's child process: ``run_recbole_llm`` plus the validation curve.
 
     The curve comes from RecBole's ``callback_fn`` (called after every validation with the epoch
-    and the validation score). Trainer mixins are passed when ``run_recbole_llm`` accepts them.
+    and the validation score). Trainer mixins are passed when ``run_recbole_llm`` accepts them (as
+    ``trainer_mixins`` or ``extra_mixins``); the result says whether they were.
     """
     import recbole_llm  # noqa: F401  (compatibility layer in the fresh process)
     from recbole_llm.quick_start import run_recbole_llm
 
     history: list[tuple[int, float]] = []
     kwargs: dict[str, Any] = {"callback_fn": lambda epoch, score: history.append((int(epoch), float(score)))}
-    mixins_supported = "trainer_mixins" in inspect.signature(run_recbole_llm).parameters
+    accepted = [p for p in ("trainer_mixins", "extra_mixins") if p in inspect.signature(run_recbole_llm).parameters]
+    mixins_supported = bool(accepted)
     if job.trainer_mixins and mixins_supported:
-        kwargs["trainer_mixins"] = tuple(job.trainer_mixins)
+        kwargs[accepted[0]] = tuple(job.trainer_mixins)
     config_files = list(job.config_file_list) if job.config_file_list else None
     result = run_recbole_llm(
         job.model, job.dataset, config_files, job.overrides(), saved=True, cmd_args=list(job.cmd_args), **kwargs
