@@ -7,6 +7,7 @@ embeddings). ``--verify`` also runs the brute-force chunked ``torch.cdist`` maxi
 
     python benchmarks/oie_metrics_speed.py --rows=100000 --dim=64 --verify
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,6 +31,26 @@ def timed(function, *args):
     return value, time.perf_counter() - start
 
 
+def table_row(name: str, table: torch.Tensor, args) -> str:
+    """Best and worst of ``args.repeats`` timings of D_max and of the cold metrics (and the brute-force check)."""
+    d_times, m_times = [], []
+    for _ in range(args.repeats):
+        d_max, seconds = timed(max_pairwise_distance, table)
+        d_times.append(seconds)
+        random_reference.cache_clear()
+        _, seconds = timed(oie_metrics, table)
+        m_times.append(seconds)
+    brute, agree = "not run", ""
+    if args.verify:
+        reference, seconds = timed(brute_force_max, table)
+        brute = f"{seconds:.1f} s"
+        agree = f"{d_max:.6f} vs {reference:.6f}"
+    return (
+        f"| {name} | {min(d_times):.2f}-{max(d_times):.2f} s | {min(m_times):.2f}-{max(m_times):.2f} s | "
+        f"{brute} | {agree} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
@@ -42,37 +63,43 @@ def main() -> None:
     tables = {
         "Gaussian": torch.randn(args.rows, args.dim, generator=generator),
         "anisotropic, varied norms": torch.randn(args.rows, args.dim, generator=generator)
-        * torch.linspace(0.2, 2.0, args.dim) * torch.rand(args.rows, 1, generator=generator).sqrt(),
+        * torch.linspace(0.2, 2.0, args.dim)
+        * torch.rand(args.rows, 1, generator=generator).sqrt(),
     }
     lines = [
-        f"# OIE metrics speed: {args.rows:,} items x {args.dim} dims", "",
-        f"Command: `python benchmarks/oie_metrics_speed.py --rows={args.rows} --dim={args.dim} --repeats={args.repeats}"
-        f"{' --verify' if args.verify else ''}`", "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (AMD EPYC, AVX2, no AVX-512), 1-minute load average "
-        f"{os.getloadavg()[0]:.1f} at the start, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} torch threads. Times are wall-clock seconds, best and worst of {args.repeats}.", "",
-        "| table | D_max exact (pruned) | oie_metrics, cold (AAE + SA + random reference) | brute-force chunked cdist | D_max agree |",
+        f"# OIE metrics speed: {args.rows:,} items x {args.dim} dims",
+        "",
+        (
+            f"Command: `python benchmarks/oie_metrics_speed.py --rows={args.rows} --dim={args.dim} "
+            f"--repeats={args.repeats}"
+            f"{' --verify' if args.verify else ''}`"
+        ),
+        "",
+        (
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (AMD EPYC, AVX2, no AVX-512), 1-minute "
+            "load average "
+            f"{os.getloadavg()[0]:.1f} at the start, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch threads. Times are wall-clock seconds, best and worst of {args.repeats}."
+        ),
+        "",
+        (
+            "| table | D_max exact (pruned) | oie_metrics, cold (AAE + SA + random reference) | brute-force "
+            "chunked cdist | D_max agree |"
+        ),
         "|---|---|---|---|---|",
     ]
     for name, table in tables.items():
-        d_times, m_times = [], []
-        for _ in range(args.repeats):
-            d_max, seconds = timed(max_pairwise_distance, table)
-            d_times.append(seconds)
-            random_reference.cache_clear()
-            _, seconds = timed(oie_metrics, table)
-            m_times.append(seconds)
-        brute, agree = "not run", ""
-        if args.verify:
-            reference, seconds = timed(brute_force_max, table)
-            brute = f"{seconds:.1f} s"
-            agree = f"{d_max:.6f} vs {reference:.6f}"
-        lines.append(f"| {name} | {min(d_times):.2f}-{max(d_times):.2f} s | {min(m_times):.2f}-{max(m_times):.2f} s | {brute} | {agree} |")
+        lines.append(table_row(name, table, args))
         print(lines[-1], flush=True)
-    lines += ["", "D_max: rows sorted by distance to the centroid, each pair compared once, pairs with "
-              "r_i + r_j below the best distance found skipped (exact bound), blocks by `torch.addmm`, the "
-              "winning row re-measured in float64. The random reference draws a seeded Gaussian table of the "
-              "same shape (cached per shape in a run; timed cold here)."]
+    lines += [
+        "",
+        (
+            "D_max: rows sorted by distance to the centroid, each pair compared once, pairs with "
+            "r_i + r_j below the best distance found skipped (exact bound), blocks by `torch.addmm`, the "
+            "winning row re-measured in float64. The random reference draws a seeded Gaussian table of the "
+            "same shape (cached per shape in a run; timed cold here)."
+        ),
+    ]
     Path(args.output).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.output}")
 

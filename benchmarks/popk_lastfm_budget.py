@@ -7,6 +7,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/popk_lastfm_budget.py --output=benchmarks/results/popk_extra_lastfm.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     records = []
 
     def record(model: str, label: str, seed: int, config: dict) -> None:
-        result = bench.run(model, "lastfm", config, isolated=False)
+        result = bench.run(model, "lastfm", config)
         result.update(model=label, seed=seed)
         records.append(result)
         print(json.dumps({k: result[k] for k in SHOWN}), flush=True)
@@ -37,8 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         config = {**bench.base_config("lastfm", 100, 100), "seed": seed, "train_neg_sample_args": uniform1}
         record("LightGCN", "LightGCN uniform k=1, 100 epochs no early stop", seed, config)
     chosen = bench.popk_args(bench.DATASETS["lastfm"]["bucket"], 4, "ratio", "ptb")
-    for negatives, name in ((uniform1, "uniform k=1"), ({"distribution": "uniform", "sample_num": 5}, "uniform k=5"),
-                            (chosen, "POPK(p=4,ratio,ptb)")):
+    for negatives, name in (
+        (uniform1, "uniform k=1"),
+        ({"distribution": "uniform", "sample_num": 5}, "uniform k=5"),
+        (chosen, "POPK(p=4,ratio,ptb)"),
+    ):
         config = {**bench.base_config("lastfm", 300, 10), "seed": 2020, "train_neg_sample_args": negatives}
         record("BPR", f"BPR {name}, 300 epochs, early stop 10", 2020, config)
     Path(args.output).write_text(json.dumps(records, indent=1, default=str), encoding="utf-8")

@@ -1,7 +1,7 @@
 """Benchmark ReviewGNN (arXiv 2504.02195 v1) against its GCN baseline, LightGCN and BPR.
 
-For each dataset this runs the project's comparison command (each model and seed in its own
-process, test metrics of the best-validation checkpoint, mean +- std, paired t-test against the
+For each dataset this calls the project's experiment runner ``recbole_llm.compare.compare`` (each model
+and seed in its own process, test metrics of the best-validation checkpoint, mean +- std, paired t-test against the
 GCN baseline ReviewGCN = ReviewGNN with ``use_reviews: false``), then writes
 ``benchmarks/results/reviewgnn.md`` with the tables, the per-epoch time ratio against LightGCN at
 the same batch and embedding size, and the exact commands.
@@ -13,12 +13,12 @@ the same batch and embedding size, and the exact commands.
 Run from the project root (the raw data folder comes from RECBOLE_LLM_RAW_DATA or
 ``../shared/datasets``). Hyperparameters are the yaml defaults; nothing is tuned on the test split.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,17 +38,30 @@ SETUPS = {
 }
 
 
-def comparison_command(dataset: str, setup: str, seeds: int, epochs: int, stopping_step: int,
-                       extra: list[str]) -> list[str]:
+def comparison_command(
+    dataset: str, setup: str, seeds: int, epochs: int, stopping_step: int, extra: list[str]
+) -> list[str]:
     """The ``run_recbole_llm.py --compare`` command line for one dataset and setup."""
     flags, models = SETUPS[setup]
     suffix = "" if setup == "defaults" else f"_{setup}"
     return [
-        "run_recbole_llm.py", f"--compare={','.join(models)}", f"--dataset={dataset}", f"--seeds={seeds}",
-        "--reference=ReviewGCN", f"--output=benchmarks/results/reviewgnn_{dataset}{suffix}", *flags,
-        f"--epochs={epochs}", f"--stopping_step={stopping_step}", "--eval_step=1",
-        "--train_batch_size=2048", "--embedding_size=64", "--valid_metric=NDCG@10",
-        "--metrics=['Recall','MRR','NDCG','Hit']", "--topk=[10]", "--show_progress=False", *extra,
+        "run_recbole_llm.py",
+        f"--compare={','.join(models)}",
+        f"--dataset={dataset}",
+        f"--seeds={seeds}",
+        "--reference=ReviewGCN",
+        f"--output=benchmarks/results/reviewgnn_{dataset}{suffix}",
+        *flags,
+        f"--epochs={epochs}",
+        f"--stopping_step={stopping_step}",
+        "--eval_step=1",
+        "--train_batch_size=2048",
+        "--embedding_size=64",
+        "--valid_metric=NDCG@10",
+        "--metrics=['Recall','MRR','NDCG','Hit']",
+        "--topk=[10]",
+        "--show_progress=False",
+        *extra,
     ]
 
 
@@ -74,9 +87,17 @@ def interleaved_epoch_times(dataset: str, models: list[str], epochs: int = 20) -
     torch.set_num_threads(1)
     trainers = {}
     for model in models:
-        config = Config(model, dataset, config_dict={
-            "show_progress": False, "state": "ERROR", "use_gpu": False, "train_batch_size": 2048,
-            "embedding_size": 64})
+        config = Config(
+            model,
+            dataset,
+            config_dict={
+                "show_progress": False,
+                "state": "ERROR",
+                "use_gpu": False,
+                "train_batch_size": 2048,
+                "embedding_size": 64,
+            },
+        )
         _, train_data, _, _, _, trainer = build(config)
         trainers[model] = (trainer, train_data)
     times: dict[str, list[float]] = {m: [] for m in models}
@@ -95,10 +116,84 @@ def profile_section(dataset: str) -> list[str]:
     models = ["LightGCN", "ReviewGCN", "ReviewGNN"]
     times = interleaved_epoch_times(dataset, models)
     medians = {m: statistics.median(t) for m, t in times.items()}
-    lines = [f"Interleaved timing on {dataset} (20 epochs per model, alternating models every epoch, one "
-             "thread, one process; median s/epoch):", "", "| model | median s/epoch | x LightGCN |", "|---|---|---|"]
+    lines = [
+        (
+            f"Interleaved timing on {dataset} (20 epochs per model, alternating models every epoch, one "
+            "thread, one process; median s/epoch):"
+        ),
+        "",
+        "| model | median s/epoch | x LightGCN |",
+        "|---|---|---|",
+    ]
     lines += [f"| {m} | {medians[m]:.4f} | {medians[m] / medians['LightGCN']:.2f} |" for m in models]
     return lines
+
+
+def thread_environment(threads: int) -> None:
+    """One thread per run (inherited by every run's process): on the shared 2-core machine multi-threaded
+    BLAS timings varied 20x between repetitions; single-threaded epochs are reproducible and equal for every model."""
+    os.environ.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+        }
+    )
+    os.environ.setdefault("RECBOLE_LLM_RAW_DATA", str((ROOT.parent / "shared" / "datasets").resolve()))
+
+
+def profile_only(datasets: list[str]) -> int:
+    """Interleaved epoch timing only -> ``reviewgnn_timing.md``."""
+    lines = [
+        "# ReviewGNN: interleaved per-epoch timing",
+        "",
+        f"Command: `python benchmarks/reviewgnn.py --profile_only --datasets={','.join(datasets)}`",
+        "",
+    ]
+    for dataset in datasets:
+        lines += profile_section(dataset) + [""]
+    (RESULTS / "reviewgnn_timing.md").write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines), flush=True)
+    return 0
+
+
+def run_setup(dataset: str, setup: str, args, extra: list[str]) -> list[str]:
+    """One dataset and setup through ``compare`` (as ``--compare`` would run it); its report section."""
+    from recbole_llm.compare import compare
+
+    command = comparison_command(dataset, setup, args.seeds, args.epochs, args.stopping_step, extra)
+    shown = "python " + " ".join(shlex.quote(c) for c in command)
+    print(f"[reviewgnn benchmark] {shown}", flush=True)
+    flags = dict(arg[2:].split("=", 1) for arg in command[1:6])
+    output = ROOT / flags["output"]
+    started = time.perf_counter()
+    runs = compare(
+        flags["compare"].split(","),
+        dataset,
+        list(range(2020, 2020 + args.seeds)),
+        None,
+        command[6:],
+        reference=flags["reference"],
+        output_dir=output,
+        command=shown,
+    )
+    wall = time.perf_counter() - started
+    table = (output / "comparison.md").read_text(encoding="utf-8").split("\n\n", 1)[1]
+    return [
+        f"## {dataset}, setup `{setup}`",
+        "",
+        f"Command (from the project root, {wall / 60:.1f} min wall): `{shown}`",
+        "",
+        table.strip(),
+        "",
+        "Per-epoch training time (same batch size 2048, embedding size 64):",
+        "",
+        *timing_section(runs[runs["status"] == "ok"]),
+        "",
+        f"Files: `{output.relative_to(ROOT)}/comparison.{{md,csv,png}}`.",
+        "",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,43 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stopping_step", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="OMP/MKL threads per training process")
     parser.add_argument("--report", default=str(RESULTS / "reviewgnn.md"))
-    parser.add_argument("--profile_only", action="store_true",
-                        help="only the interleaved timing (printed), no comparison runs")
+    parser.add_argument("--profile_only", action="store_true", help="only the interleaved timing, no comparison runs")
     args, extra = parser.parse_known_args(argv)
-    # One thread per run: on the shared 2-core machine multi-threaded BLAS timings varied 20x
-    # between repetitions; single-threaded epochs are reproducible and equal for every model.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    env.setdefault("RECBOLE_LLM_RAW_DATA", str((ROOT.parent / "shared" / "datasets").resolve()))
-
-    sections = []
+    thread_environment(args.threads)
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     if args.profile_only:
-        os.environ.update({k: v for k, v in env.items() if k not in os.environ})
-        lines = ["# ReviewGNN: interleaved per-epoch timing", "",
-                 f"Command: `python benchmarks/reviewgnn.py --profile_only --datasets={args.datasets}`", ""]
-        for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-            lines += profile_section(dataset) + [""]
-        (RESULTS / "reviewgnn_timing.md").write_text("\n".join(lines), encoding="utf-8")
-        print("\n".join(lines), flush=True)
-        return 0
-    runs_to_do = [(d.strip(), s.strip()) for d in args.datasets.split(",") if d.strip()
-                  for s in args.setups.split(",") if s.strip()]
-    for dataset, setup in runs_to_do:
-        command = comparison_command(dataset, setup, args.seeds, args.epochs, args.stopping_step, extra)
-        shown = "python " + " ".join(shlex.quote(c) for c in command)
-        print(f"[reviewgnn benchmark] {shown}", flush=True)
-        started = time.perf_counter()
-        subprocess.run([sys.executable, *command], cwd=ROOT, env=env, check=True)
-        wall = time.perf_counter() - started
-        output = ROOT / command[5].split("=", 1)[1]
-        runs = pd.read_csv(output / "comparison.csv")
-        table = (output / "comparison.md").read_text(encoding="utf-8").split("\n\n", 1)[1]
-        sections += [
-            f"## {dataset}, setup `{setup}`", "", f"Command (from the project root, {wall / 60:.1f} min wall): `{shown}`", "",
-            table.strip(), "", "Per-epoch training time (same batch size 2048, embedding size 64):", "",
-            *timing_section(runs), "",
-            f"Files: `{output.relative_to(ROOT)}/comparison.{{md,csv,png}}`.", "",
-        ]
+        return profile_only(datasets)
+    sections = []
+    for dataset in datasets:
+        for setup in (s.strip() for s in args.setups.split(",") if s.strip()):
+            sections += run_setup(dataset, setup, args, extra)
     report = Path(args.report)
     header = report.read_text(encoding="utf-8").split("<!-- generated -->")[0] if report.exists() else ""
     report.write_text(header + "<!-- generated -->\n\n" + "\n".join(sections), encoding="utf-8")

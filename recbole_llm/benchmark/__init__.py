@@ -1,0 +1,170 @@
+"""Benchmark suites: every model tuned on validation with the same budget, trained to convergence, resumable.
+
+    python run_recbole_llm.py --benchmark=benchmarks/suites/p4r.yaml [--output=DIR] [--key=value ...]
+    python -m recbole_llm.benchmark benchmarks/suites/p4r.yaml [--output=DIR] [--key=value ...]
+
+Stages: (a) tune each model with ``tuning.trials`` Ray Tune trials over its search space on the
+validation split; (b) train the best configuration with each final seed through the experiment
+runner (early stopping on validation with ``min_epochs``); (c) write ``<output>/<suite>.md``,
+``.csv``, ``.png`` and ``_curves.png``. Finished trial sets and runs are stored in
+``<output>/<suite>.jsonl``; a rerun skips them. ``--key=value`` flags apply to every run and are part
+of each run's key only when they change what is computed; Ray Tune options (``--cpus_per_trial=2``)
+go to the tuning stage; ``--device=cuda`` trains on the GPU (a result stored on the CPU is not
+repeated: the device is not part of the key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from recbole_llm.benchmark.report import write_suite_report
+from recbole_llm.benchmark.stages import BenchmarkError, Workspace, final_run, tune_model
+from recbole_llm.benchmark.store import ResultStore
+from recbole_llm.benchmark.suite import Suite, SuiteError, load_suite
+from recbole_llm.benchmark.trainer import MinEpochsMixin
+
+__all__ = [
+    "BenchmarkError",
+    "MinEpochsMixin",
+    "Suite",
+    "SuiteError",
+    "load_suite",
+    "main",
+    "run_from_cli",
+    "run_suite",
+    "split_overrides",
+]
+
+DEFAULT_OUTPUT = Path("benchmarks") / "results"
+
+
+def _progress(suite: Suite):
+    from tqdm.auto import tqdm
+
+    total = len(suite.datasets) * len(suite.models) * (1 + len(suite.seeds))
+    return tqdm(total=total, desc=f"suite {suite.name}", unit="job", dynamic_ncols=True)
+
+
+def _advance(bar, label: str, skipped: bool) -> None:
+    """A skipped job leaves the bar's total, so the rate and ETA count only work done in this session."""
+    if skipped:
+        bar.total -= 1
+        bar.refresh()
+    else:
+        bar.update(1)
+    bar.set_postfix_str(label)
+
+
+def _run_stages(ws: Workspace, bar) -> tuple[list[dict], list[dict], list[dict]]:
+    """Stages (a) and (b) for every dataset and model; returns (trial sets, stored runs, failed runs)."""
+    trial_sets, runs, failed = [], [], []
+    for dataset in ws.suite.datasets:
+        for model in ws.suite.models:
+            bar.set_postfix_str(f"tuning {model.name} on {dataset.name}")
+            known = len(ws.store.entries())
+            trial_sets.append(tune_model(ws, dataset, model))
+            _advance(bar, f"tuned {model.name}", skipped=len(ws.store.entries()) == known)
+            for seed in ws.suite.seeds:
+                bar.set_postfix_str(f"{model.name} seed {seed} on {dataset.name}")
+                known = len(ws.store.entries())
+                _, entry = final_run(ws, dataset, model, trial_sets[-1]["best_params"], seed)
+                (runs if entry.get("status") == "ok" else failed).append(entry)
+                _advance(bar, f"{model.name} seed {seed}", skipped=len(ws.store.entries()) == known and entry in runs)
+    return trial_sets, runs, failed
+
+
+def run_suite(
+    suite: Suite,
+    output_dir: str | Path = DEFAULT_OUTPUT,
+    work_dir: str | Path | None = None,
+    command: str | None = None,
+    on_stored: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Run (or resume) a suite and write its report; returns the path of ``<suite>.md``.
+
+    ``on_stored`` sees every newly stored entry (trial set or final run) right after it is on disk.
+    """
+    output_dir = Path(output_dir)
+    command = command or "python -m recbole_llm.benchmark " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    ws = Workspace(
+        suite,
+        ResultStore(output_dir / f"{suite.name}.jsonl"),
+        Path(work_dir or Path("saved") / "benchmark" / suite.name).resolve(),
+        command,
+        on_stored,
+    )
+    with _progress(suite) as bar:
+        trial_sets, runs, failed = _run_stages(ws, bar)
+    return write_suite_report(suite, output_dir, runs, trial_sets, failed, command)
+
+
+def _literal(text: str) -> Any:
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def split_overrides(flags: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--key=value`` flags -> (settings for every run, tuning options).
+
+    Tuning options are the fields of ``TuneOptions`` (``--num_samples`` excepted: the suite's
+    ``tuning.trials`` is the budget). ``--device=cuda`` runs everything on the GPU (``use_gpu`` and
+    one GPU per trial); ``--device=cpu`` forces the CPU. Values are read as Python literals, else strings.
+    """
+    from recbole_llm.tune import TuneOptions
+
+    tune_fields = {f.name for f in dataclasses.fields(TuneOptions)} - {"num_samples", "output"}
+    run_settings: dict[str, Any] = {}
+    tuning: dict[str, Any] = {}
+    for flag in flags:
+        if not (flag.startswith("--") and "=" in flag):
+            raise SuiteError(f"unrecognised argument {flag}: settings for every run take the form --key=value")
+        key, _, text = flag[2:].partition("=")
+        if key == "device":
+            if text not in ("cuda", "cpu"):
+                raise SuiteError(f"--device must be cuda or cpu, got '{text}'")
+            run_settings["use_gpu"] = text == "cuda"
+            tuning["gpus_per_trial"] = 1.0 if text == "cuda" else 0.0
+        elif key in tune_fields:
+            tuning[key] = _literal(text)
+        else:
+            run_settings[key] = _literal(text)
+    return run_settings, tuning
+
+
+def run_from_cli(args: argparse.Namespace, overrides: Sequence[str]) -> int:
+    """Entry of ``--benchmark=<suite.yaml>``: uses ``args.benchmark`` and ``args.output`` (None: benchmarks/results)."""
+    command = "python run_recbole_llm.py " + " ".join(
+        shlex.quote(a)
+        for a in [f"--benchmark={args.benchmark}", *([f"--output={args.output}"] if args.output else []), *overrides]
+    )
+    try:
+        run_settings, tuning = split_overrides(overrides)
+        suite = load_suite(args.benchmark, run_settings)
+        suite = dataclasses.replace(suite, tuning={**suite.tuning, **tuning})
+        report = run_suite(suite, args.output or DEFAULT_OUTPUT, command=command)
+    except (SuiteError, BenchmarkError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, SuiteError) else 1
+    print(f"report: {report}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m recbole_llm.benchmark <suite.yaml> [--output=DIR] [--key=value ...]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m recbole_llm.benchmark", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
+    parser.add_argument("benchmark", help="suite file, e.g. benchmarks/suites/p4r.yaml")
+    parser.add_argument("--output", default=None, help="folder of the report and the results store")
+    args, overrides = parser.parse_known_args(argv)
+    return run_from_cli(args, overrides)

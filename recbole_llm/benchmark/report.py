@@ -1,0 +1,303 @@
+"""Stage (c): ``<suite>.md`` / ``.csv`` / ``.png`` (test bars) / ``_curves.png`` (validation curves)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recbole_llm.benchmark.suite import Suite
+from recbole_llm.compare import machine_description, metric_columns, summarise
+from recbole_llm.compare.report import SIGNIFICANCE
+
+LOWER_IS_BETTER = ("rmse", "mae", "logloss", "averagepopularity", "giniindex")
+
+
+def bigger_is_better(metric: str) -> bool:
+    return not metric.lower().startswith(LOWER_IS_BETTER)
+
+
+def flag_runs(runs: pd.DataFrame, suite: Suite) -> pd.Series:
+    """Per run: 'best in first N epochs' when its checkpoint is that early, 'hit epoch cap' when it never stopped."""
+
+    def flags(row) -> str:
+        notes = []
+        if pd.notna(row.get("best_epoch")) and row["best_epoch"] < suite.min_epochs:
+            notes.append(f"best in first {suite.min_epochs} epochs")
+        if row.get("epochs", 0) >= suite.epoch_cap:
+            notes.append("hit epoch cap")
+        return "; ".join(notes)
+
+    return runs.apply(flags, axis=1) if len(runs) else pd.Series(dtype=str)
+
+
+def strongest_baseline(runs: pd.DataFrame, suite: Suite) -> str | None:
+    """The baseline with the best mean validation score (never a test number)."""
+    column = f"valid_{suite.valid_metric}"
+    baselines = [m.name for m in suite.models if m.baseline and m.name in set(runs["model"])]
+    if not baselines or column not in runs:
+        return None
+    means = runs[runs["model"].isin(baselines)].groupby("model")[column].mean()
+    return str(means.idxmax() if bigger_is_better(suite.valid_metric) else means.idxmin())
+
+
+def _cell(row: pd.Series, metric: str, summary: pd.DataFrame, reference: str | None) -> str:
+    text = f"{row[f'{metric}_mean']:.4f}" + (f" ± {row[f'{metric}_std']:.4f}" if row["n_seeds"] > 1 else "")
+    p = row.get(f"{metric}_p", float("nan"))
+    if reference and not pd.isna(p) and p < SIGNIFICANCE:
+        text += (
+            " ▲" if row[f"{metric}_mean"] > summary.loc[summary.model == reference, f"{metric}_mean"].item() else " ▼"
+        )
+    return text
+
+
+def results_table(runs: pd.DataFrame, metrics: list[str], reference: str | None) -> list[str]:
+    summary = summarise(runs, metrics, reference)
+    header = [
+        "model",
+        *metrics,
+        "best epoch (mean, min-max)",
+        "epochs run",
+        "s/epoch",
+        "× ref s/epoch",
+        "peak MB",
+        "flags",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, row in summary.iterrows():
+        sub = runs[runs["model"] == row["model"]]
+        best = sub["best_epoch"].dropna()
+        epochs = f"{best.mean():.1f} ({best.min():.0f}-{best.max():.0f})" if len(best) else ""
+        counts = pd.Series([f for text in sub["flags"] if text for f in text.split("; ")], dtype=str).value_counts()
+        flags = "; ".join(f"{flag} ({n}/{len(sub)} runs)" for flag, n in sorted(counts.items()))
+        cells = [str(row["model"]) + (" (strongest baseline)" if row["model"] == reference else "")]
+        cells += [_cell(row, m, summary, reference) for m in metrics]
+        cells += [
+            epochs,
+            f"{sub['epochs'].mean():.1f}",
+            f"{row['epoch_time_s']:.2f}",
+            "" if pd.isna(row.get("time_ratio")) else f"{row['time_ratio']:.2f}",
+            f"{row['peak_memory_mb']:.0f}",
+            f"⚠ {flags}" if flags else "",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def verdicts(runs: pd.DataFrame, suite: Suite, metric: str, reference: str | None) -> list[str]:
+    """One line per non-baseline model: does it beat the strongest tuned baseline on ``metric``?"""
+    if reference is None or metric not in runs:
+        return []
+    summary = summarise(runs, [metric], reference).set_index("model")
+    base = summary.loc[reference, f"{metric}_mean"]
+    lines = []
+    for model in (m.name for m in suite.models if not m.baseline and m.name in summary.index):
+        mean, p = summary.loc[model, f"{metric}_mean"], summary.loc[model, f"{metric}_p"]
+        change = (mean - base) / base * 100 if base else float("nan")
+        better = mean > base if bigger_is_better(metric) else mean < base
+        verdict = (
+            "beats it"
+            if better and not pd.isna(p) and p < SIGNIFICANCE
+            else (
+                "not significantly different"
+                if not pd.isna(p) and p >= SIGNIFICANCE
+                else "does NOT beat it"
+                if not better
+                else "higher, but not tested (fewer than 2 paired seeds)"
+            )
+        )
+        p_text = "n/a" if pd.isna(p) else f"{p:.3g}"
+        lines.append(
+            f"- {model} vs {reference} on test {metric}: {change:+.1f}% (paired t-test p = {p_text}): {verdict}."
+        )
+    return lines
+
+
+def tuning_table(trial_sets: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| model | trials (budget / completed) | best validation score | tuned hyperparameters |",
+        "|---|---|---|---|",
+    ]
+    for entry in trial_sets:
+        params = (
+            ", ".join(f"{k}={_short(v)}" for k, v in sorted(entry["best_params"].items())) or "(not tuned: defaults)"
+        )
+        score = "" if entry.get("best_valid_score") is None else f"{entry['best_valid_score']:.4f}"
+        lines.append(f"| {entry['model']} | {entry['budget']} / {entry.get('completed', 0)} | {score} | {params} |")
+    return lines
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def dataset_section(suite: Suite, dataset: str, runs: pd.DataFrame, trial_sets: list[dict[str, Any]]) -> list[str]:
+    lines = [f"## {dataset}", ""]
+    if not len(runs):
+        return lines + ["(no finished final run yet)", ""]
+    metrics = metric_columns(runs)
+    reference = strongest_baseline(runs, suite)
+    lines += [
+        (
+            f"Strongest tuned baseline by validation {suite.valid_metric}: {reference or '(no baseline finished)'}; "
+            f"▲/▼ = paired t-test over seeds against it, p < {SIGNIFICANCE}."
+        ),
+        "",
+    ]
+    lines += results_table(runs, metrics, reference) + [""]
+    lines += verdicts(runs, suite, suite.valid_metric, reference) + [""]
+    lines += ["Tuning (validation split only; the same trial budget for every model):", ""]
+    lines += tuning_table([t for t in trial_sets if t["dataset"] == dataset]) + [""]
+    return lines
+
+
+def runs_frame(entries: list[dict[str, Any]], suite: Suite) -> pd.DataFrame:
+    runs = pd.DataFrame(entries)
+    if len(runs):
+        runs["flags"] = flag_runs(runs, suite)
+    return runs
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def bar_png(runs: pd.DataFrame, path: Path, title: str) -> None:
+    """One panel per dataset: test metrics, one bar per model, std over seeds as error bars."""
+    plt = _pyplot()
+    datasets = list(dict.fromkeys(runs["dataset"]))
+    figure, axes = plt.subplots(len(datasets), 1, figsize=(10, 3.6 * len(datasets)), squeeze=False)
+    for axis, dataset in zip(axes[:, 0], datasets):
+        sub = runs[runs["dataset"] == dataset]
+        metrics = metric_columns(sub)
+        models = list(dict.fromkeys(sub["model"]))
+        width = 0.8 / max(len(models), 1)
+        for i, model in enumerate(models):
+            scores = sub[sub["model"] == model][metrics]
+            axis.bar(
+                np.arange(len(metrics)) + i * width - 0.4 + width / 2,
+                scores.mean(),
+                width,
+                yerr=scores.std(ddof=1).fillna(0),
+                capsize=3,
+                label=model,
+            )
+        axis.set_xticks(np.arange(len(metrics)), metrics, fontsize=8)
+        axis.set_title(f"{dataset}: test, mean ± std over seeds", fontsize=10)
+        axis.legend(fontsize=7)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def curves_png(runs: pd.DataFrame, path: Path, suite: Suite) -> None:
+    """One panel per dataset: validation score per epoch (mean over seeds) for every model."""
+    plt = _pyplot()
+    datasets = list(dict.fromkeys(runs["dataset"]))
+    figure, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    for axis, dataset in zip(axes[0], datasets):
+        sub = runs[runs["dataset"] == dataset]
+        for model in dict.fromkeys(sub["model"]):
+            points = [p for h in sub[sub["model"] == model]["valid_history"] for p in _history(h)]
+            if points:
+                curve = pd.DataFrame(points, columns=["epoch", "score"]).groupby("epoch")["score"].mean()
+                axis.plot(curve.index, curve.values, marker="o", ms=2, label=model)
+        axis.axvline(suite.min_epochs - 0.5, color="grey", ls="--", lw=1, label="min_epochs")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(f"validation {suite.valid_metric}")
+        axis.set_title(dataset, fontsize=10)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _history(value: Any) -> list:
+    return json.loads(value) if isinstance(value, str) else list(value or [])
+
+
+def _settings(values: dict[str, Any]) -> str:
+    return ", ".join(f"`{k}: {v}`" for k, v in values.items()) or "none"
+
+
+def _mixins_missing(entries: list[dict[str, Any]]) -> int:
+    return sum(1 for e in entries if e.get("trainer_mixins_applied") is False)
+
+
+def header_lines(
+    suite: Suite,
+    command: str,
+    trial_sets: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    entries: list[dict[str, Any]],
+) -> list[str]:
+    protocol = {k: v for k, v in suite.protocol.items() if k != "config"}
+    lines = [
+        f"# Benchmark suite `{suite.name}`",
+        "",
+        f"- Command: `{command}`",
+        f"- Machine: {machine_description()}; training runs one at a time, each in its own process.",
+        f"- Protocol: {_settings(protocol)}; shared settings: {_settings(suite.protocol.get('config', {}))}.",
+        (
+            f"- Tuning: {suite.trials} Ray Tune trials per model on the validation split "
+            f"({suite.tuning or 'defaults'}); "
+            f"final runs: the best configuration with seeds {', '.join(map(str, suite.seeds))}, early stopping on "
+            f"validation {suite.valid_metric} (patience {suite.protocol['stopping_step']}, never before epoch "
+            f"{suite.min_epochs}, cap {suite.epoch_cap}); test metrics of the best-validation checkpoint."
+        ),
+        f"- Tuning time: {sum(t.get('seconds', 0) for t in trial_sets) / 60:.1f} min in all.",
+        (
+            "- Flags: `best in first N epochs` = the run's best validation score came before `min_epochs` (its "
+            "checkpoint "
+            "may be under-trained); `hit epoch cap` = early stopping never fired (not converged)."
+        ),
+    ]
+    if _mixins_missing(entries):
+        lines.append(
+            f"- ⚠ min_epochs was NOT applied to {_mixins_missing(entries)} final run(s): this quick_start "
+            "does not take trainer mixins (run_recbole_llm(..., trainer_mixins=...))."
+        )
+    if failed:
+        lines.append(
+            "- Failed final runs (not stored; a rerun tries them again): "
+            + "; ".join(
+                f"{f['model']} on {f['dataset']} seed {f['seed']}: exit code {f['exit_code']}, {f['error']}"
+                for f in failed
+            )
+        )
+    return lines + [""]
+
+
+def write_suite_report(
+    suite: Suite,
+    output_dir: Path,
+    entries: list[dict[str, Any]],
+    trial_sets: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    command: str,
+) -> Path:
+    """Write ``<suite>.md``, ``.csv``, ``.png`` and ``_curves.png`` from the stored runs of this configuration."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    runs = runs_frame(entries, suite)
+    lines = header_lines(suite, command, trial_sets, failed, entries)
+    for dataset in (d.name for d in suite.datasets):
+        lines += dataset_section(suite, dataset, runs[runs["dataset"] == dataset] if len(runs) else runs, trial_sets)
+    stem = output_dir / suite.name
+    if len(runs):
+        table = runs.drop(columns=["valid_history", "oie_history"], errors="ignore").copy()
+        table["params"] = table["params"].map(lambda p: json.dumps(p, sort_keys=True))
+        table.to_csv(stem.with_suffix(".csv"), index=False)
+        bar_png(runs, stem.with_suffix(".png"), f"suite {suite.name}")
+        curves_png(runs, output_dir / f"{suite.name}_curves.png", suite)
+        lines += [f"![test metrics]({suite.name}.png)", "", f"![validation curves]({suite.name}_curves.png)", ""]
+    stem.with_suffix(".md").write_text("\n".join(lines), encoding="utf-8")
+    return stem.with_suffix(".md")

@@ -1,0 +1,207 @@
+"""The two training stages of a suite: (a) tune every model on validation, (b) train the best with N seeds.
+
+Both read and write the suite's :class:`ResultStore`: a finished trial set or final run is skipped
+when its key (resolved configuration + model code version) is already stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recbole_llm.benchmark.store import ResultStore, content_key, model_code_version, resolved_config
+from recbole_llm.benchmark.suite import DatasetEntry, ModelEntry, Suite, SuiteError
+from recbole_llm.benchmark.trainer import MinEpochsMixin
+from recbole_llm.compare import Job, run_job
+from recbole_llm.compare.hooks import oie_history
+
+
+class BenchmarkError(RuntimeError):
+    """A stage that cannot go on (e.g. every tuning trial of a model failed)."""
+
+
+@dataclasses.dataclass
+class Workspace:
+    """Where a suite keeps its store and its scratch files (configs, tuning folders, checkpoints)."""
+
+    suite: Suite
+    store: ResultStore
+    work_dir: Path
+    command: str
+    on_stored: Callable[[dict[str, Any]], None] | None = None
+
+    def fixed_config_file(self, dataset: DatasetEntry, model: ModelEntry) -> str:
+        """The suite's fixed settings for (dataset, model), written as a yaml config file."""
+        path = self.work_dir / "configs" / f"{slug(dataset.name)}-{slug(model.name)}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.suite.run_config(dataset, model), sort_keys=True), encoding="utf-8")
+        return str(path)
+
+    def stored(self, entry: dict[str, Any]) -> None:
+        self.store.add(entry)
+        if self.on_stored is not None:
+            self.on_stored(entry)
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a dataset or model label ('BPR uniform k=1' -> 'BPR_uniform_k_1')."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def search_space_path(name: str) -> Path:
+    """``LightGCN`` -> the shipped ``properties/search/LightGCN.yaml``; a path -> itself."""
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
+        if not candidate.is_file():
+            raise SuiteError(f"search space file not found: {candidate}")
+        return candidate
+    from recbole_llm.utils import properties_dir
+
+    shipped = properties_dir() / "search" / f"{name}.yaml"
+    if not shipped.is_file():
+        raise SuiteError(f"no search space '{name}': expected {shipped} or a path to a yaml file")
+    return shipped
+
+
+def _tune_options(ws: Workspace, dataset: DatasetEntry, model: ModelEntry):
+    from recbole_llm.tune import TuneOptions
+
+    settings = {"verbose": 0, "scheduler": "fifo", **ws.suite.tuning}
+    try:
+        return TuneOptions(
+            num_samples=ws.suite.trials,
+            output=str(ws.work_dir / "tune" / slug(dataset.name) / slug(model.name)),
+            **settings,
+        )
+    except TypeError as exc:
+        allowed = ", ".join(f.name for f in dataclasses.fields(TuneOptions) if f.name not in ("num_samples", "output"))
+        raise SuiteError(f"{ws.suite.path}: unknown key in 'tuning' ({exc}); allowed: trials, {allowed}") from exc
+
+
+# Tuning options that say where trials run, not what they search: left out of a trial set's key.
+RESOURCE_OPTIONS = frozenset(
+    {"cpus_per_trial", "gpus_per_trial", "max_concurrent", "ray_address", "ray_num_cpus", "verbose"}
+)
+
+
+def trial_set_key(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, config_file: str) -> str:
+    space = search_space_path(model.search_space).read_text(encoding="utf-8") if model.search_space else None
+    return content_key(
+        "trials",
+        model.model,
+        {
+            "dataset": dataset.name,
+            "label": model.name,
+            "space": space,
+            "trials": ws.suite.trials,
+            "tuning": {k: v for k, v in ws.suite.tuning.items() if k not in RESOURCE_OPTIONS},
+            "config": resolved_config(model.model, dataset.name, [config_file], {}),
+        },
+    )
+
+
+def tune_model(ws: Workspace, dataset: DatasetEntry, model: ModelEntry) -> dict[str, Any]:
+    """Stage (a) for one model: its stored trial set, or a fresh Ray Tune search on validation."""
+    config_file = ws.fixed_config_file(dataset, model)
+    key = trial_set_key(ws, dataset, model, config_file)
+    if key in ws.store:
+        return ws.store.get(key)
+    entry: dict[str, Any] = {
+        "kind": "trials",
+        "key": key,
+        "suite": ws.suite.name,
+        "dataset": dataset.name,
+        "model": model.name,
+        "model_name": model.model,
+        "code": model_code_version(model.model),
+        "budget": ws.suite.trials,
+        "tuned": model.search_space is not None,
+    }
+    started = time.perf_counter()
+    if model.search_space is None:
+        entry.update(best_params={}, completed=0, best_valid_score=None, trials_file=None)
+    else:
+        entry.update(_search(ws, dataset, model, config_file))
+    entry["seconds"] = round(time.perf_counter() - started, 1)
+    ws.stored(entry)
+    return entry
+
+
+def _search(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, config_file: str) -> dict[str, Any]:
+    from recbole_llm.tune import run_tune
+
+    summary = run_tune(
+        model.model,
+        dataset.name,
+        search_space_path(model.search_space),
+        [config_file],
+        [],
+        _tune_options(ws, dataset, model),
+        command=f"{ws.command}  # tuning {model.name} on {dataset.name}",
+    )
+    if summary.best is None:
+        raise BenchmarkError(f"every tuning trial of {model.name} on {dataset.name} failed: see {summary.output_dir}")
+    params = {k[len("param.") :]: v for k, v in summary.best.items() if k.startswith("param.")}
+    completed = (
+        int((summary.trials["status"] == "completed").sum()) if "status" in summary.trials else len(summary.trials)
+    )
+    return {
+        "best_params": params,
+        "best_valid_score": float(summary.best["best_valid_score"]),
+        "metric": summary.metric,
+        "completed": completed,
+        "trials_file": str(summary.output_dir),
+    }
+
+
+def final_run(
+    ws: Workspace, dataset: DatasetEntry, model: ModelEntry, params: dict[str, Any], seed: int
+) -> tuple[str, dict[str, Any]]:
+    """Stage (b) for one seed: (key, stored entry or the record of a failed run, not stored)."""
+    config_file = ws.fixed_config_file(dataset, model)
+    run_dict = {**params, "min_epochs": ws.suite.min_epochs, "seed": seed}
+    key = content_key(
+        "run",
+        model.model,
+        {
+            "dataset": dataset.name,
+            "label": model.name,
+            "config": resolved_config(model.model, dataset.name, [config_file], run_dict),
+        },
+    )
+    if key in ws.store:
+        return key, ws.store.get(key)
+    overrides = {
+        **params,
+        "min_epochs": ws.suite.min_epochs,
+        "checkpoint_dir": str(ws.work_dir / "saved" / slug(dataset.name) / slug(model.name)),
+    }
+    job = Job(
+        model.model,
+        dataset.name,
+        overrides,
+        seed,
+        label=model.name,
+        config_file_list=(config_file,),
+        trainer_mixins=(MinEpochsMixin,),
+    )
+    record = run_job(job, extra_result=oie_history)  # AAE/SA history for sequential models (else nothing)
+    if record["status"] != "ok":
+        return key, record
+    entry = {
+        "kind": "run",
+        "key": key,
+        "suite": ws.suite.name,
+        "code": model_code_version(model.model),
+        "params": params,
+        **record,
+        "dataset": dataset.name,
+    }
+    ws.stored(entry)
+    return key, entry

@@ -1,0 +1,108 @@
+"""What a suite has finished: one JSON line per trial set and per final run, keyed by content.
+
+A key is the hash of the resolved configuration of the run (RecBole's final config: every yaml
+default, the suite's settings, the tuned values, the seed; paths and device left out, so a result
+carries across machines) and of the model's code version (the hash of its source file). Change a
+default, a setting or the model's code and the key changes, so the run is done again; anything else
+is skipped on a rerun. Lines are appended and flushed one at a time: a kill loses the running job only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+# Settings that say where or how verbosely a run happens, not what it computes.
+VOLATILE_KEYS = frozenset(
+    {
+        "data_path",
+        "checkpoint_dir",
+        "device",
+        "gpu_id",
+        "use_gpu",
+        "local_rank",
+        "nproc",
+        "world_size",
+        "ip",
+        "port",
+        "offset",
+        "state",
+        "show_progress",
+        "log_wandb",
+        "wandb_project",
+        "tensorboard",
+        "raw_data_path",
+        "text_cache_dir",
+        "oie_cache_dir",
+        "profile_dir",
+        "worker",
+        "dataset_save_path",
+        "dataloaders_save_path",
+    }
+)
+
+
+@cache
+def model_code_version(model: str) -> str:
+    """First 12 hex digits of the sha256 of the model class's source file."""
+    from recbole_llm.utils import get_model
+
+    source = Path(inspect.getsourcefile(get_model(model)))
+    return hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+
+
+def resolved_config(model: str, dataset: str, config_file_list: list[str] | None, config_dict: dict[str, Any]) -> dict:
+    """RecBole's final configuration for these settings, without the volatile keys."""
+    from recbole_llm.config import Config
+
+    config = Config(model, dataset, config_file_list, dict(config_dict))
+    return {k: v for k, v in config.final_config_dict.items() if k not in VOLATILE_KEYS}
+
+
+def content_key(kind: str, model: str, payload: dict[str, Any]) -> str:
+    """Hash of ``kind``, the model's code version and ``payload`` (JSON, keys sorted)."""
+    text = json.dumps({"kind": kind, "code": model_code_version(model), **payload}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class ResultStore:
+    """Append-only JSON-lines file of finished entries, each with a ``key``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._entries: dict[str, dict[str, Any]] = {}
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    try:
+                        entry = json.loads(line)
+                    except json.JSONDecodeError:  # a line cut by a kill mid-write: that job runs again
+                        continue
+                    self._entries[entry["key"]] = entry
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._entries.get(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def entries(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self._entries.values() if kind is None or e.get("kind") == kind]
+
+    def add(self, entry: dict[str, Any]) -> None:
+        """Store one finished entry (it must carry ``key`` and ``kind``), on disk before returning."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+", encoding="utf-8") as handle:
+            if handle.tell() > 0:
+                handle.seek(handle.tell() - 1)
+                if handle.read(1) != "\n":  # end a line cut by a kill, so this entry starts clean
+                    handle.write("\n")
+            handle.write(json.dumps(entry, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._entries[entry["key"]] = entry

@@ -1,0 +1,127 @@
+"""The experiment runner: several models (or configurations) on one split, over several seeds.
+
+Every run trains in its own process (peak memory per run; a run that crashes, is killed or runs out
+of memory is reported with its exit code and the others go on). After every finished run the
+report is rewritten: ``comparison.md`` (mean ± std per metric, best in bold, paired t-test over
+seeds against a reference, s/epoch and its ratio to the reference), ``comparison.csv`` (one row per
+run) and ``comparison.png`` (bars with standard-deviation error bars).
+
+    compare(["LightGCN", "BPR"], "ml-100k", seeds=[2020, 2021], reference="LightGCN")
+    run_jobs([Job("SASRec", "lastfm-seq", {"oie_init": "whole"}, seed, label="SASRec whole") ...],
+             output_dir=..., extra_result=hook)
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recbole_llm.compare.isolation import ChildOutcome, describe_exit, run_in_child
+from recbole_llm.compare.report import (
+    machine_description,
+    markdown_table,
+    metric_columns,
+    summarise,
+    write_report,
+)
+from recbole_llm.compare.runner import ExtraResultHook, Job, best_epoch, run_job, train_and_evaluate
+
+__all__ = [
+    "ChildOutcome",
+    "ExtraResultHook",
+    "Job",
+    "best_epoch",
+    "compare",
+    "describe_exit",
+    "machine_description",
+    "markdown_table",
+    "metric_columns",
+    "parse_seeds",
+    "run_in_child",
+    "run_job",
+    "run_jobs",
+    "summarise",
+    "train_and_evaluate",
+    "write_report",
+]
+
+
+def parse_seeds(spec: str | int, base_seed: int = 2020) -> list[int]:
+    """``3`` -> three seeds from ``base_seed``; ``"1,5,9"`` -> exactly those seeds."""
+    text = str(spec)
+    if "," in text:
+        return [int(s) for s in text.split(",") if s.strip()]
+    count = int(text)
+    if count < 1:
+        raise ValueError(f"--seeds must be >= 1, got {count}")
+    return [base_seed + i for i in range(count)]
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    output_dir: str | Path,
+    reference: str | None = None,
+    command: str | None = None,
+    extra_result: ExtraResultHook | None = None,
+    work: Callable[[Job], dict] = train_and_evaluate,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> pd.DataFrame:
+    """Run ``jobs`` one at a time; rewrite the report in ``output_dir`` after each; return the run table.
+
+    ``reference`` is a job label (default: the first job's). ``on_record`` sees each record as it is made.
+    """
+    if not jobs:
+        raise ValueError("run_jobs needs at least one job")
+    output = Path(output_dir)
+    reference = reference or jobs[0].name
+    if reference not in {job.name for job in jobs}:
+        raise ValueError(
+            f"Reference model '{reference}' is not among the compared models "
+            f"{list(dict.fromkeys(job.name for job in jobs))}."
+        )
+    command = command or " ".join(shlex.quote(a) for a in sys.argv)
+    records: list[dict[str, Any]] = []
+    runs = pd.DataFrame()
+    for index, job in enumerate(jobs):
+        print(f"[compare] {job.name} seed={job.seed} ({index + 1}/{len(jobs)}) ...", flush=True)
+        record = run_job(job, extra_result, work)
+        records.append(record)
+        if on_record is not None:
+            on_record(record)
+        runs = write_report(records, output, reference, command, pending=len(jobs) - index - 1)
+    print(f"[compare] wrote {output}/comparison.md, comparison.csv, comparison.png", flush=True)
+    return runs
+
+
+def compare(
+    models: Sequence[str],
+    dataset: str | None = None,
+    seeds: Sequence[int] = (2020,),
+    config_file_list: Sequence[str] | None = None,
+    cmd_args: Sequence[str] = (),
+    reference: str | None = None,
+    output_dir: str | Path = "benchmarks/results/compare",
+    command: str | None = None,
+    config_dict: Mapping[str, Any] | None = None,
+    extra_result: ExtraResultHook | None = None,
+) -> pd.DataFrame:
+    """Train every model with every seed on the same dataset and split; write the report files.
+
+    Returns the per-run table (one row per model and seed, test metrics as columns, ``status`` and
+    ``exit_code`` telling finished from failed runs).
+    """
+    reference = reference or models[0]
+    if reference not in models:
+        raise ValueError(f"Reference model '{reference}' is not among the compared models {list(models)}.")
+    files = tuple(config_file_list) if config_file_list else None
+    jobs = [
+        Job(model, dataset, dict(config_dict or {}), seed, config_file_list=files, cmd_args=tuple(cmd_args))
+        for model in models
+        for seed in seeds
+    ]
+    return run_jobs(jobs, output_dir, reference, command, extra_result)

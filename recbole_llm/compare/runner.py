@@ -1,0 +1,150 @@
+"""Jobs: one (model, dataset, config overrides, seed) training run each, in its own process.
+
+``run_job`` runs one job and returns a flat record (test and validation metrics, epochs, time,
+memory, validation curve) or, for a child that died, a record with ``status: failed``, its exit code
+and the reason. ``run_jobs`` runs a list of them and rewrites the comparison report after each.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recbole_llm.compare.isolation import ChildOutcome, run_in_child
+
+ExtraResultHook = Callable[[dict, dict], Mapping[str, Any]]
+"""``hook(result, config) -> {name: value}``: extra fields for a finished run's record.
+
+``result`` is the run's result dict (``run_recbole_llm``'s, with ``saved_model_file``), ``config`` the
+job's config overrides with its seed. Scalars become CSV columns; other values (lists, dicts) are
+stored JSON-encoded. Use it to attach what a model writes beside its checkpoint (OIE's AAE/SA history).
+"""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run: ``label`` names its row in the tables (default: the model name)."""
+
+    model: str
+    dataset: str | None = None
+    config_dict: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 2020
+    label: str | None = None
+    config_file_list: tuple[str, ...] | None = None
+    cmd_args: tuple[str, ...] = ()
+    trainer_mixins: tuple[type, ...] = ()
+    timeout_s: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label or self.model
+
+    def overrides(self) -> dict[str, Any]:
+        """The config dict the run gets: the job's overrides and its seed."""
+        return {**dict(self.config_dict), "seed": self.seed}
+
+
+def train_and_evaluate(job: Job) -> dict[str, Any]:
+    """The default work of a job's child process: ``run_recbole_llm`` plus the validation curve.
+
+    The curve comes from RecBole's ``callback_fn`` (called after every validation with the epoch
+    and the validation score). Trainer mixins are passed when ``run_recbole_llm`` accepts them (as
+    ``trainer_mixins`` or ``extra_mixins``); the result says whether they were.
+    """
+    import recbole_llm  # noqa: F401  (compatibility layer in the fresh process)
+    from recbole_llm.quick_start import run_recbole_llm
+
+    history: list[tuple[int, float]] = []
+    kwargs: dict[str, Any] = {"callback_fn": lambda epoch, score: history.append((int(epoch), float(score)))}
+    accepted = [p for p in ("trainer_mixins", "extra_mixins") if p in inspect.signature(run_recbole_llm).parameters]
+    mixins_supported = bool(accepted)
+    if job.trainer_mixins and mixins_supported:
+        kwargs[accepted[0]] = tuple(job.trainer_mixins)
+    config_files = list(job.config_file_list) if job.config_file_list else None
+    result = run_recbole_llm(
+        job.model, job.dataset, config_files, job.overrides(), saved=True, cmd_args=list(job.cmd_args), **kwargs
+    )
+    result["valid_history"] = history
+    result["trainer_mixins_applied"] = bool(job.trainer_mixins) and mixins_supported
+    return result
+
+
+def best_epoch(history: Sequence[Sequence[float]], bigger: bool = True) -> int | None:
+    """Epoch of the checkpoint RecBole keeps: the last one reaching the best score (it updates on ties)."""
+    if not history:
+        return None
+    best_score = max(s for _, s in history) if bigger else min(s for _, s in history)
+    return int([e for e, s in history if s == best_score][-1])
+
+
+def record_from_result(job: Job, result: Mapping[str, Any], wall_s: float) -> dict[str, Any]:
+    """One flat row for the tables: test metrics, ``valid_<metric>``, epochs, s/epoch, memory, curve."""
+    times = list(result.get("epoch_times", []))
+    history = [list(map(float, h)) for h in result.get("valid_history", [])]
+    record: dict[str, Any] = {
+        "model": job.name,
+        "model_name": job.model,
+        "dataset": result.get("dataset", job.dataset),
+        "seed": job.seed,
+        "status": "ok",
+        "exit_code": 0,
+        "error": "",
+    }
+    record.update({k: float(v) for k, v in result["test_result"].items()})
+    record.update({f"valid_{k}": float(v) for k, v in (result.get("best_valid_result") or {}).items()})
+    record["epochs"] = len(times)
+    record["best_epoch"] = best_epoch(history, bool(result.get("valid_score_bigger", True)))
+    record["epoch_time_s"] = float(np.mean(times)) if times else float("nan")
+    record["peak_memory_mb"] = float(result.get("peak_memory_mb", float("nan")))
+    record["wall_s"] = wall_s
+    record["valid_history"] = history
+    record["saved_model_file"] = result.get("saved_model_file")
+    if job.trainer_mixins:  # False when quick_start could not take them (the run is then flagged)
+        record["trainer_mixins_applied"] = bool(result.get("trainer_mixins_applied"))
+    return record
+
+
+def failure_record(job: Job, outcome: ChildOutcome, wall_s: float) -> dict[str, Any]:
+    first_line = (outcome.error or "").strip().splitlines()
+    return {
+        "model": job.name,
+        "model_name": job.model,
+        "dataset": job.dataset,
+        "seed": job.seed,
+        "status": "failed",
+        "exit_code": outcome.exit_code,
+        "error": first_line[0] if first_line else "",
+        "wall_s": wall_s,
+    }
+
+
+def run_job(
+    job: Job, extra_result: ExtraResultHook | None = None, work: Callable[[Job], dict] = train_and_evaluate
+) -> dict[str, Any]:
+    """Run ``job`` in its own process; a dead or failed child gives a ``failed`` record, never an exception.
+
+    ``work`` is the function the child calls with the job (module-level, picklable).
+    """
+    started = time.perf_counter()
+    outcome = run_in_child(work, job, timeout_s=job.timeout_s)
+    wall_s = time.perf_counter() - started
+    if not outcome.ok:
+        print(f"[compare] {job.name} seed={job.seed} FAILED: {outcome.error.strip().splitlines()[:1]}", flush=True)
+        return failure_record(job, outcome, wall_s)
+    record = record_from_result(job, outcome.result, wall_s)
+    if extra_result is not None:
+        record.update(dict(extra_result(outcome.result, job.overrides())))
+    return record
+
+
+def jsonable(value: Any) -> Any:
+    """A CSV cell: scalars as they are, lists and dicts as JSON text."""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    return value

@@ -1,0 +1,172 @@
+"""Benchmark suites: a tiny suite end to end, and a run killed half-way that resumes without repeating work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recbole_llm.benchmark import MinEpochsMixin, SuiteError, load_suite, run_suite
+from recbole_llm.benchmark.store import ResultStore
+
+TINY = Path(__file__).resolve().parent.parent / "benchmarks" / "suites" / "tiny.yaml"
+SUITES = sorted((TINY.parent).glob("*.yaml"))
+
+
+class Interrupted(Exception):
+    """Stands for a kill: raised from the store hook once the first final run is on disk."""
+
+
+def _stored(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / "tiny.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_tiny_suite_end_to_end(tmp_path):
+    report = run_suite(load_suite(TINY), tmp_path / "results", tmp_path / "work", command="test")
+    entries = _stored(tmp_path / "results")
+    assert sorted(e["kind"] for e in entries) == ["run"] * 4 + ["trials"] * 2
+    assert {(e["model"], e["seed"]) for e in entries if e["kind"] == "run"} == {
+        (m, s) for m in ("LightGCN", "BPR") for s in (2020, 2021)
+    }
+    assert all(e["budget"] == 2 and e["best_params"] for e in entries if e["kind"] == "trials")
+    text = report.read_text()
+    assert "Strongest tuned baseline by validation ndcg@10: BPR" in text
+    assert "- LightGCN vs BPR on test ndcg@10:" in text and "| BPR | 2 / 2 |" in text
+    table = pd.read_csv(tmp_path / "results" / "tiny.csv")
+    assert {"ndcg@10", "recall@10", "best_epoch", "epochs", "epoch_time_s", "peak_memory_mb", "flags"} <= set(table)
+    assert (table["epochs"] <= 2).all() and table["flags"].fillna("").str.contains("hit epoch cap|best in first").any()
+    for png in ("tiny.png", "tiny_curves.png"):
+        assert (tmp_path / "results" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_killed_suite_resumes_without_repeating_finished_runs(tmp_path):
+    def interrupt_after_first_run(entry):
+        if entry["kind"] == "run":
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_suite(load_suite(TINY), tmp_path / "results", tmp_path / "work", "test", interrupt_after_first_run)
+    before = _stored(tmp_path / "results")
+    assert [e["kind"] for e in before] == ["trials", "run"]
+
+    stored_again = []
+    run_suite(load_suite(TINY), tmp_path / "results", tmp_path / "work", "test", stored_again.append)
+    after = _stored(tmp_path / "results")
+    assert len(after) == 6 and len({e["key"] for e in after}) == 6
+    assert {e["key"] for e in before}.isdisjoint(e["key"] for e in stored_again)
+    assert [e["kind"] for e in stored_again] == ["run", "trials", "run", "run"]
+
+
+def test_changed_setting_gives_new_keys(tmp_path):
+    """A key follows the resolved configuration: another learning rate is another run."""
+    from recbole_llm.benchmark.store import content_key, resolved_config
+
+    first = content_key("run", "BPR", {"config": resolved_config("BPR", "ml-100k", None, {"learning_rate": 0.01})})
+    same = content_key("run", "BPR", {"config": resolved_config("BPR", "ml-100k", None, {"learning_rate": 0.01})})
+    other = content_key("run", "BPR", {"config": resolved_config("BPR", "ml-100k", None, {"learning_rate": 0.02})})
+    moved = content_key(
+        "run",
+        "BPR",
+        {"config": resolved_config("BPR", "ml-100k", None, {"learning_rate": 0.01, "checkpoint_dir": "x"})},
+    )
+    assert first == same == moved and first != other
+
+
+def test_store_survives_a_line_cut_by_a_kill(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps({"key": "a", "kind": "run"}) + "\n" + '{"key": "b", "ki')
+    store = ResultStore(path)
+    assert "a" in store and "b" not in store
+    store.add({"key": "c", "kind": "run"})
+    assert {"a", "c"} <= set(ResultStore(path)._entries)
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=[s.stem for s in SUITES])
+def test_every_committed_suite_loads(suite):
+    """Every committed suite names known models and existing search spaces, and has baselines to test against."""
+    from recbole_llm.benchmark.stages import search_space_path
+    from recbole_llm.utils import get_model
+
+    loaded = load_suite(suite)
+    assert loaded.trials >= 1 and loaded.seeds and loaded.min_epochs < loaded.epoch_cap
+    assert any(m.baseline for m in loaded.models) and any(not m.baseline for m in loaded.models)
+    for model in loaded.models:
+        assert get_model(model.model).__name__ == model.model
+        assert search_space_path(model.search_space).is_file()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"tuning": {"trials": 0}}, "'tuning.trials' must be >= 1"),
+        ({"protocol": {"min_epochs": 5, "epochs": 5}}, "protocol.min_epochs (5) must be below protocol.epochs (5)"),
+        ({"final": {"seeds": "x"}}, "'final.seeds' must be a count"),
+    ],
+)
+def test_bad_suite_is_one_clear_error(tmp_path, change, message):
+    import yaml
+
+    raw = yaml.safe_load(TINY.read_text())
+    for section, values in change.items():
+        raw[section] = {**raw[section], **values}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SuiteError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_suite(path)
+
+
+def test_min_epochs_keeps_training_past_an_early_peak():
+    """Scores that peak at epoch 0: patience 1 stops after 3 epochs, min_epochs 5 trains 5."""
+    from recbole.trainer import Trainer
+
+    from recbole_llm.config import Config
+    from recbole_llm.data import create_dataset, data_preparation
+    from recbole_llm.utils import get_model
+
+    class Scripted(Trainer):
+        def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+            self.trained.append(epoch_idx)
+            return 0.0
+
+        def _valid_epoch(self, valid_data, show_progress=False):
+            return 1.0 / (1 + len(self.trained)), {"ndcg@10": 0.0}
+
+    def epochs_trained(trainer_class, min_epochs):
+        config = Config(
+            "BPR",
+            "ml-100k",
+            config_dict={
+                "epochs": 20,
+                "stopping_step": 1,
+                "min_epochs": min_epochs,
+                "state": "ERROR",
+                "use_gpu": False,
+            },
+        )
+        train_data, valid_data, _ = data_preparation(config, create_dataset(config))
+        trainer = trainer_class(config, get_model("BPR")(config, train_data._dataset))
+        trainer.trained = []
+        trainer.fit(train_data, valid_data, saved=False)
+        return trainer.trained
+
+    assert epochs_trained(Scripted, 5) == [0, 1, 2]
+    assert epochs_trained(type("MinScripted", (MinEpochsMixin, Scripted), {}), 5) == [0, 1, 2, 3, 4]
+
+
+def test_command_line_flags_split_into_run_settings_and_tuning_options():
+    from recbole_llm.benchmark import split_overrides
+
+    runs, tuning = split_overrides(["--device=cuda", "--learning_rate=0.01", "--cpus_per_trial=2", "--tag=abc"])
+    assert runs == {"use_gpu": True, "learning_rate": 0.01, "tag": "abc"}
+    assert tuning == {"gpus_per_trial": 1.0, "cpus_per_trial": 2}
+    with pytest.raises(SuiteError, match="--device must be cuda or cpu"):
+        split_overrides(["--device=tpu"])
+
+
+def test_missing_suite_exits_2_with_one_line(tmp_path, capsys):
+    from recbole_llm.benchmark import main
+
+    assert main([str(tmp_path / "nope.yaml")]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0

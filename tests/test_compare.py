@@ -1,0 +1,139 @@
+"""The experiment runner: report files, the time-ratio column, dead children, the extra-result hook."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pandas as pd
+import pytest
+
+from recbole_llm.compare import Job, compare, describe_exit, parse_seeds, run_jobs
+
+FAST_ARGS = [
+    "--epochs=1",
+    "--show_progress=False",
+    "--state=ERROR",
+    "--use_gpu=False",
+    "--train_batch_size=4096",
+    "--metrics=['Recall','NDCG']",
+    "--topk=[10]",
+    "--valid_metric=NDCG@10",
+]
+
+
+def _synthetic_run(job: Job) -> dict:
+    """A finished run without training: what ``train_and_evaluate`` returns, in a millisecond."""
+    score = 0.1 + 0.01 * (job.seed - 2020) + (0.05 if job.model == "Strong" else 0.0)
+    return {
+        "dataset": "synthetic",
+        "test_result": {"ndcg@10": score, "recall@10": 2 * score},
+        "best_valid_result": {"ndcg@10": score},
+        "valid_score_bigger": True,
+        "epoch_times": [0.5, 0.5] if job.model == "Strong" else [0.25, 0.25],
+        "valid_history": [[0, score / 2], [1, score]],
+        "peak_memory_mb": 10.0,
+        "saved_model_file": f"{job.model}-{job.seed}.pth",
+    }
+
+
+def _die_unless_synthetic(job: Job) -> dict:
+    """Dies the way the job's label says (``exit137``: os._exit(137), ``sigkill``: SIGKILL)."""
+    if job.name == "exit137":
+        os._exit(137)
+    if job.name == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if job.name == "raises":
+        raise MemoryError("synthetic out of memory")
+    return _synthetic_run(job)
+
+
+def test_parse_seeds():
+    assert parse_seeds(3) == [2020, 2021, 2022]
+    assert parse_seeds("3", base_seed=7) == [7, 8, 9]
+    assert parse_seeds("1,5,9") == [1, 5, 9]
+    with pytest.raises(ValueError):
+        parse_seeds(0)
+
+
+def test_describe_exit_names_signals():
+    assert describe_exit(-9) == "killed by signal 9 (SIGKILL)"
+    assert describe_exit(137) == "exited with code 137"
+
+
+def test_compare_two_models_two_seeds_on_ml100k(tmp_path):
+    output = tmp_path / "out"
+    runs = compare(
+        ["BPR", "Pop"], "ml-100k", [2020, 2021], cmd_args=FAST_ARGS, reference="BPR", output_dir=output, command="test"
+    )
+    assert list(runs["model"]) == ["BPR", "BPR", "Pop", "Pop"]
+    assert (runs["status"] == "ok").all() and {"ndcg@10", "recall@10", "valid_ndcg@10"} <= set(runs.columns)
+    assert set(pd.read_csv(output / "comparison.csv")["seed"]) == {2020, 2021}
+    table = [line for line in (output / "comparison.md").read_text().splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    assert header == ["model", "recall@10", "ndcg@10", "s/epoch", "× BPR s/epoch", "peak MB", "epochs"]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in table[2:]}
+    assert set(rows) == {"BPR (ref)", "Pop"}
+    seconds = runs.groupby("model")["epoch_time_s"].mean()
+    assert float(rows["BPR (ref)"][4]) == 1.0
+    assert float(rows["Pop"][4]) == pytest.approx(seconds["Pop"] / seconds["BPR"], abs=0.006)
+    assert (output / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    history = json.loads(runs["valid_history"].iloc[0])
+    assert [epoch for epoch, _ in history] == [0]
+
+
+def test_dead_children_are_reported_and_the_others_finish(tmp_path):
+    jobs = [
+        Job("Weak", seed=2020),
+        Job("Weak", seed=2020, label="exit137"),
+        Job("Weak", seed=2020, label="sigkill"),
+        Job("Weak", seed=2020, label="raises"),
+        Job("Strong", seed=2020),
+        Job("Weak", seed=2021),
+        Job("Strong", seed=2021),
+    ]
+    runs = run_jobs(jobs, tmp_path, reference="Weak", command="test", work=_die_unless_synthetic)
+    by_label = runs.set_index("model")
+    assert by_label.loc["exit137", "status"] == "failed" and by_label.loc["exit137", "exit_code"] == 137
+    assert by_label.loc["sigkill", "exit_code"] == -signal.SIGKILL
+    assert by_label.loc["raises", "exit_code"] == 1 and "MemoryError" in by_label.loc["raises", "error"]
+    assert (runs[runs["model"].isin(["Weak", "Strong"])]["status"] == "ok").sum() == 4
+    report = (tmp_path / "comparison.md").read_text()
+    assert "| exit137 | 2020 | 137 |" in report and "killed by signal 9 (SIGKILL)" in report
+    strong_row = next(line for line in report.splitlines() if line.startswith("| Strong"))
+    assert strong_row.split("|")[5].strip() == "2.00"  # 0.5 s/epoch against Weak's 0.25
+
+
+def test_report_is_rewritten_after_every_run(tmp_path):
+    seen = []
+
+    def on_record(record):
+        seen.append(pd.read_csv(tmp_path / "comparison.csv") if (tmp_path / "comparison.csv").exists() else None)
+
+    run_jobs(
+        [Job("Weak", seed=s) for s in (1, 2, 3)], tmp_path, command="test", work=_synthetic_run, on_record=on_record
+    )
+    assert seen[0] is None and len(seen[1]) == 1 and len(seen[2]) == 2
+    assert "still to come" not in (tmp_path / "comparison.md").read_text()
+
+
+def test_extra_result_hook_lands_in_the_csv(tmp_path):
+    def hook(result, config):
+        return {"checkpoint": result["saved_model_file"], "seed_seen": config["seed"], "curve": [1, 2]}
+
+    run_jobs(
+        [Job("Weak", seed=2020, config_dict={"epochs": 3})],
+        tmp_path,
+        command="test",
+        extra_result=hook,
+        work=_synthetic_run,
+    )
+    row = pd.read_csv(tmp_path / "comparison.csv").iloc[0]
+    assert row["checkpoint"] == "Weak-2020.pth" and row["seed_seen"] == 2020 and json.loads(row["curve"]) == [1, 2]
+    assert row["best_epoch"] == 1
+
+
+def test_unknown_reference_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="Reference model 'X'"):
+        compare(["BPR"], "ml-100k", [2020], reference="X", output_dir=tmp_path)
