@@ -40,6 +40,14 @@ def build_model(config: Config, train_data, dataset):
     return model
 
 
+def log_dataset_check(config: Config, dataset, splits) -> None:
+    """Size and split trust numbers (unseen and dominant targets), as a warning when they pass the threshold."""
+    from recbole_llm.data.inspect import dataset_summary
+
+    summary = dataset_summary(config, dataset, splits)
+    getLogger().log(logging.WARNING if "\n" in summary else logging.INFO, summary)
+
+
 def build(config: Config, extra_mixins: Sequence[type] = ()):
     """Dataset, dataloaders, model and trainer for ``config`` (seeded like RecBole).
 
@@ -49,6 +57,7 @@ def build(config: Config, extra_mixins: Sequence[type] = ()):
     dataset = create_dataset(config)
     getLogger().info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    log_dataset_check(config, dataset, (train_data, valid_data, test_data))
     model = build_model(config, train_data, dataset)
     getLogger().info(model)
     trainer = get_trainer(config, type(model), extra_mixins)(config, model)
@@ -63,6 +72,7 @@ def run_recbole_llm(
     saved: bool = True,
     cmd_args: Sequence[str] | None = None,
     callback_fn=None,
+    trainer_mixins: Sequence[type] = (),
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset``, evaluate the best checkpoint on the test split.
 
@@ -77,7 +87,7 @@ def run_recbole_llm(
     logger.info(sys.argv)
     logger.info(config)
 
-    _, train_data, valid_data, test_data, _, trainer = build(config)
+    _, train_data, valid_data, test_data, _, trainer = build(config, trainer_mixins)
     if config["device"].type == "cuda":
         torch.cuda.reset_peak_memory_stats(config["device"])
     best_valid_score, best_valid_result = trainer.fit(

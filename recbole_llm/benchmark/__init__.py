@@ -27,7 +27,7 @@ from recbole_llm.benchmark.report import write_suite_report
 from recbole_llm.benchmark.stages import BenchmarkError, Workspace, final_run, tune_model
 from recbole_llm.benchmark.store import ResultStore
 from recbole_llm.benchmark.suite import Suite, SuiteError, load_suite
-from recbole_llm.benchmark.trainer import MinEpochsMixin
+from recbole_llm.trainer.min_epochs import MinEpochsMixin
 
 __all__ = [
     "BenchmarkError",

@@ -229,9 +229,6 @@ def _settings(values: dict[str, Any]) -> str:
     return ", ".join(f"`{k}: {v}`" for k, v in values.items()) or "none"
 
 
-def _mixins_missing(entries: list[dict[str, Any]]) -> int:
-    return sum(1 for e in entries if e.get("trainer_mixins_applied") is False)
-
 
 def header_lines(
     suite: Suite,
@@ -261,11 +258,6 @@ def header_lines(
             "may be under-trained); `hit epoch cap` = early stopping never fired (not converged)."
         ),
     ]
-    if _mixins_missing(entries):
-        lines.append(
-            f"- ⚠ min_epochs was NOT applied to {_mixins_missing(entries)} final run(s): this quick_start "
-            "does not take trainer mixins (run_recbole_llm(..., trainer_mixins=...))."
-        )
     if failed:
         lines.append(
             "- Failed final runs (not stored; a rerun tries them again): "

@@ -17,7 +17,6 @@ import yaml
 
 from recbole_llm.benchmark.store import ResultStore, content_key, model_code_version, resolved_config
 from recbole_llm.benchmark.suite import DatasetEntry, ModelEntry, Suite, SuiteError
-from recbole_llm.benchmark.trainer import MinEpochsMixin
 from recbole_llm.compare import Job, run_job
 from recbole_llm.compare.hooks import oie_history
 
@@ -189,7 +188,6 @@ def final_run(
         seed,
         label=model.name,
         config_file_list=(config_file,),
-        trainer_mixins=(MinEpochsMixin,),
     )
     record = run_job(job, extra_result=oie_history)  # AAE/SA history for sequential models (else nothing)
     if record["status"] != "ok":

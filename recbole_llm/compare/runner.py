@@ -7,7 +7,6 @@ and the reason. ``run_jobs`` runs a list of them and rewrites the comparison rep
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -54,24 +53,19 @@ def train_and_evaluate(job: Job) -> dict[str, Any]:
     """The default work of a job's child process: ``run_recbole_llm`` plus the validation curve.
 
     The curve comes from RecBole's ``callback_fn`` (called after every validation with the epoch
-    and the validation score). Trainer mixins are passed when ``run_recbole_llm`` accepts them (as
-    ``trainer_mixins`` or ``extra_mixins``); the result says whether they were.
+    and the validation score); the job's trainer mixins go to the composed trainer.
     """
     import recbole_llm  # noqa: F401  (compatibility layer in the fresh process)
     from recbole_llm.quick_start import run_recbole_llm
 
     history: list[tuple[int, float]] = []
     kwargs: dict[str, Any] = {"callback_fn": lambda epoch, score: history.append((int(epoch), float(score)))}
-    accepted = [p for p in ("trainer_mixins", "extra_mixins") if p in inspect.signature(run_recbole_llm).parameters]
-    mixins_supported = bool(accepted)
-    if job.trainer_mixins and mixins_supported:
-        kwargs[accepted[0]] = tuple(job.trainer_mixins)
+    kwargs["trainer_mixins"] = tuple(job.trainer_mixins)
     config_files = list(job.config_file_list) if job.config_file_list else None
     result = run_recbole_llm(
         job.model, job.dataset, config_files, job.overrides(), saved=True, cmd_args=list(job.cmd_args), **kwargs
     )
     result["valid_history"] = history
-    result["trainer_mixins_applied"] = bool(job.trainer_mixins) and mixins_supported
     return result
 
 
@@ -105,8 +99,6 @@ def record_from_result(job: Job, result: Mapping[str, Any], wall_s: float) -> di
     record["wall_s"] = wall_s
     record["valid_history"] = history
     record["saved_model_file"] = result.get("saved_model_file")
-    if job.trainer_mixins:  # False when quick_start could not take them (the run is then flagged)
-        record["trainer_mixins_applied"] = bool(result.get("trainer_mixins_applied"))
     return record
 
 

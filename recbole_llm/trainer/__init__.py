@@ -3,6 +3,7 @@
 ``get_trainer(config, model_class)`` returns ``<Model>Trainer``, a class built from (outermost first):
 :class:`EpochTimingMixin` (``trainer.epoch_times``); the caller's ``extra_mixins`` (e.g. Ray Tune
 reporting); the mixins the model class declares in ``trainer_mixins`` (ReviewGNN: :class:`AdaptiveAlphaMixin`);
+:class:`MinEpochsMixin` when ``min_epochs`` > 0 (early stopping waits that many epochs);
 ``OIEMetricsMixin`` when ``oie_metrics``
 is on and the model is sequential (it switches itself off for a model without ``item_embedding``);
 and RecBole's trainer for the model (``recbole.utils.get_trainer``). There are no per-model trainer files.
@@ -17,9 +18,10 @@ from recbole.utils import ModelType
 from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_llm.trainer.adaptive_alpha import AdaptiveAlphaMixin
+from recbole_llm.trainer.min_epochs import MinEpochsMixin
 from recbole_llm.trainer.timing import EpochTimingMixin
 
-__all__ = ["AdaptiveAlphaMixin", "EpochTimingMixin", "get_trainer", "trainer_mixins"]
+__all__ = ["AdaptiveAlphaMixin", "EpochTimingMixin", "MinEpochsMixin", "get_trainer", "trainer_mixins"]
 
 
 def trainer_mixins(config, model_class: type, extra_mixins: Sequence[type] = ()) -> tuple[type, ...]:
@@ -27,6 +29,8 @@ def trainer_mixins(config, model_class: type, extra_mixins: Sequence[type] = ())
     from recbole_llm.oie.trainer import OIEMetricsMixin
 
     mixins: list[type] = [EpochTimingMixin, *extra_mixins, *getattr(model_class, "trainer_mixins", ())]
+    if config["min_epochs"]:
+        mixins.append(MinEpochsMixin)
     if config["oie_metrics"] and model_class.type == ModelType.SEQUENTIAL:
         mixins.append(OIEMetricsMixin)
     return tuple(dict.fromkeys(mixins))

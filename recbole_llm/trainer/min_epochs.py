@@ -17,7 +17,7 @@ class MinEpochsMixin:
 
     def __init__(self, config, model) -> None:
         super().__init__(config, model)
-        self.min_epochs = int(config["min_epochs"] or 0)
+        self.min_epochs = int(config["min_epochs"])
         self._epoch_in_training = 0
 
     def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
