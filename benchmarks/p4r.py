@@ -78,7 +78,7 @@ def recorded_commands(outputs: list[Path], fallback: list[str]) -> list[str]:
     for output, command in zip(outputs, fallback):
         md = output / "comparison.md"
         line = (
-            next((l for l in md.read_text().splitlines() if l.startswith("- Command: `")), None)
+            next((row for row in md.read_text().splitlines() if row.startswith("- Command: `")), None)
             if md.is_file()
             else None
         )

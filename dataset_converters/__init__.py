@@ -5,6 +5,7 @@ One module per format, each with a function API and a CLI (``python -m dataset_c
 item ...`` files, literal integer ids), ``unisrec`` (UniSRec/RecBole pre-split benchmark files),
 ``mind`` (MIND behaviors/news), ``atomic`` (copy existing atomic files).
 """
+
 from dataset_converters._common import ConversionError, ConversionReport
 
 __all__ = ["ConversionError", "ConversionReport"]

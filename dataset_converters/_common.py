@@ -7,6 +7,7 @@ folder of :func:`atomic_output_dir`, which replaces the output folder in one ren
 conversion completed. Input errors are :class:`ConversionError`: one line naming the file, the line
 (or the byte offset of a truncated compressed stream) and the field.
 """
+
 from __future__ import annotations
 
 import ast
@@ -45,8 +46,9 @@ class ConversionError(ValueError):
     """A raw file or the output path is unusable; the message is one line naming file, line and field."""
 
 
-def input_error(path: str | Path, line: int | str, problem: str, field_name: str | None = None,
-                hint: str | None = SKIP_HINT) -> ConversionError:
+def input_error(
+    path: str | Path, line: int | str, problem: str, field_name: str | None = None, hint: str | None = SKIP_HINT
+) -> ConversionError:
     """``<file>:<line>: field '<field>': <problem>; <hint>`` as one line."""
     where = f"{path}:{line}: " + (f"field '{field_name}': " if field_name else "")
     return ConversionError(where + problem.replace("\n", " ") + (f"; {hint}" if hint else ""))
@@ -97,8 +99,10 @@ class ConversionReport:
             number = isinstance(value, int) and not isinstance(value, bool)
             lines.append(f"  {key}: {value:,}" if number else f"  {key}: {value}")
         for name, counter in self.text_fields.items():
-            lines.append(f"  text field {name}: {counter['html_cleaned']:,} HTML-cleaned, "
-                         f"{counter['empty']:,} empty of {counter['values']:,}")
+            lines.append(
+                f"  text field {name}: {counter['html_cleaned']:,} HTML-cleaned, "
+                f"{counter['empty']:,} empty of {counter['values']:,}"
+            )
         for path in self.files:
             lines.append(f"  wrote {path}")
         return "\n".join(lines)
@@ -113,7 +117,7 @@ def open_text(path: str | Path) -> io.TextIOBase:
         magic = probe.read(2)
     if magic == b"\x1f\x8b":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, "r", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
 
 
 def _compressed_offset(handle: io.TextIOBase) -> int | None:
@@ -125,8 +129,9 @@ def _compressed_offset(handle: io.TextIOBase) -> int | None:
         return None
 
 
-def iter_lines(path: str | Path, report: ConversionReport | None = None,
-               skip_bad: bool = False) -> Iterator[tuple[int, str]]:
+def iter_lines(
+    path: str | Path, report: ConversionReport | None = None, skip_bad: bool = False
+) -> Iterator[tuple[int, str]]:
     """(1-based line number, line without its newline); blank lines are skipped.
 
     A truncated gzip stream or undecodable bytes raise a one-line :class:`ConversionError` (byte
@@ -146,10 +151,13 @@ def iter_lines(path: str | Path, report: ConversionReport | None = None,
                     report.counts[f"truncated input {Path(path).name}"] = f"{where}, after line {number}"
                     logger.warning("%s: %s: %s; kept the %d lines before it", path, where, problem, number)
                     return
-                raise ConversionError(f"{path}: {where}: {problem}; pass --skip-bad to keep the lines before it") from None
+                raise ConversionError(
+                    f"{path}: {where}: {problem}; pass --skip-bad to keep the lines before it"
+                ) from None
             except UnicodeDecodeError as err:
-                raise input_error(path, number + 1, f"not UTF-8 text ({err.reason} at byte {err.start} of the line)",
-                                  hint=None) from None
+                raise input_error(
+                    path, number + 1, f"not UTF-8 text ({err.reason} at byte {err.start} of the line)", hint=None
+                ) from None
             if not line:
                 return
             number += 1
@@ -172,8 +180,9 @@ def parse_record(line: str) -> dict:
     return record
 
 
-def iter_records(path: str | Path, report: ConversionReport, skip_bad: bool = False,
-                 count_rows: bool = True) -> Iterator[tuple[int, dict]]:
+def iter_records(
+    path: str | Path, report: ConversionReport, skip_bad: bool = False, count_rows: bool = True
+) -> Iterator[tuple[int, dict]]:
     """Parsed JSON(-lines) records; a malformed line raises with file and line, or is counted."""
     for number, line in iter_lines(path, report, skip_bad):
         if count_rows:
@@ -234,8 +243,10 @@ def check_output_dir(output: str | Path, overwrite: bool = False) -> Path:
     if output.exists() and not output.is_dir():
         raise ConversionError(f"{output}: output path is an existing file, not a folder; give a folder path")
     if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise ConversionError(f"{output}: output folder exists and is not empty; pass --overwrite to replace it "
-                              "whole (its files are deleted, never merged)")
+        raise ConversionError(
+            f"{output}: output folder exists and is not empty; pass --overwrite to replace it "
+            "whole (its files are deleted, never merged)"
+        )
     return output
 
 
@@ -267,8 +278,10 @@ def _replace_folder(tmp: Path, output: Path, overwrite: bool) -> None:
         try:
             os.rename(tmp, output)  # also replaces an empty folder
         except OSError as err:
-            raise ConversionError(f"{output}: output folder appeared meanwhile and is not empty ({err.strerror}); "
-                                  "pass --overwrite to replace it") from None
+            raise ConversionError(
+                f"{output}: output folder appeared meanwhile and is not empty ({err.strerror}); "
+                "pass --overwrite to replace it"
+            ) from None
         return
     old = output.parent / f".{output.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     os.rename(output, old)
@@ -321,8 +334,12 @@ def write_dataset_yaml(folder: Path, name: str, settings: dict[str, Any], commen
     return path
 
 
-def dataset_settings(inter_header: Sequence[str], item_header: Sequence[str] | None = None,
-                     item_text_fields: Sequence[str] = (), inter_text_fields: Sequence[str] = ()) -> dict[str, Any]:
+def dataset_settings(
+    inter_header: Sequence[str],
+    item_header: Sequence[str] | None = None,
+    item_text_fields: Sequence[str] = (),
+    inter_text_fields: Sequence[str] = (),
+) -> dict[str, Any]:
     """The yaml settings of a converted dataset: id/rating/time fields, load_col, protocol, text fields."""
     inter_fields = [h.split(":")[0] for h in inter_header]
     settings: dict[str, Any] = {"USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id"}

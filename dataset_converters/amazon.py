@@ -21,6 +21,7 @@ CLI::
     python -m dataset_converters.amazon --input All_Beauty_5.json.gz [--meta meta_X.json.gz] \
         --output dataset/amazon-beauty [--kcore 5] [--min-rating 4] [--skip-bad] [--overwrite]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,10 +47,15 @@ from dataset_converters._common import (
 
 logger = logging.getLogger(__name__)
 
-INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float",
-                "review_text:token", "summary:token"]
-ITEM_HEADER = ["item_id:token", "title:token", "categories:token", "brand:token",
-               "description:token", "price:float"]
+INTER_HEADER = [
+    "user_id:token",
+    "item_id:token",
+    "rating:float",
+    "timestamp:float",
+    "review_text:token",
+    "summary:token",
+]
+ITEM_HEADER = ["item_id:token", "title:token", "categories:token", "brand:token", "description:token", "price:float"]
 ITEM_TEXT_FIELDS = ["title", "categories", "brand", "description"]
 INTER_TEXT_FIELDS = ["summary", "review_text"]
 # (user, item, rating, time, review text, summary) field names per format.
@@ -82,8 +88,14 @@ def _parse_review(record: dict, path, number: int, report: ConversionReport) -> 
             raise input_error(path, number, f"{values[position]!r} is not a number", names[position]) from None
     if fmt == "2023":
         values[3] /= 1000.0  # milliseconds
-    row = [str(values[0]), str(values[1]), values[2], values[3],
-           report.text("review_text", values[4]), report.text("summary", values[5])]
+    row = [
+        str(values[0]),
+        str(values[1]),
+        values[2],
+        values[3],
+        report.text("review_text", values[4]),
+        report.text("summary", values[5]),
+    ]
     return row, fmt
 
 
@@ -167,9 +179,14 @@ def _meta_row(record: dict, report: ConversionReport) -> tuple[str | None, list[
     brand = record.get("brand") or record.get("store")
     if not brand and isinstance(record.get("details"), dict):
         brand = record["details"].get("Brand")
-    row = [item, report.text("title", record.get("title")), _categories(record, report),
-           report.text("brand", brand), report.text("description", record.get("description")),
-           _price(record.get("price"))]
+    row = [
+        item,
+        report.text("title", record.get("title")),
+        _categories(record, report),
+        report.text("brand", brand),
+        report.text("description", record.get("description")),
+        _price(record.get("price")),
+    ]
     return item, row
 
 
@@ -191,7 +208,9 @@ def _read_meta(path, items: set[str], report: ConversionReport, skip_bad: bool) 
         else:
             rows[str(item)] = row
     report.counts.update(
-        meta_rows_read=meta_report.rows_read, meta_rows_kept=len(rows), meta_dropped=dict(meta_report.dropped),
+        meta_rows_read=meta_report.rows_read,
+        meta_rows_kept=len(rows),
+        meta_dropped=dict(meta_report.dropped),
         items_without_metadata=len(items - set(rows)),
     )
     report.counts.update({k: v for k, v in meta_report.counts.items() if k.startswith("truncated")})
@@ -205,11 +224,17 @@ def _write(output_dir: Path, name: str, report: ConversionReport, inter_rows, it
         if item_rows is not None:
             write_atomic_file(tmp / f"{name}.item", ITEM_HEADER, item_rows)
             report.files.append(str(output_dir / f"{name}.item"))
-        settings = dataset_settings(INTER_HEADER, ITEM_HEADER if item_rows is not None else None,
-                                    ITEM_TEXT_FIELDS, INTER_TEXT_FIELDS)
-        write_dataset_yaml(tmp, name, settings, f"{name}: Amazon reviews converted by dataset_converters.amazon\n"
-                           f"{report.rows_kept:,} interactions, {report.counts['users']:,} users, "
-                           f"{report.counts['items']:,} items. Leave-one-out by time, full ranking.")
+        settings = dataset_settings(
+            INTER_HEADER, ITEM_HEADER if item_rows is not None else None, ITEM_TEXT_FIELDS, INTER_TEXT_FIELDS
+        )
+        write_dataset_yaml(
+            tmp,
+            name,
+            settings,
+            f"{name}: Amazon reviews converted by dataset_converters.amazon\n"
+            f"{report.rows_kept:,} interactions, {report.counts['users']:,} users, "
+            f"{report.counts['items']:,} items. Leave-one-out by time, full ranking.",
+        )
         report.files.append(str(output_dir / f"{name}.yaml"))
         write_report(tmp, report)
 
@@ -244,9 +269,12 @@ def convert_amazon(
     rows = _kcore(reviews.rows, report, user_k, item_k)
     report.rows_kept = len(rows)
     items = {r[1] for r in rows}
-    report.counts.update(users=len({r[0] for r in rows}), items=len(items),
-                         format=", ".join(sorted(reviews.formats)) or "-",
-                         reviews_without_text=sum(1 for r in rows if not r[4]))
+    report.counts.update(
+        users=len({r[0] for r in rows}),
+        items=len(items),
+        format=", ".join(sorted(reviews.formats)) or "-",
+        reviews_without_text=sum(1 for r in rows if not r[4]),
+    )
     item_rows = _read_meta(meta_path, items, report, skip_bad) if meta_path is not None else None
     _write(output_dir, name, report, rows, item_rows, overwrite)
     logger.info(report.summary())
@@ -254,24 +282,40 @@ def convert_amazon(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--input", required=True, help="reviews file (.json / .jsonl, gzip or plain)")
     parser.add_argument("--meta", help="metadata file of the same category (optional)")
     parser.add_argument("--output", required=True, help="output folder, e.g. dataset/amazon-beauty")
     parser.add_argument("--name", help="dataset name (file prefix); default: the output folder's name")
-    parser.add_argument("--kcore", type=int, help="iterative k-core on users and items after deduplication "
-                        "(0 = off; default: 5 for files published as 5-core, '*_5.json.gz', else off)")
+    parser.add_argument(
+        "--kcore",
+        type=int,
+        help="iterative k-core on users and items after deduplication "
+        "(0 = off; default: 5 for files published as 5-core, '*_5.json.gz', else off)",
+    )
     parser.add_argument("--user-kcore", type=int, help="k-core for users only (overrides --kcore)")
     parser.add_argument("--item-kcore", type=int, help="k-core for items only (overrides --kcore)")
     parser.add_argument("--min-rating", type=float, help="drop reviews rated below this")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="skip malformed lines and stop at a truncated stream (counted) instead of failing")
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip malformed lines and stop at a truncated stream (counted) instead of failing",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder whole")
     args = parser.parse_args(argv)
     return run_converter_cli(
-        convert_amazon, args.input, args.output, meta_path=args.meta, name=args.name, kcore=args.kcore,
-        user_kcore=args.user_kcore, item_kcore=args.item_kcore, min_rating=args.min_rating, skip_bad=args.skip_bad,
+        convert_amazon,
+        args.input,
+        args.output,
+        meta_path=args.meta,
+        name=args.name,
+        kcore=args.kcore,
+        user_kcore=args.user_kcore,
+        item_kcore=args.item_kcore,
+        min_rating=args.min_rating,
+        skip_bad=args.skip_bad,
         overwrite=args.overwrite,
     )
 

@@ -7,6 +7,7 @@ CLI::
 
     python -m dataset_converters.atomic --input ../shared/datasets/lastfm --output dataset/lastfm
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,9 @@ def check_atomic_file(path: Path, report: ConversionReport, count_rows: bool) ->
             if count_rows:
                 report.rows_read += 1
             if line.count("\t") != len(header) - 1:
-                raise input_error(path, number, f"{line.count(chr(9)) + 1} columns, header has {len(header)}",
-                                  hint=None)
+                raise input_error(
+                    path, number, f"{line.count(chr(9)) + 1} columns, header has {len(header)}", hint=None
+                )
     if count_rows:
         report.rows_kept = report.rows_read
     return header
@@ -57,15 +59,22 @@ def check_atomic_file(path: Path, report: ConversionReport, count_rows: bool) ->
 def _yaml_settings(headers: dict[str, list[str]]) -> dict:
     """``load_col`` of every copied file; the protocol and text fields from the ``.inter``/``.item`` headers."""
     item_header = headers.get(".item")
-    item_text = [h.split(":")[0] for h in item_header or [] if h.endswith(":token") and h.split(":")[0] not in ("item_id", "url")]
+    item_text = [
+        h.split(":")[0] for h in item_header or [] if h.endswith(":token") and h.split(":")[0] not in ("item_id", "url")
+    ]
     settings = dataset_settings(headers[".inter"], item_header, item_text)
     for suffix, header in headers.items():
         settings["load_col"][suffix[1:]] = [h.split(":")[0] for h in header]
     return settings
 
 
-def copy_atomic(input_dir: str | Path, output_dir: str | Path, name: str | None = None,
-                source_name: str | None = None, overwrite: bool = False) -> ConversionReport:
+def copy_atomic(
+    input_dir: str | Path,
+    output_dir: str | Path,
+    name: str | None = None,
+    source_name: str | None = None,
+    overwrite: bool = False,
+) -> ConversionReport:
     """Copy ``input_dir/<source_name>.<suffix>`` to ``output_dir/<name>.<suffix>`` for every atomic suffix.
 
     A ``<name>.yaml`` with the fields of the copied files (``load_col``; leave-one-out by time when
@@ -75,7 +84,9 @@ def copy_atomic(input_dir: str | Path, output_dir: str | Path, name: str | None 
     name = name or output_dir.name
     source_name = source_name or input_dir.name
     report = ConversionReport(name=name)
-    sources = [input_dir / f"{source_name}.{s}" for s in ATOMIC_SUFFIXES if (input_dir / f"{source_name}.{s}").is_file()]
+    sources = [
+        input_dir / f"{source_name}.{s}" for s in ATOMIC_SUFFIXES if (input_dir / f"{source_name}.{s}").is_file()
+    ]
     if not any(p.suffix == ".inter" for p in sources):
         raise FileNotFoundError(f"No {source_name}.inter in {input_dir}")
     with atomic_output_dir(output_dir, overwrite) as tmp:
@@ -99,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source-name", help="file prefix in --input; default: the input folder's name")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder whole")
     args = parser.parse_args(argv)
-    return run_converter_cli(copy_atomic, args.input, args.output, args.name, args.source_name,
-                             overwrite=args.overwrite)
+    return run_converter_cli(
+        copy_atomic, args.input, args.output, args.name, args.source_name, overwrite=args.overwrite
+    )
 
 
 if __name__ == "__main__":

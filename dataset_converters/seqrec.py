@@ -32,6 +32,7 @@ CLI::
         --item-map amazon-2014-beauty/DERIVED_s3rec_item_id2asin.tsv \
         --item-meta amazon-2014-beauty/Amazon_Beauty.item
 """
+
 from __future__ import annotations
 
 import argparse
@@ -231,8 +232,11 @@ def read_item_json(path: str | Path, report: ConversionReport) -> tuple[list[str
 def _item_rows_from_json(path, item_ids: set[int], report: ConversionReport) -> tuple[list[str], list[list[Any]]]:
     fields, texts = read_item_json(path, report)
     rows = [[item] + [texts[item].get(f, "") for f in fields] for item in sorted(item_ids) if item in texts]
-    report.counts.update(items_with_text=len(rows), items_without_text=len(item_ids) - len(rows),
-                         item_json_entries_unused=len(set(texts) - item_ids))
+    report.counts.update(
+        items_with_text=len(rows),
+        items_without_text=len(item_ids) - len(rows),
+        item_json_entries_unused=len(set(texts) - item_ids),
+    )
     return ["item_id:token"] + [f"{f}:token" for f in fields], rows
 
 
@@ -249,16 +253,25 @@ def _item_rows_from_map(item_map, item_meta, item_ids: set[int], report: Convers
         if record is None:
             continue
         price = record.get("price") or None
-        rows.append([item, original, report.text("title", record.get("title")),
-                     report.text("categories", _parse_categories(record.get("categories", ""))),
-                     report.text("brand", record.get("brand")), float(price) if price else None])
-    report.counts.update(items_with_text=len(rows), items_without_id_map=without_map,
-                         items_without_metadata=without_meta)
+        rows.append(
+            [
+                item,
+                original,
+                report.text("title", record.get("title")),
+                report.text("categories", _parse_categories(record.get("categories", ""))),
+                report.text("brand", record.get("brand")),
+                float(price) if price else None,
+            ]
+        )
+    report.counts.update(
+        items_with_text=len(rows), items_without_id_map=without_map, items_without_metadata=without_meta
+    )
     return rows
 
 
-def _item_text(item_ids: set[int], report: ConversionReport, item_map, item_meta,
-               item_json) -> tuple[list[str] | None, list[list[Any]]]:
+def _item_text(
+    item_ids: set[int], report: ConversionReport, item_map, item_meta, item_json
+) -> tuple[list[str] | None, list[list[Any]]]:
     """(item header, item rows) from whichever text source was given; (None, []) without one."""
     if (item_map is None) != (item_meta is None):
         raise ConversionError("item text needs both --item-map and --item-meta")
@@ -280,29 +293,43 @@ def _rows(sequences: Sequences, report: ConversionReport) -> list[tuple[int, int
     rows, file_order_literal = _literal_row_order(rows)
     item_ids = {r[1] for r in rows}
     gaps = (max(item_ids) if item_ids else 0) - len(item_ids)
-    report.counts.update(users=len({u for u, _ in sequences}), items=len(item_ids), interactions=len(rows),
-                         literal_item_ids=gaps == 0, rows_reordered_for_literal_ids=not file_order_literal,
-                         test_targets_previous_id_plus_1=previous_plus_one_share(rows))
+    report.counts.update(
+        users=len({u for u, _ in sequences}),
+        items=len(item_ids),
+        interactions=len(rows),
+        literal_item_ids=gaps == 0,
+        rows_reordered_for_literal_ids=not file_order_literal,
+        test_targets_previous_id_plus_1=previous_plus_one_share(rows),
+    )
     if gaps:
         report.counts["missing_item_ids"] = gaps
     return rows
 
 
-def _write(output_dir: Path, name: str, report: ConversionReport, rows, item_header, item_rows,
-           overwrite: bool) -> None:
+def _write(
+    output_dir: Path, name: str, report: ConversionReport, rows, item_header, item_rows, overwrite: bool
+) -> None:
     with atomic_output_dir(output_dir, overwrite) as tmp:
         write_atomic_file(tmp / f"{name}.inter", INTER_HEADER, rows)
         report.files.append(str(output_dir / f"{name}.inter"))
         if item_rows:
             write_atomic_file(tmp / f"{name}.item", item_header, item_rows)
             report.files.append(str(output_dir / f"{name}.item"))
-        text_fields = [h.split(":")[0] for h in item_header[1:] if h.endswith(":token") and h != "asin:token"] \
-            if item_rows else []
+        text_fields = (
+            [h.split(":")[0] for h in item_header[1:] if h.endswith(":token") and h != "asin:token"]
+            if item_rows
+            else []
+        )
         settings = dataset_settings(INTER_HEADER, item_header if item_rows else None, text_fields)
-        write_dataset_yaml(tmp, name, settings, f"{name}: sequential file converted by dataset_converters.seqrec\n"
-                           f"{report.counts['interactions']:,} interactions, {report.counts['users']:,} users, "
-                           f"{report.counts['items']:,} items; timestamps are positions in the sequence.\n"
-                           "Leave-one-out by time (last item = test, second last = valid), full ranking.")
+        write_dataset_yaml(
+            tmp,
+            name,
+            settings,
+            f"{name}: sequential file converted by dataset_converters.seqrec\n"
+            f"{report.counts['interactions']:,} interactions, {report.counts['users']:,} users, "
+            f"{report.counts['items']:,} items; timestamps are positions in the sequence.\n"
+            "Leave-one-out by time (last item = test, second last = valid), full ranking.",
+        )
         report.files.append(str(output_dir / f"{name}.yaml"))
         write_report(tmp, report)
 
@@ -329,8 +356,10 @@ def convert_seqrec(
     if ids not in ID_CHOICES:
         raise ConversionError(f"--ids must be one of {', '.join(ID_CHOICES)}, got '{ids}'")
     if ids != "keep" and (item_map is not None or item_json is not None):
-        raise ConversionError("--ids first-appearance renumbers items, so item text files keyed by the "
-                              "original ids cannot be joined; use --ids keep")
+        raise ConversionError(
+            "--ids first-appearance renumbers items, so item text files keyed by the "
+            "original ids cannot be joined; use --ids keep"
+        )
     output_dir = check_output_dir(output_dir, overwrite)
     name = name or output_dir.name
     report = ConversionReport(name=name)
@@ -343,8 +372,11 @@ def convert_seqrec(
     report.rows_kept = len(sequences)
     rows = _rows(sequences, report)
     if not report.counts["literal_item_ids"] and ids == "keep":
-        logger.info("%s: %d item ids never occur: RecBole numbers items by their rank instead", name,
-                    report.counts["missing_item_ids"])
+        logger.info(
+            "%s: %d item ids never occur: RecBole numbers items by their rank instead",
+            name,
+            report.counts["missing_item_ids"],
+        )
     item_header, item_rows = _item_text({r[1] for r in rows}, report, item_map, item_meta, item_json)
     _write(output_dir, name, report, rows, item_header, item_rows, overwrite)
     logger.info(report.summary())
@@ -352,8 +384,9 @@ def convert_seqrec(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="S3-Rec/BSARec sequential file -> RecBole atomic files.",
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        description="S3-Rec/BSARec sequential file -> RecBole atomic files.", allow_abbrev=False
+    )
     parser.add_argument("--input", required=True, help="sequence file: 'user item item ...' per line")
     parser.add_argument("--output", required=True, help="output folder, e.g. dataset/beauty-seq")
     parser.add_argument("--name", help="dataset name; default: the output folder's name")
@@ -363,17 +396,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dedup", action="store_true", help="drop repeated (user, item) rows (first kept)")
     parser.add_argument("--sample-users", type=int, help="keep this many users, drawn with --seed")
     parser.add_argument("--seed", type=int, default=0, help="seed of the user sample (default 0)")
-    parser.add_argument("--ids", choices=ID_CHOICES, default="keep",
-                        help="keep the file's ids (default) or renumber by first appearance (changes results: "
-                        "see the module docstring)")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="skip malformed lines and stop at a truncated stream (counted) instead of failing")
+    parser.add_argument(
+        "--ids",
+        choices=ID_CHOICES,
+        default="keep",
+        help="keep the file's ids (default) or renumber by first appearance (changes results: "
+        "see the module docstring)",
+    )
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip malformed lines and stop at a truncated stream (counted) instead of failing",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder whole")
     args = parser.parse_args(argv)
     return run_converter_cli(
-        convert_seqrec, args.input, args.output, args.name, args.item_map, args.item_meta, args.skip_bad,
-        item_json=args.item_json, dedup=args.dedup, sample_users_n=args.sample_users, seed=args.seed,
-        ids=args.ids, overwrite=args.overwrite,
+        convert_seqrec,
+        args.input,
+        args.output,
+        args.name,
+        args.item_map,
+        args.item_meta,
+        args.skip_bad,
+        item_json=args.item_json,
+        dedup=args.dedup,
+        sample_users_n=args.sample_users,
+        seed=args.seed,
+        ids=args.ids,
+        overwrite=args.overwrite,
     )
 
 

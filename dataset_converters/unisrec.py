@@ -14,6 +14,7 @@ CLI::
     python -m dataset_converters.unisrec --input ../shared/datasets/amazon-2018-scientific \
         --prefix Scientific --output dataset/scientific
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,9 @@ def _read_index(path: Path) -> dict[str, str]:
     return mapping
 
 
-def _read_split(path: Path, report: ConversionReport, known_items: set[str] | None,
-                skip_bad: bool) -> list[tuple[str, str, str]]:
+def _read_split(
+    path: Path, report: ConversionReport, known_items: set[str] | None, skip_bad: bool
+) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     for number, line in iter_lines(path, report, skip_bad):
         if number == 1:
@@ -82,8 +84,11 @@ def _read_split(path: Path, report: ConversionReport, known_items: set[str] | No
 def _yaml_settings(with_text: bool) -> dict:
     """Dataset yaml of the pre-split files: RecBole's benchmark_filename with the published split."""
     settings: dict = {
-        "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": None,
-        "benchmark_filename": list(SPLITS), "alias_of_item_id": ["item_id_list"],
+        "USER_ID_FIELD": "user_id",
+        "ITEM_ID_FIELD": "item_id",
+        "TIME_FIELD": None,
+        "benchmark_filename": list(SPLITS),
+        "alias_of_item_id": ["item_id_list"],
         "load_col": {"inter": ["user_id", "item_id_list", "item_id"]},
     }
     if with_text:
@@ -92,8 +97,14 @@ def _yaml_settings(with_text: bool) -> dict:
     return settings
 
 
-def convert_unisrec(input_dir: str | Path, output_dir: str | Path, prefix: str | None = None,
-                    name: str | None = None, skip_bad: bool = False, overwrite: bool = False) -> ConversionReport:
+def convert_unisrec(
+    input_dir: str | Path,
+    output_dir: str | Path,
+    prefix: str | None = None,
+    name: str | None = None,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+) -> ConversionReport:
     """Convert ``input_dir/<prefix>.*`` into ``output_dir/<name>.{train,valid,test}.inter`` + ``.item``, ``.yaml``."""
     input_dir, output_dir = Path(input_dir), check_output_dir(output_dir, overwrite)
     name = name or output_dir.name
@@ -132,9 +143,11 @@ def convert_unisrec(input_dir: str | Path, output_dir: str | Path, prefix: str |
                 continue
             item_rows.append([index, asin.strip(), report.text("text", text).rstrip(". ").strip() + "."])
         item_rows.sort(key=lambda r: int(r[0]))
-        report.counts.update(items_with_text=len(item_rows),
-                             items_without_text=len(items - {r[0] for r in item_rows}),
-                             text_rows_without_index=without_index)
+        report.counts.update(
+            items_with_text=len(item_rows),
+            items_without_text=len(items - {r[0] for r in item_rows}),
+            text_rows_without_index=without_index,
+        )
 
     with atomic_output_dir(output_dir, overwrite) as tmp:
         if item_rows:
@@ -143,9 +156,13 @@ def convert_unisrec(input_dir: str | Path, output_dir: str | Path, prefix: str |
         for split, rows in splits.items():
             write_atomic_file(tmp / f"{name}.{split}.inter", INTER_HEADER, rows)
             report.files.append(str(output_dir / f"{name}.{split}.inter"))
-        write_dataset_yaml(tmp, name, _yaml_settings(bool(item_rows)),
-                           f"{name}: UniSRec pre-split benchmark converted by dataset_converters.unisrec\n"
-                           "(train/valid/test files as published; one row per prediction target).")
+        write_dataset_yaml(
+            tmp,
+            name,
+            _yaml_settings(bool(item_rows)),
+            f"{name}: UniSRec pre-split benchmark converted by dataset_converters.unisrec\n"
+            "(train/valid/test files as published; one row per prediction target).",
+        )
         report.files.append(str(output_dir / f"{name}.yaml"))
         write_report(tmp, report)
     logger.info(report.summary())
@@ -153,17 +170,21 @@ def convert_unisrec(input_dir: str | Path, output_dir: str | Path, prefix: str |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="UniSRec/RecBole pre-split benchmark files -> RecBole atomic files.",
-                                     allow_abbrev=False)
-    parser.add_argument("--input", required=True, help="folder holding <prefix>.{train,valid,test}.inter, .text, .item2index")
+    parser = argparse.ArgumentParser(
+        description="UniSRec/RecBole pre-split benchmark files -> RecBole atomic files.", allow_abbrev=False
+    )
+    parser.add_argument(
+        "--input", required=True, help="folder holding <prefix>.{train,valid,test}.inter, .text, .item2index"
+    )
     parser.add_argument("--prefix", help="file prefix, e.g. Scientific (default: the only *.train.inter)")
     parser.add_argument("--output", required=True, help="output folder, e.g. dataset/scientific")
     parser.add_argument("--name", help="dataset name; default: the output folder's name")
     parser.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted) instead of failing")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder whole")
     args = parser.parse_args(argv)
-    return run_converter_cli(convert_unisrec, args.input, args.output, args.prefix, args.name, args.skip_bad,
-                             overwrite=args.overwrite)
+    return run_converter_cli(
+        convert_unisrec, args.input, args.output, args.prefix, args.name, args.skip_bad, overwrite=args.overwrite
+    )
 
 
 if __name__ == "__main__":

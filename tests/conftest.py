@@ -10,6 +10,7 @@
 - RecBole writes ``log/``, ``log_tensorboard/`` and ``saved/`` into the current directory, so every
   test runs inside its own temporary folder (``monkeypatch.chdir``, restored afterwards).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,9 @@ SHARED_ENV = "RECBOLE_LLM_SHARED_DATA"
 SHARED_DATASETS = Path(os.environ.get(SHARED_ENV) or PROJECT_ROOT.parent / "shared" / "datasets").resolve()
 START_DIR = Path.cwd()
 REAL_DATA_MARK = "real_data"
-SKIP_REASON = (f"real data folder ../shared/datasets absent: {SHARED_DATASETS} not found "
-               f"(set {SHARED_ENV} to run these tests)")
+SKIP_REASON = (
+    f"real data folder ../shared/datasets absent: {SHARED_DATASETS} not found (set {SHARED_ENV} to run these tests)"
+)
 
 os.environ["RECBOLE_LLM_RAW_DATA"] = str(MINI_RAW)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,7 +39,8 @@ FAST = {"epochs": 1, "show_progress": False, "state": "ERROR", "use_gpu": False,
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", f"{REAL_DATA_MARK}: needs the full real data in ../shared/datasets (skipped when it is absent)")
+        "markers", f"{REAL_DATA_MARK}: needs the full real data in ../shared/datasets (skipped when it is absent)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -49,8 +52,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     """One line: how many real-data tests were skipped, and why."""
-    skipped = [report for report in terminalreporter.stats.get("skipped", [])
-               if isinstance(report.longrepr, tuple) and SKIP_REASON in str(report.longrepr[2])]
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if isinstance(report.longrepr, tuple) and SKIP_REASON in str(report.longrepr[2])
+    ]
     if skipped:
         terminalreporter.write_line(f"{len(skipped)} real-data test(s) skipped: {SKIP_REASON}", yellow=True)
 
@@ -61,8 +67,10 @@ def _isolated_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: 
     leaked = Path.cwd()
     if leaked != START_DIR:
         os.chdir(START_DIR)
-        pytest.fail(f"the working directory was changed to {leaked} and not restored before {request.node.nodeid} "
-                    "(a module or session fixture?): use monkeypatch.chdir or contextlib.chdir")
+        pytest.fail(
+            f"the working directory was changed to {leaked} and not restored before {request.node.nodeid} "
+            "(a module or session fixture?): use monkeypatch.chdir or contextlib.chdir"
+        )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RECBOLE_LLM_RAW_DATA", str(MINI_RAW))
 

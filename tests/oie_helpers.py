@@ -4,6 +4,7 @@ The slice is cut from ``<raw_root>/seqrec/LastFM.txt``: the committed mini file 
 or the full one. Tests that run RecBole in a module-scoped folder use :func:`contextlib.chdir`, which
 restores the working directory when the block ends.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -42,12 +43,23 @@ def write_lastfm_slice(raw_root: Path, folder: Path, n_users: int = 100) -> Path
 def tiny_config(data_path: Path, **overrides) -> dict:
     config = {
         "data_path": str(data_path),
-        "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
+        "USER_ID_FIELD": "user_id",
+        "ITEM_ID_FIELD": "item_id",
+        "TIME_FIELD": "timestamp",
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
-        "MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 16, "inner_size": 32, "train_neg_sample_args": None,
-        "epochs": 1, "train_batch_size": 512, "eval_batch_size": 4096, "show_progress": False,
-        "state": "ERROR", "use_gpu": False, "seed": 2020, "reproducibility": True,
+        "MAX_ITEM_LIST_LENGTH": 10,
+        "hidden_size": 16,
+        "inner_size": 32,
+        "train_neg_sample_args": None,
+        "epochs": 1,
+        "train_batch_size": 512,
+        "eval_batch_size": 4096,
+        "show_progress": False,
+        "state": "ERROR",
+        "use_gpu": False,
+        "seed": 2020,
+        "reproducibility": True,
     }
     config.update(overrides)
     return config

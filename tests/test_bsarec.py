@@ -1,4 +1,5 @@
 """BSARec: frequency layer, right alignment, gradients (mini LastFM file), beating random (full LastFM file)."""
+
 from __future__ import annotations
 
 import math
@@ -6,10 +7,11 @@ from contextlib import chdir
 
 import pytest
 import torch
-from oie_helpers import TINY, single_thread, tiny_config, write_lastfm_slice
 
 from recbole_llm.model.sequential_recommender.bsarec import FrequencyLayer, right_align
 from recbole_llm.quick_start import run_recbole_llm
+
+from oie_helpers import TINY, single_thread, tiny_config, write_lastfm_slice
 
 
 def _low_frequency_signal(length: int, hidden: int, c: int) -> torch.Tensor:
@@ -55,8 +57,9 @@ def bsarec_run(shared_datasets, tmp_path_factory):
     comparison with a random ranking (the 120-user mini file is too small; the smoke test trains on it)."""
     folder = tmp_path_factory.mktemp("bsarec")
     write_lastfm_slice(shared_datasets, folder, n_users=200)
-    config = tiny_config(folder, oie_metrics=False, epochs=4, learning_rate=0.005,
-                         hidden_dropout_prob=0.2, attn_dropout_prob=0.2)
+    config = tiny_config(
+        folder, oie_metrics=False, epochs=4, learning_rate=0.005, hidden_dropout_prob=0.2, attn_dropout_prob=0.2
+    )
     with chdir(folder), single_thread():
         result = run_recbole_llm("BSARec", TINY, config_dict=config)
     n_items = max(int(line.split("\t")[1]) for line in (folder / TINY / f"{TINY}.inter").read_text().splitlines()[1:])

@@ -1,11 +1,11 @@
 """CategoryDiversity (Dctg@k): the entropy formula, RecBole registration, category loading."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-from conftest import FAST
 from recbole.evaluator import metric_types
 from recbole.evaluator.collector import DataStruct
 
@@ -13,6 +13,8 @@ from recbole_llm.config import Config
 from recbole_llm.data import create_dataset
 from recbole_llm.metrics import CategoryDiversity, item_category_matrix
 from recbole_llm.metrics.category_diversity import category_entropy
+
+from conftest import FAST
 
 # items 1..4; categories 1..3 (0 = padding); item 4 has two categories, item 0 is padding
 CATEGORIES = torch.tensor([[0, 0], [1, 0], [2, 0], [3, 0], [1, 2]])
@@ -44,9 +46,16 @@ def test_metric_averages_users_and_is_registered_in_recbole():
 
 
 def test_ml100k_genres_are_read_from_category_field():
-    config = Config("BPR", "ml-100k", config_dict={
-        **FAST, "load_col": {"inter": ["user_id", "item_id"], "item": ["item_id", "class"]},
-        "category_field": "class", "metrics": ["Recall", "CategoryDiversity"]})
+    config = Config(
+        "BPR",
+        "ml-100k",
+        config_dict={
+            **FAST,
+            "load_col": {"inter": ["user_id", "item_id"], "item": ["item_id", "class"]},
+            "category_field": "class",
+            "metrics": ["Recall", "CategoryDiversity"],
+        },
+    )
     dataset = create_dataset(config)
     categories = item_category_matrix(config, dataset)
     assert categories.shape[0] == dataset.item_num

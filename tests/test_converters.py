@@ -1,4 +1,5 @@
 """Converters on the real shared files: counts, malformed lines, empty reviews, literal ids."""
+
 from __future__ import annotations
 
 import gzip
@@ -80,8 +81,9 @@ def test_amazon_empty_review_is_kept_with_empty_text(beauty_converted, beauty_ra
 
 def test_amazon_gift_cards_with_metadata(shared_datasets, tmp_path):
     folder = shared_datasets / "amazon-2018-5core"
-    report = amazon.convert_amazon(folder / "Gift_Cards_5.json.gz", tmp_path / "gc",
-                                   meta_path=folder / "meta_Gift_Cards.json.gz", kcore=0)
+    report = amazon.convert_amazon(
+        folder / "Gift_Cards_5.json.gz", tmp_path / "gc", meta_path=folder / "meta_Gift_Cards.json.gz", kcore=0
+    )
     assert (report.rows_read, report.rows_kept) == (2972, 2965)
     assert report.counts["items"] == 148 and report.counts["items_without_metadata"] == 0
     assert report.counts["meta_rows_read"] == 1547
@@ -108,9 +110,18 @@ def test_amazon_malformed_line_fails_with_file_and_line_or_is_skipped(beauty_raw
 
 def test_amazon_2023_format_matches_2018(beauty_raw, tmp_path):
     records = [json.loads(line) for line in raw_json_lines(beauty_raw, 300)]
-    as_2023 = [{"user_id": r["reviewerID"], "parent_asin": r["asin"], "asin": r["asin"], "rating": r["overall"],
-                "text": r.get("reviewText", ""), "title": r.get("summary", ""),
-                "timestamp": r["unixReviewTime"] * 1000} for r in records]
+    as_2023 = [
+        {
+            "user_id": r["reviewerID"],
+            "parent_asin": r["asin"],
+            "asin": r["asin"],
+            "rating": r["overall"],
+            "text": r.get("reviewText", ""),
+            "title": r.get("summary", ""),
+            "timestamp": r["unixReviewTime"] * 1000,
+        }
+        for r in records
+    ]
     (tmp_path / "r2018.json").write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
     with gzip.open(tmp_path / "r2023.jsonl.gz", "wt", encoding="utf-8") as handle:
         handle.write("\n".join(json.dumps(r) for r in as_2023))
@@ -211,7 +222,11 @@ def test_mind_malformed_line(shared_datasets, tmp_path):
 def test_atomic_copy_checks_columns(shared_datasets, tmp_path):
     report = atomic.copy_atomic(shared_datasets / "lastfm", tmp_path / "fm")
     assert report.rows_read == 64286 and sorted(p.name for p in (tmp_path / "fm").iterdir()) == [
-        REPORT_FILE, "fm.inter", "fm.item", "fm.yaml"]
+        REPORT_FILE,
+        "fm.inter",
+        "fm.item",
+        "fm.yaml",
+    ]
     src = tmp_path / "src" / "lastfm"
     src.mkdir(parents=True)
     lines = (shared_datasets / "lastfm" / "lastfm.inter").read_text().splitlines()[:10]
@@ -251,13 +266,34 @@ def test_amazon_2014_loose_metadata_and_cli(shared_datasets, tmp_path):
         json.loads(repr(records[0]))
     out = tmp_path / "gc"
     result = subprocess.run(
-        [sys.executable, "-m", "dataset_converters.amazon", "--input", str(folder / "Gift_Cards_5.json.gz"),
-         "--meta", str(tmp_path / "meta_loose.json"), "--output", str(out), "--kcore", "0"],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "dataset_converters.amazon",
+            "--input",
+            str(folder / "Gift_Cards_5.json.gz"),
+            "--meta",
+            str(tmp_path / "meta_loose.json"),
+            "--output",
+            str(out),
+            "--kcore",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "rows read: 2,972, kept: 2,965" in result.stderr
-    reference = amazon.convert_amazon(folder / "Gift_Cards_5.json.gz", tmp_path / "ref",
-                                      meta_path=folder / "meta_Gift_Cards.json.gz", name="gc", kcore=0)
+    reference = amazon.convert_amazon(
+        folder / "Gift_Cards_5.json.gz",
+        tmp_path / "ref",
+        meta_path=folder / "meta_Gift_Cards.json.gz",
+        name="gc",
+        kcore=0,
+    )
     assert reference.rows_kept == 2965
     assert (out / "gc.item").read_text() == (tmp_path / "ref" / "gc.item").read_text()
 
@@ -274,9 +310,16 @@ def make_reviews(users: int = 12, items: int = 8, per_user: int = 6) -> list[dic
     rows = []
     for u in range(users):
         for k in range(per_user):
-            rows.append({"reviewerID": f"U{u}", "asin": f"I{(u + k) % items}", "overall": float(1 + (u + k) % 5),
-                         "unixReviewTime": 1_500_000_000 + 86_400 * (u * per_user + k),
-                         "reviewText": f"review {u}-{k}", "summary": f"summary {k}"})
+            rows.append(
+                {
+                    "reviewerID": f"U{u}",
+                    "asin": f"I{(u + k) % items}",
+                    "overall": float(1 + (u + k) % 5),
+                    "unixReviewTime": 1_500_000_000 + 86_400 * (u * per_user + k),
+                    "reviewText": f"review {u}-{k}",
+                    "summary": f"summary {k}",
+                }
+            )
     return rows
 
 
@@ -421,8 +464,14 @@ def test_killed_conversion_leaves_the_previous_output(tmp_path, previous_output)
         "amazon.write_atomic_file = killed\n"
         "sys.exit(amazon.main(sys.argv[1:]))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script, "--input", str(raw), "--output", str(previous_output),
-                             "--overwrite"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script, "--input", str(raw), "--output", str(previous_output), "--overwrite"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == -9
     after = snapshot(previous_output)
     leftovers = [n for n in after.pop("<siblings>").decode().split("\n") if ".tmp-" in n]
@@ -438,12 +487,18 @@ def test_cli_as_subprocess_prints_one_line_and_no_traceback(tmp_path):
 
     raw = tmp_path / "bad.json"
     raw.write_text('{"reviewerID": "u", "asin": "i", "overall": "five", "unixReviewTime": 1}\n')
-    result = subprocess.run([sys.executable, "-m", "dataset_converters.amazon", "--input", str(raw),
-                             "--output", str(tmp_path / "o")], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "dataset_converters.amazon", "--input", str(raw), "--output", str(tmp_path / "o")],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"error: {raw}:1: field 'overall': 'five' is not a number; pass --skip-bad to skip such lines"]
+        f"error: {raw}:1: field 'overall': 'five' is not a number; pass --skip-bad to skip such lines"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,12 +510,19 @@ def test_every_text_field_is_cleaned_the_same_way_and_counted(tmp_path):
     records[0]["reviewText"] = "<p>Great&nbsp;card &amp; fast</p>\n\n"
     records[1]["summary"] = "  "
     raw = write_gz(tmp_path / "r.json.gz", records)
-    meta = write_gz(tmp_path / "m.json.gz", [
-        {"asin": "I0", "title": '<span class="a-size-medium">Gift &amp; Card</span>',
-         "category": ["Gift Cards", "<b>Holiday</b>"], "brand": "&lt;b&gt;Acme&lt;/b&gt;",
-         "description": ["<div>Line one</div>", "Line\ttwo"]},
-        {"asin": "I1", "title": "Plain", "category": []},
-    ])
+    meta = write_gz(
+        tmp_path / "m.json.gz",
+        [
+            {
+                "asin": "I0",
+                "title": '<span class="a-size-medium">Gift &amp; Card</span>',
+                "category": ["Gift Cards", "<b>Holiday</b>"],
+                "brand": "&lt;b&gt;Acme&lt;/b&gt;",
+                "description": ["<div>Line one</div>", "Line\ttwo"],
+            },
+            {"asin": "I1", "title": "Plain", "category": []},
+        ],
+    )
     report = amazon.convert_amazon(raw, tmp_path / "o", meta_path=meta, kcore=0)
     item = read_atomic(tmp_path / "o" / "o.item").set_index("item_id")
     assert item.loc["I0", "title"] == "Gift & Card"
@@ -501,10 +563,16 @@ def test_written_yaml_describes_the_files(tmp_path):
     meta = write_gz(tmp_path / "m.json.gz", [{"asin": "I0", "title": "a"}])
     amazon.convert_amazon(raw, tmp_path / "ds", meta_path=meta)
     settings = yaml.safe_load((tmp_path / "ds" / "ds.yaml").read_text())
-    assert settings["load_col"] == {"inter": [h.split(":")[0] for h in amazon.INTER_HEADER],
-                                    "item": [h.split(":")[0] for h in amazon.ITEM_HEADER]}
-    assert settings["eval_args"] == {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user",
-                                     "mode": "full"}
+    assert settings["load_col"] == {
+        "inter": [h.split(":")[0] for h in amazon.INTER_HEADER],
+        "item": [h.split(":")[0] for h in amazon.ITEM_HEADER],
+    }
+    assert settings["eval_args"] == {
+        "split": {"LS": "valid_and_test"},
+        "order": "TO",
+        "group_by": "user",
+        "mode": "full",
+    }
     assert settings["TIME_FIELD"] == "timestamp" and settings["RATING_FIELD"] == "rating"
     assert settings["item_text_fields"] == amazon.ITEM_TEXT_FIELDS
     assert settings["inter_text_fields"] == amazon.INTER_TEXT_FIELDS
@@ -518,8 +586,15 @@ def test_seqrec_item_json_repeats_and_dedup(tmp_path):
     raw = tmp_path / "seq.txt"
     raw.write_text("1 1 2 1 3\n2 2 3 4 3\n3 1 4\n", encoding="utf-8")
     item_json = tmp_path / "Toy.item.json"
-    item_json.write_text(json.dumps({"0": {"title": "<b>One</b>", "categories": ["A", "B"]},
-                                     "1": {"title": "Two &amp; more"}, "3": {"title": "Four"}}))
+    item_json.write_text(
+        json.dumps(
+            {
+                "0": {"title": "<b>One</b>", "categories": ["A", "B"]},
+                "1": {"title": "Two &amp; more"},
+                "3": {"title": "Four"},
+            }
+        )
+    )
     report = seqrec.convert_seqrec(raw, tmp_path / "s", item_json=item_json)
     assert report.counts["repeated_user_item_rows"] == 2 and report.counts["users_whose_test_item_occurs_earlier"] == 1
     assert report.counts["interactions"] == 10 and report.counts["items_without_text"] == 1  # item 3 has no key 2
@@ -586,11 +661,28 @@ def test_gift_cards_converted_then_lightgcn_with_leave_one_out_by_time(shared_da
 
     folder = shared_datasets / "amazon-2018-5core"
     out = tmp_path / "data" / "gift"
-    assert amazon.main(["--input", str(folder / "Gift_Cards_5.json.gz"), "--meta",
-                        str(folder / "meta_Gift_Cards.json.gz"), "--output", str(out)]) == 0
+    assert (
+        amazon.main(
+            [
+                "--input",
+                str(folder / "Gift_Cards_5.json.gz"),
+                "--meta",
+                str(folder / "meta_Gift_Cards.json.gz"),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (out / "gift.yaml").is_file()
-    settings = {"epochs": 1, "show_progress": False, "state": "ERROR", "use_gpu": False,
-                "train_batch_size": 4096, "data_path": str(tmp_path / "data")}
+    settings = {
+        "epochs": 1,
+        "show_progress": False,
+        "state": "ERROR",
+        "use_gpu": False,
+        "train_batch_size": 4096,
+        "data_path": str(tmp_path / "data"),
+    }
     config = Config("LightGCN", "gift", config_dict=settings)
     dataset = create_dataset(config)
     _, _, test = data_preparation(config, dataset)
@@ -601,8 +693,9 @@ def test_gift_cards_converted_then_lightgcn_with_leave_one_out_by_time(shared_da
     for user, time in zip(dataset.inter_feat[dataset.uid_field].tolist(), times.tolist()):
         last_time[user] = max(time, last_time.get(user, time))
     test_rows = test.dataset.inter_feat
-    assert all(t == last_time[u] for u, t in zip(test_rows[dataset.uid_field].tolist(),
-                                                  test_rows[dataset.time_field].tolist()))
+    assert all(
+        t == last_time[u] for u, t in zip(test_rows[dataset.uid_field].tolist(), test_rows[dataset.time_field].tolist())
+    )
     result = run_recbole_llm("LightGCN", "gift", config_dict=settings, saved=False)
     assert 0 <= result["test_result"]["ndcg@10"] <= 1
 
@@ -611,12 +704,36 @@ def test_lastfm_sample_converted_then_sasrec(shared_datasets, tmp_path):
     from recbole_llm.quick_start import run_recbole_llm
 
     out = tmp_path / "data" / "lastfm300"
-    assert seqrec.main(["--input", str(shared_datasets / "seqrec" / "LastFM.txt"), "--output", str(out),
-                        "--sample-users", "300", "--seed", "0"]) == 0
+    assert (
+        seqrec.main(
+            [
+                "--input",
+                str(shared_datasets / "seqrec" / "LastFM.txt"),
+                "--output",
+                str(out),
+                "--sample-users",
+                "300",
+                "--seed",
+                "0",
+            ]
+        )
+        == 0
+    )
     # train_neg_sample_args: None is SASRec's CE loss, not the dataset (BPR on the same files needs negatives);
     # RecBole 1.2.1 asks for it on the command line for every CE model.
-    settings = {"epochs": 1, "show_progress": False, "state": "ERROR", "use_gpu": False, "train_batch_size": 2048,
-                "data_path": str(tmp_path / "data"), "MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 16,
-                "inner_size": 32, "n_layers": 1, "n_heads": 1, "train_neg_sample_args": None}
+    settings = {
+        "epochs": 1,
+        "show_progress": False,
+        "state": "ERROR",
+        "use_gpu": False,
+        "train_batch_size": 2048,
+        "data_path": str(tmp_path / "data"),
+        "MAX_ITEM_LIST_LENGTH": 10,
+        "hidden_size": 16,
+        "inner_size": 32,
+        "n_layers": 1,
+        "n_heads": 1,
+        "train_neg_sample_args": None,
+    }
     result = run_recbole_llm("SASRec", "lastfm300", config_dict=settings, saved=False)
     assert 0 <= result["test_result"]["ndcg@10"] <= 1

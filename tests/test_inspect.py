@@ -1,4 +1,5 @@
 """The dataset check flags splits whose targets the model cannot have learned."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,7 @@ def make_dataset(root: Path, name: str, unseen_test: bool, users: int = 30) -> P
 def run_inspect(capsys, root: Path, name: str, yaml_file: Path, *extra: str) -> list[str]:
     # Config reads <data_path>/<dataset>/<dataset>.yaml itself: no --config_files needed.
     assert yaml_file.is_file()
-    code = inspect.main([f"--dataset={name}", f"--data_path={root}",
-                         "--state=ERROR", "--use_gpu=False", *extra])
+    code = inspect.main([f"--dataset={name}", f"--data_path={root}", "--state=ERROR", "--use_gpu=False", *extra])
     assert code == 0
     return capsys.readouterr().out.splitlines()
 

@@ -4,6 +4,7 @@ Most tests convert from ``tests/data/raw`` (real rows cut from the public files,
 of the test suite) and compute what they expect from those raw files; the ``real_data`` tests check
 the documented counts of the full files in ``../shared/datasets`` and skip when it is absent.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST
 
 from dataset_converters._common import clean_text
 from recbole_llm.config import Config
@@ -26,6 +26,8 @@ from recbole_llm.data.download import DownloadError, download_file
 from recbole_llm.data.named_datasets import RawDataNotFoundError, prepare_named_dataset
 from recbole_llm.quick_start import run_recbole_llm
 from recbole_llm.text import item_texts
+
+from conftest import FAST
 
 BEAUTY_RAW = "amazon-2018-5core/All_Beauty_5.json.gz"
 GIFT_RAW = "amazon-2018-5core/Gift_Cards_5.json.gz"
@@ -53,8 +55,7 @@ def data_lines(path: Path) -> list[str]:
 
 def test_lightgcn_on_amazon_beauty_from_raw_files(tmp_path):
     """The acceptance run: nothing converted beforehand, raw files from RECBOLE_LLM_RAW_DATA."""
-    result = run_recbole_llm("LightGCN", "amazon-beauty", config_dict={**FAST, "data_path": str(tmp_path)},
-                             saved=False)
+    result = run_recbole_llm("LightGCN", "amazon-beauty", config_dict={**FAST, "data_path": str(tmp_path)}, saved=False)
     assert (tmp_path / "amazon-beauty" / "amazon-beauty.inter").is_file()
     assert 0 < result["test_result"]["recall@10"] <= 1
 
@@ -69,8 +70,9 @@ def test_present_atomic_files_are_used_without_converting(tmp_path, monkeypatch)
         raise AssertionError("converted although the atomic files were present")
 
     spec = named_datasets.NAMED_DATASETS["amazon-beauty"]
-    monkeypatch.setitem(named_datasets.NAMED_DATASETS, "amazon-beauty",
-                        dataclasses.replace(spec, convert=must_not_convert))
+    monkeypatch.setitem(
+        named_datasets.NAMED_DATASETS, "amazon-beauty", dataclasses.replace(spec, convert=must_not_convert)
+    )
     assert prepare_named_dataset(config) and inter.stat().st_mtime_ns == stamp
 
 
@@ -162,12 +164,18 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def test_download_checks_sha256(local_server, mini_raw, tmp_path):
     source = mini_raw / BEAUTY_RAW
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    target = download_file(f"{local_server}/{BEAUTY_RAW}", tmp_path / "a" / "All_Beauty_5.json.gz",
-                           sha256=digest, expected_size=source.stat().st_size, show_progress=False)
+    target = download_file(
+        f"{local_server}/{BEAUTY_RAW}",
+        tmp_path / "a" / "All_Beauty_5.json.gz",
+        sha256=digest,
+        expected_size=source.stat().st_size,
+        show_progress=False,
+    )
     assert target.read_bytes() == source.read_bytes()
     with pytest.raises(DownloadError, match="sha256"):
-        download_file(f"{local_server}/{BEAUTY_RAW}", tmp_path / "b" / "x.json.gz", sha256="0" * 64,
-                      show_progress=False)
+        download_file(
+            f"{local_server}/{BEAUTY_RAW}", tmp_path / "b" / "x.json.gz", sha256="0" * 64, show_progress=False
+        )
     with pytest.raises(DownloadError, match="404"):
         download_file(f"{local_server}/missing.json.gz", tmp_path / "b" / "y.json.gz", show_progress=False)
     assert list((tmp_path / "b").iterdir()) == []  # nothing half-downloaded is left
@@ -176,8 +184,12 @@ def test_download_checks_sha256(local_server, mini_raw, tmp_path):
 def test_named_dataset_downloads_missing_raw_file(local_server, mini_raw, tmp_path, monkeypatch):
     source = mini_raw / BEAUTY_RAW
     spec = named_datasets.NAMED_DATASETS["amazon-beauty"]
-    local = dataclasses.replace(spec.raw_files[0], url=f"{local_server}/{BEAUTY_RAW}",
-                                sha256=hashlib.sha256(source.read_bytes()).hexdigest(), size=source.stat().st_size)
+    local = dataclasses.replace(
+        spec.raw_files[0],
+        url=f"{local_server}/{BEAUTY_RAW}",
+        sha256=hashlib.sha256(source.read_bytes()).hexdigest(),
+        size=source.stat().st_size,
+    )
     raw = tmp_path / "raw"
     config = plain_config("amazon-beauty", tmp_path / "data", raw_data_path=str(raw), download_raw=True)
     monkeypatch.setitem(named_datasets.NAMED_DATASETS, "amazon-beauty", dataclasses.replace(spec, raw_files=(local,)))
@@ -246,15 +258,23 @@ def load_lastfm(raw_root: Path, data_path: Path):
 
 def load_scientific(raw_root: Path, data_path: Path):
     """scientific: the three pre-split files as they are, text for every item with a .text row."""
-    config = Config("SASRec", "scientific", config_dict={**FAST, "data_path": str(data_path),
-                                                        "raw_data_path": str(raw_root),
-                                                        "train_neg_sample_args": None})
+    config = Config(
+        "SASRec",
+        "scientific",
+        config_dict={
+            **FAST,
+            "data_path": str(data_path),
+            "raw_data_path": str(raw_root),
+            "train_neg_sample_args": None,
+        },
+    )
     ds = create_dataset(config)
     folder = raw_root / "amazon-2018-scientific"
     assert ds.file_size_list == [len(data_lines(folder / f"Scientific.{s}.inter")) for s in ("train", "valid", "test")]
     index = dict(line.split("\t") for line in (folder / "Scientific.item2index").read_text().splitlines())
-    with_text = {index[line.split("\t")[0]] for line in data_lines(folder / "Scientific.text")
-                 if line.split("\t")[0] in index}
+    with_text = {
+        index[line.split("\t")[0]] for line in data_lines(folder / "Scientific.text") if line.split("\t")[0] in index
+    }
     texts = item_texts(config, ds)
     assert sum(t is not None for t in texts) == len(with_text & set(ds.field2id_token[ds.iid_field][1:]))
     return ds, texts
@@ -262,8 +282,9 @@ def load_scientific(raw_root: Path, data_path: Path):
 
 def load_mind(raw_root: Path, data_path: Path):
     """mind-small: one row per click of the impressions (label 1 only), text for every news row."""
-    config = Config("BPR", "mind-small", config_dict={**FAST, "data_path": str(data_path),
-                                                     "raw_data_path": str(raw_root)})
+    config = Config(
+        "BPR", "mind-small", config_dict={**FAST, "data_path": str(data_path), "raw_data_path": str(raw_root)}
+    )
     ds = create_dataset(config)
     folder = raw_root / "mind-small-sample"
     behaviors = (folder / "behaviors.tsv").read_text(encoding="utf-8").splitlines()

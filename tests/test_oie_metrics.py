@@ -1,4 +1,5 @@
 """OIE metrics against brute force, on known orders, on random tables; padding/mask rows excluded."""
+
 from __future__ import annotations
 
 import itertools

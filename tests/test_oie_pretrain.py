@@ -1,4 +1,5 @@
 """OIE-inducing training: synthetic dataset, front negatives, cache, transfer modes, mapping checks."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from oie_helpers import TINY, single_thread, tiny_config, write_lastfm_slice
 
 from recbole_llm.compat import load_recbole_checkpoint
 from recbole_llm.oie.pretrain import FrontNegativeSampler
 from recbole_llm.oie.synthetic import OIEMappingError, check_same_mapping, synthetic_sequences, write_atomic
 from recbole_llm.oie.trainer import history_path
 from recbole_llm.quick_start import run_recbole_llm
+
+from oie_helpers import TINY, single_thread, tiny_config, write_lastfm_slice
 
 PRETRAIN = {"oie_num_sequences": 1000, "oie_pretrain_epochs": 2}
 
@@ -50,7 +52,7 @@ def test_front_negatives_are_larger_than_the_target():
     sampler = FrontNegativeSampler(n_items=101)  # ids 1..100
     positives = np.array([1, 50, 99, 100, 7])
     negatives = sampler.sample_by_user_ids(np.zeros(5), positives, 200).view(200, 5)
-    assert bool((negatives[:, :4 - 1] > torch.as_tensor(positives[:3])).all())
+    assert bool((negatives[:, : 4 - 1] > torch.as_tensor(positives[:3])).all())
     assert bool((negatives[:, 4] > 7).all()) and bool((negatives <= 100).all())
     assert bool((negatives[:, 3] < 100).all()) and bool((negatives[:, 3] >= 1).all())  # nothing above N
 

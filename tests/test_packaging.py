@@ -121,6 +121,24 @@ def test_installed_wheel_runs_from_an_empty_folder(tmp_path, wheel):
             "--profile_extrinsic=False",
             *_QUICK,
         ],
+        # Named datasets converted from the mini raw files (RECBOLE_LLM_RAW_DATA, set by conftest).
+        [
+            script,
+            "--model=ReviewGNN",
+            "--dataset=amazon-gift-cards",
+            f"--text_cache_dir={tmp_path / 'text_cache'}",
+            *_QUICK,
+        ],
+        [
+            script,
+            "--model=BSARec",
+            "--dataset=lastfm-seq",
+            "--oie_init=item_emb",
+            "--oie_pretrain_epochs=1",
+            "--oie_num_sequences=300",
+            "--MAX_ITEM_LIST_LENGTH=10",
+            *_QUICK,
+        ],
     ]
     for command in runs:
         result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300)

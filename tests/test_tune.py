@@ -1,4 +1,5 @@
 """Ray Tune search (recbole_llm.tune): real BPR searches on ml-100k through the entry point."""
+
 from __future__ import annotations
 
 import ast
@@ -40,11 +41,22 @@ def _write(path: Path, text: str) -> Path:
 def bpr_search(local_ray, tmp_path_factory):
     """A 2-trial x 2-epoch random search for BPR on ml-100k, run through the entry point."""
     folder = tmp_path_factory.mktemp("bpr_search")
-    space = _write(folder / "space.yaml", "learning_rate: {loguniform: [1.0e-3, 1.0e-2]}\n"
-                                          "embedding_size: {choice: [16, 32]}\n")
+    space = _write(
+        folder / "space.yaml", "learning_rate: {loguniform: [1.0e-3, 1.0e-2]}\nembedding_size: {choice: [16, 32]}\n"
+    )
     output = folder / "out"
-    code = main([f"--tune={space}", "--model=BPR", "--dataset=ml-100k", f"--output={output}", "--num_samples=2",
-                 "--epochs=2", "--grace_period=1", *FAST_FLAGS])
+    code = main(
+        [
+            f"--tune={space}",
+            "--model=BPR",
+            "--dataset=ml-100k",
+            f"--output={output}",
+            "--num_samples=2",
+            "--epochs=2",
+            "--grace_period=1",
+            *FAST_FLAGS,
+        ]
+    )
     return code, output
 
 
@@ -98,8 +110,18 @@ def test_best_yaml_reruns_through_entry_point_and_reproduces_valid_metric(bpr_se
 def test_failing_trial_is_reported_and_search_goes_on(local_ray, tmp_path):
     # embedding_size -1 passes RecBole's Config but makes the model constructor raise inside the trial
     space = _write(tmp_path / "space.yaml", "embedding_size: {grid: [16, -1]}\n")
-    code = main([f"--tune={space}", "--model=BPR", "--dataset=ml-100k", f"--output={tmp_path / 'out'}",
-                 "--num_samples=1", "--epochs=1", "--scheduler=fifo", *FAST_FLAGS])
+    code = main(
+        [
+            f"--tune={space}",
+            "--model=BPR",
+            "--dataset=ml-100k",
+            f"--output={tmp_path / 'out'}",
+            "--num_samples=1",
+            "--epochs=1",
+            "--scheduler=fifo",
+            *FAST_FLAGS,
+        ]
+    )
     assert code == 0
     trials = pd.read_csv(tmp_path / "out" / "trials.csv").set_index("param.embedding_size")
     assert trials.loc[-1, "status"] == "error"
@@ -125,8 +147,9 @@ def test_failing_trial_is_reported_and_search_goes_on(local_ray, tmp_path):
         ("embedding_size: {choice: [16]}\n", ["--num_samples=two"], ["num_samples"]),
     ],
 )
-def test_invalid_search_fails_before_any_trial_naming_the_key(tmp_path, capsys, monkeypatch, space_text, extra,
-                                                               expected):
+def test_invalid_search_fails_before_any_trial_naming_the_key(
+    tmp_path, capsys, monkeypatch, space_text, extra, expected
+):
     def ray_must_not_start(*args, **kwargs):
         raise AssertionError("Ray started for an invalid search")
 

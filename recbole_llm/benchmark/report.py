@@ -229,7 +229,6 @@ def _settings(values: dict[str, Any]) -> str:
     return ", ".join(f"`{k}: {v}`" for k, v in values.items()) or "none"
 
 
-
 def header_lines(
     suite: Suite,
     command: str,

@@ -3,6 +3,7 @@
 The file is streamed to a temporary file beside the destination and renamed into place only
 after its checksum matched, so an interrupted or corrupted download never looks like a raw file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,8 +31,14 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def download_file(url: str, destination: str | Path, sha256: str | None = None,
-                  expected_size: int | None = None, timeout: float = 60.0, show_progress: bool = True) -> Path:
+def download_file(
+    url: str,
+    destination: str | Path,
+    sha256: str | None = None,
+    expected_size: int | None = None,
+    timeout: float = 60.0,
+    show_progress: bool = True,
+) -> Path:
     """Fetch ``url`` to ``destination`` (kept if already there with the right checksum).
 
     Raises :class:`DownloadError` on HTTP/network errors, a size mismatch or a sha256 mismatch;
@@ -52,8 +59,9 @@ def download_file(url: str, destination: str | Path, sha256: str | None = None,
                 raise DownloadError(f"Cannot download {url}: {err}") from err
             with response:
                 total = int(response.headers.get("Content-Length") or 0) or expected_size
-                with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name,
-                          disable=not show_progress) as bar:
+                with tqdm(
+                    total=total, unit="B", unit_scale=True, desc=destination.name, disable=not show_progress
+                ) as bar:
                     for chunk in iter(lambda: response.read(_CHUNK), b""):
                         out.write(chunk)
                         digest.update(chunk)

@@ -10,6 +10,7 @@ targets; metrics then swing between seeds and say nothing about the model.
 
 :func:`dataset_summary` is the one- or two-line version logged at every run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,12 @@ def _column(dataset, field_name: str) -> np.ndarray:
 def _spread(counts: np.ndarray) -> dict[str, float]:
     if counts.size == 0:
         return {"mean": 0.0, "median": 0.0, "min": 0, "max": 0}
-    return {"mean": float(counts.mean()), "median": float(np.median(counts)), "min": int(counts.min()),
-            "max": int(counts.max())}
+    return {
+        "mean": float(counts.mean()),
+        "median": float(np.median(counts)),
+        "min": int(counts.min()),
+        "max": int(counts.max()),
+    }
 
 
 def dataset_statistics(dataset) -> dict[str, Any]:
@@ -42,9 +47,12 @@ def dataset_statistics(dataset) -> dict[str, Any]:
     per_user = np.bincount(_column(dataset, dataset.uid_field).astype(np.int64), minlength=dataset.user_num)[1:]
     per_item = np.bincount(_column(dataset, dataset.iid_field).astype(np.int64), minlength=dataset.item_num)[1:]
     return {
-        "users": users, "items": items, "interactions": interactions,
+        "users": users,
+        "items": items,
+        "interactions": interactions,
         "density": interactions / (users * items) if users and items else 0.0,
-        "per_user": _spread(per_user[per_user > 0]), "per_item": _spread(per_item[per_item > 0]),
+        "per_user": _spread(per_user[per_user > 0]),
+        "per_item": _spread(per_item[per_item > 0]),
         "items_without_interactions": int((per_item == 0).sum()),
     }
 
@@ -92,12 +100,16 @@ def split_warnings(splits: dict[str, dict[str, float]], threshold: float = DEFAU
         if not stats or not stats["targets"]:
             continue
         if stats["unseen_share"] > threshold:
-            lines.append(f"WARNING: {stats['unseen_share']:.1%} of {name} targets never occur in training "
-                         f"(threshold {threshold:.0%}): the model cannot rank them from interactions; metrics will "
-                         "swing between seeds")
+            lines.append(
+                f"WARNING: {stats['unseen_share']:.1%} of {name} targets never occur in training "
+                f"(threshold {threshold:.0%}): the model cannot rank them from interactions; metrics will "
+                "swing between seeds"
+            )
         if stats["top_target_share"] > threshold:
-            lines.append(f"WARNING: one item ({stats['top_target']}) is {stats['top_target_share']:.1%} of {name} "
-                         f"targets (threshold {threshold:.0%}): metrics mostly measure that item's rank")
+            lines.append(
+                f"WARNING: one item ({stats['top_target']}) is {stats['top_target_share']:.1%} of {name} "
+                f"targets (threshold {threshold:.0%}): metrics mostly measure that item's rank"
+            )
     return lines
 
 
@@ -105,44 +117,61 @@ def dataset_summary(config, dataset, built_splits: Sequence[Any], threshold: flo
     """One line (two with a warning) for the run log: size, density, and the split's trust numbers."""
     stats = dataset_statistics(dataset)
     splits = split_statistics(config, built_splits)
-    line = (f"{config['dataset']}: {stats['users']:,} users, {stats['items']:,} items, "
-            f"{stats['interactions']:,} interactions (density {stats['density']:.2%})")
+    line = (
+        f"{config['dataset']}: {stats['users']:,} users, {stats['items']:,} items, "
+        f"{stats['interactions']:,} interactions (density {stats['density']:.2%})"
+    )
     for name in ("valid", "test"):
         if name in splits and splits[name]["targets"]:
-            line += (f"; {name} targets unseen in training {splits[name]['unseen_share']:.1%}, "
-                     f"top target {splits[name]['top_target_share']:.1%}")
+            line += (
+                f"; {name} targets unseen in training {splits[name]['unseen_share']:.1%}, "
+                f"top target {splits[name]['top_target_share']:.1%}"
+            )
     warnings = split_warnings(splits, threshold)
     return line + (f"\n{'; '.join(warnings)}" if warnings else "")
 
 
 def format_report(config, stats: dict[str, Any], splits: dict[str, dict[str, float]], threshold: float) -> str:
     """The full ``inspect`` text."""
-    size = (f"  users {stats['users']:,}, items {stats['items']:,}, interactions {stats['interactions']:,}, "
-            f"density {stats['density']:.4%}")
+    size = (
+        f"  users {stats['users']:,}, items {stats['items']:,}, interactions {stats['interactions']:,}, "
+        f"density {stats['density']:.4%}"
+    )
     lines = [f"Dataset {config['dataset']} ({config['data_path']})", size]
     for who in ("user", "item"):
         spread = stats[f"per_{who}"]
-        lines.append(f"  interactions per {who}: mean {spread['mean']:.2f}, median {spread['median']:g}, "
-                     f"min {spread['min']}, max {spread['max']}")
+        lines.append(
+            f"  interactions per {who}: mean {spread['mean']:.2f}, median {spread['median']:g}, "
+            f"min {spread['min']}, max {spread['max']}"
+        )
     if stats["items_without_interactions"]:
         lines.append(f"  items without interactions (only in the item file): {stats['items_without_interactions']:,}")
     lines.append(f"Split {config['eval_args']}: train {splits['train']['rows']:,} rows")
     for name in ("valid", "test"):
         if name in splits:
             s = splits[name]
-            lines.append(f"  {name}: {s['targets']:,} targets; never seen in training {s['unseen_share']:.1%}; "
-                         f"most frequent target {s.get('top_target', '-')} takes {s['top_target_share']:.1%}")
+            lines.append(
+                f"  {name}: {s['targets']:,} targets; never seen in training {s['unseen_share']:.1%}; "
+                f"most frequent target {s.get('top_target', '-')} takes {s['top_target_share']:.1%}"
+            )
     return "\n".join(lines + split_warnings(splits, threshold))
 
 
 def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="run_recbole_llm.py inspect", allow_abbrev=False,
-                                     description="Check a dataset and its evaluation split before training.")
+    parser = argparse.ArgumentParser(
+        prog="run_recbole_llm.py inspect",
+        allow_abbrev=False,
+        description="Check a dataset and its evaluation split before training.",
+    )
     parser.add_argument("--dataset", required=True, help="dataset name (folder under data_path)")
     parser.add_argument("--model", default=INSPECT_MODEL, help="model whose split settings to use (default BPR)")
     parser.add_argument("--config_files", default="", help="comma-separated yaml files (as for a run)")
-    parser.add_argument("--warn_threshold", type=float, default=DEFAULT_WARN_THRESHOLD,
-                        help="warn when the unseen or top-target share of a split passes this (default 0.5)")
+    parser.add_argument(
+        "--warn_threshold",
+        type=float,
+        default=DEFAULT_WARN_THRESHOLD,
+        help="warn when the unseen or top-target share of a split passes this (default 0.5)",
+    )
     return parser.parse_known_args(list(argv))
 
 

@@ -13,6 +13,7 @@ ml-100k: ``class``, its genre ``token_seq`` field; load it with ``load_col: {ite
 class]}``). RecBole's collector does not know this resource: ``recbole_llm.compat`` extends
 ``Collector.data_collect`` to add ``data.item_categories`` when a metric asks for it.
 """
+
 from __future__ import annotations
 
 import math

@@ -10,6 +10,7 @@ Recommender Systems"; definitions from the authors' code ``refaldiputra/OIE-SRS`
 - Both are also reported relative to a seeded random Gaussian table of the same shape:
   ``(value - random) / random * 100``.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -18,8 +19,12 @@ import torch
 from torch import nn
 
 __all__ = [
-    "item_embedding_table", "max_pairwise_distance", "average_adjacent_distance", "sequential_alignment",
-    "random_reference", "oie_metrics",
+    "item_embedding_table",
+    "max_pairwise_distance",
+    "average_adjacent_distance",
+    "sequential_alignment",
+    "random_reference",
+    "oie_metrics",
 ]
 
 

@@ -1,8 +1,9 @@
 """OIE plots (matplotlib, PNG): AAE/SA over training epochs; cosine-similarity heatmaps of item rows."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 
@@ -34,16 +35,12 @@ def plot_oie_history(histories: Mapping[str, Sequence[dict]], path: str | Path, 
         left.axhline(first[0]["aae_random"], color="grey", ls="--", lw=1, label="random table")
         right.axhline(first[0]["sa_random"], color="grey", ls="--", lw=1, label="random table")
     right.legend(fontsize=7)
-    figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, title, path)
 
 
-def plot_cosine_heatmaps(tables: Mapping[str, torch.Tensor], path: str | Path, first: int = 50, title: str = "") -> Path:
+def plot_cosine_heatmaps(
+    tables: Mapping[str, torch.Tensor], path: str | Path, first: int = 50, title: str = ""
+) -> Path:
     """Cosine similarity among the first ``first`` item rows (ids 1..first) of each table, side by side."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 4.4), squeeze=False)
@@ -57,6 +54,11 @@ def plot_cosine_heatmaps(tables: Mapping[str, torch.Tensor], path: str | Path, f
         axis.set_xticks(ticks, [t + 1 for t in ticks])
         axis.set_yticks(ticks, [t + 1 for t in ticks])
         figure.colorbar(image, ax=axis, fraction=0.046)
+    return _save(plt, figure, title, path)
+
+
+def _save(plt, figure, title: str, path: str | Path) -> Path:
+    """Title, layout and PNG file of a finished figure (its folder is created); the figure is closed."""
     figure.suptitle(title)
     figure.tight_layout()
     path = Path(path)

@@ -5,6 +5,7 @@ contiguous sub-runs of those runs are added until there are ``num_sequences`` se
 as a RecBole atomic ``.inter`` file whose rows list the runs first, so RecBole's first-appearance
 remapping gives token k -> internal id k (checked after loading by :func:`check_literal_ids`).
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,12 @@ class OIEMappingError(ValueError):
 
 
 def synthetic_sequences(
-    n_items: int, num_sequences: int = 25000, run_length: int = 20, min_subrun: int = 3,
-    max_subrun: int = 18, seed: int = 2020,
+    n_items: int,
+    num_sequences: int = 25000,
+    run_length: int = 20,
+    min_subrun: int = 3,
+    max_subrun: int = 18,
+    seed: int = 2020,
 ) -> list[np.ndarray]:
     """Runs ``[1..20], [21..40], ...`` covering 1..N, then seeded random contiguous sub-runs."""
     if n_items < 2:

@@ -4,6 +4,7 @@
 ``item_text_embeddings`` / ``user_text_embeddings`` / ``interaction_text_embeddings`` give a model
 embeddings aligned with RecBole's internal ids, plus a mask of which ids really have text.
 """
+
 from recbole_llm.text.encoder import DEFAULT_TEXT_ENCODER, EmbeddingCache, TextEncoder
 from recbole_llm.text.features import (
     TextEmbeddings,

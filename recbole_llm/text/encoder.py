@@ -5,6 +5,7 @@ rerun, another model or another process reading the same texts gets them back wi
 transformer at all. Cache shards are written to a temporary file and renamed into place, so a
 reader never sees a half-written shard and concurrent writers never corrupt each other.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from recbole_llm.config import setting
 
 logger = logging.getLogger(__name__)
@@ -322,7 +324,7 @@ class TextEncoder:
         flushed = 0
         with tqdm(total=len(texts), desc=f"Encoding texts ({self.id})", unit="text", dynamic_ncols=True) as bar:
             for start in range(0, len(texts), self.batch_size):
-                pending.append(self._encode_uncached(texts[start: start + self.batch_size]))
+                pending.append(self._encode_uncached(texts[start : start + self.batch_size]))
                 bar.update(len(pending[-1]))
                 end = start + len(pending[-1])
                 if end - flushed >= self.cache_chunk or end == len(texts):
@@ -359,7 +361,6 @@ class TextEncoder:
             cache_dir=cache_dir,
             show_progress=bool(setting(config, "show_progress")),
         )
-
 
 
 def _dataset_cache_dir(data_path) -> Path:

@@ -5,6 +5,7 @@ by re-reading files: token fields map back to their strings through ``dataset.fi
 Ids without text get ``mask == False`` (and a zero row), so no model mistakes a missing text for
 a real embedding.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,8 @@ import numpy as np
 import torch
 from recbole.utils import FeatureType
 
-from recbole_llm.text.encoder import TextEncoder
 from recbole_llm.config import setting
+from recbole_llm.text.encoder import TextEncoder
 
 DEFAULT_SEPARATOR = ". "
 
@@ -42,7 +43,6 @@ class TextEmbeddings:
 
     def to(self, device) -> TextEmbeddings:
         return TextEmbeddings(self.embeddings.to(device), self.mask.to(device))
-
 
 
 def _fields_from_config(config, key: str, fields) -> list[str]:

@@ -40,6 +40,7 @@ The package, one module per job: ``space`` (read, check, convert a search space)
 (``TuneOptions``), ``trainable`` (one trial, reporting through ``TuneReportMixin``), ``report``
 (trials table, ``trials.md``, ``best.yaml``), ``runner`` (``run_tune``) and ``cli`` (the flags).
 """
+
 from __future__ import annotations
 
 from recbole_llm.tune.cli import run_from_cli, split_tune_flags

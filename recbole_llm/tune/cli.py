@@ -1,4 +1,5 @@
 """``python run_recbole_llm.py --tune=<space> --model=X ...``: the tuning flags and the exit status."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,9 +14,18 @@ from recbole_llm.tune.space import SearchSpaceError
 
 # The tuning flags (fields of TuneOptions set from the command line) and how each is read.
 OPTION_TYPES: dict[str, type] = {
-    "num_samples": int, "search_alg": str, "scheduler": str, "grace_period": int, "reduction_factor": float,
-    "cpus_per_trial": float, "gpus_per_trial": float, "max_concurrent": int, "time_budget_s": float,
-    "ray_address": str, "ray_num_cpus": int, "verbose": int,
+    "num_samples": int,
+    "search_alg": str,
+    "scheduler": str,
+    "grace_period": int,
+    "reduction_factor": float,
+    "cpus_per_trial": float,
+    "gpus_per_trial": float,
+    "max_concurrent": int,
+    "time_budget_s": float,
+    "ray_address": str,
+    "ray_num_cpus": int,
+    "verbose": int,
 }
 
 
@@ -38,7 +48,9 @@ def split_tune_flags(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str
 def _command_line(args: argparse.Namespace, overrides: Sequence[str]) -> str:
     """The command as typed (normalised), for the report and ``best.yaml``'s header."""
     flags = [f"--tune={args.tune}", f"--model={args.model}"]
-    flags += [f"--{name}={getattr(args, name)}" for name in ("dataset", "config_files", "output") if getattr(args, name)]
+    flags += [
+        f"--{name}={getattr(args, name)}" for name in ("dataset", "config_files", "output") if getattr(args, name)
+    ]
     return "python run_recbole_llm.py " + " ".join(shlex.quote(a) for a in [*flags, *overrides])
 
 
@@ -48,8 +60,9 @@ def run_from_cli(args: argparse.Namespace, overrides: Sequence[str]) -> int:
         tune_flags, config_overrides = split_tune_flags(overrides)
         options = TuneOptions(output=args.output, **tune_flags)
         config_files = args.config_files.strip().split(" ") if args.config_files else None
-        summary = run_tune(args.model, args.dataset, args.tune, config_files, config_overrides, options,
-                           _command_line(args, overrides))
+        summary = run_tune(
+            args.model, args.dataset, args.tune, config_files, config_overrides, options, _command_line(args, overrides)
+        )
     except (SearchSpaceError, FileNotFoundError) as exc:  # FileNotFoundError: dataset or raw files missing
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
 """How a search runs: the tuning options of ``run_tune`` (the ``--num_samples=..`` flags of the entry point)."""
+
 from __future__ import annotations
 
 import importlib

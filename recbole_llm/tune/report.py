@@ -1,4 +1,5 @@
 """What a search leaves behind: the trials table (csv and markdown) and ``best.yaml``, which reruns the best trial."""
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,13 @@ import yaml
 from recbole_llm.tune.space import plain
 
 # Ray's per-trial columns (last report) -> the names of our table.
-_LAST_REPORT_COLUMNS = {"logdir": "trial_dir", "best_valid_score": "best_valid_score", "epoch": "epochs",
-                        "finished": "finished", "time_total_s": "seconds"}
+_LAST_REPORT_COLUMNS = {
+    "logdir": "trial_dir",
+    "best_valid_score": "best_valid_score",
+    "epoch": "epochs",
+    "finished": "finished",
+    "time_total_s": "seconds",
+}
 
 
 @dataclass
@@ -58,12 +64,15 @@ def _error_line(error: BaseException | None) -> str:
 
 def _outcomes(results, searched: Sequence[str]) -> pd.DataFrame:
     """Per trial what only Ray's Result objects know: its sampled values and its error (also with no report)."""
-    rows = [{
-        "trial": (result.metrics or {}).get("trial_id") or Path(result.path).name,
-        **{f"param.{k}": plain((result.config or {}).get(k)) for k in searched},
-        "error": _error_line(result.error),
-        "trial_dir": str(result.path),
-    } for result in results]
+    rows = [
+        {
+            "trial": (result.metrics or {}).get("trial_id") or Path(result.path).name,
+            **{f"param.{k}": plain((result.config or {}).get(k)) for k in searched},
+            "error": _error_line(result.error),
+            "trial_dir": str(result.path),
+        }
+        for result in results
+    ]
     return pd.DataFrame(rows, columns=["trial", *(f"param.{k}" for k in searched), "error", "trial_dir"])
 
 
@@ -84,10 +93,19 @@ def trials_table(results, searched: Sequence[str], mode: str) -> pd.DataFrame:
     table["seconds"] = table["seconds"].astype(float).round(1)
     table["status"] = np.select(
         [table["error"] != "", table["finished"].astype("boolean").fillna(False).to_numpy(dtype=bool)],
-        ["error", "completed"], "stopped early",
+        ["error", "completed"],
+        "stopped early",
     )
-    first = ["trial", *(f"param.{k}" for k in searched), "best_valid_score", "best_epoch", "epochs", "status",
-             "error", "seconds"]
+    first = [
+        "trial",
+        *(f"param.{k}" for k in searched),
+        "best_valid_score",
+        "best_epoch",
+        "epochs",
+        "status",
+        "error",
+        "seconds",
+    ]
     table = table[[*first, *(c for c in table.columns if c.startswith("valid.")), "trial_dir"]]
     table = table.sort_values("best_valid_score", ascending=mode == "min", na_position="last", kind="stable")
     return table.reset_index(drop=True)
@@ -133,8 +151,10 @@ def _write_best_yaml(path: Path, best: dict[str, Any], record: SearchRecord, rer
     if best["status"] != "completed":
         values["epochs"] = int(best["epochs"])  # reproduce what was observed, not an unseen longer run
     header = [
-        (f"Best trial {best['trial']} of a Ray Tune search ({best['status']}): {record.metric} = "
-         f"{best['best_valid_score']:.6g} on the validation split (epoch {best['best_epoch']:.0f})."),
+        (
+            f"Best trial {best['trial']} of a Ray Tune search ({best['status']}): {record.metric} = "
+            f"{best['best_valid_score']:.6g} on the validation split (epoch {best['best_epoch']:.0f})."
+        ),
         f"Search command: {record.command}",
         f"Rerun: {rerun}",
     ]
@@ -145,15 +165,19 @@ def _write_best_yaml(path: Path, best: dict[str, Any], record: SearchRecord, rer
 def _header(table: pd.DataFrame, record: SearchRecord) -> list[str]:
     counts = table["status"].value_counts().to_dict() if len(table) else {}
     lines = [
-        (f"Ray Tune search: {record.model} on {record.dataset}, metric {record.metric} on the validation split "
-         f"({record.mode})"),
+        (
+            f"Ray Tune search: {record.model} on {record.dataset}, metric {record.metric} on the validation split "
+            f"({record.mode})"
+        ),
         f"Command: `{record.command}`",
         record.setup,
         f"Trials: {len(table)} ({', '.join(f'{v} {k}' for k, v in counts.items())}), {record.elapsed_s:.0f} s in all",
     ]
     if counts.get("error"):
-        lines.append("Errors: the full traceback of a failed trial is in `error.txt` of its folder "
-                     "(column trial_dir of trials.csv)")
+        lines.append(
+            "Errors: the full traceback of a failed trial is in `error.txt` of its folder "
+            "(column trial_dir of trials.csv)"
+        )
     return lines
 
 
@@ -165,11 +189,16 @@ def write_report(output_dir: Path, table: pd.DataFrame, record: SearchRecord) ->
     best, best_yaml, rerun = pick_best(table), None, None
     if best is not None:
         best_yaml = output_dir / "best.yaml"
-        rerun = (f"python run_recbole_llm.py --model={record.model} --dataset={record.dataset} "
-                 f"--config_files={shlex.quote(str(best_yaml))}")
+        rerun = (
+            f"python run_recbole_llm.py --model={record.model} --dataset={record.dataset} "
+            f"--config_files={shlex.quote(str(best_yaml))}"
+        )
         _write_best_yaml(best_yaml, best, record, rerun)
-        header.insert(4, f"Best: trial {best['trial']}, {record.metric} = {best['best_valid_score']:.6g}; "
-                         f"config `{best_yaml.name}`; rerun: `{rerun}`")
+        header.insert(
+            4,
+            f"Best: trial {best['trial']}, {record.metric} = {best['best_valid_score']:.6g}; "
+            f"config `{best_yaml.name}`; rerun: `{rerun}`",
+        )
     else:
         header.insert(4, "Best: none (no trial produced a validation result)")
     markdown = _markdown(table, [f"# {header[0]}", "", *[f"- {line}" for line in header[1:]]])

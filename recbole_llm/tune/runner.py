@@ -1,4 +1,5 @@
 """``run_tune``: check everything, start (or join) Ray, run the trials, write the report."""
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,14 @@ from recbole_llm.tune.space import (
 from recbole_llm.tune.trainable import TrialSettings, trainable
 
 # Environment the trials need on every node (a cluster's workers do not share the driver's env).
-FORWARDED_ENV = ("RECBOLE_LLM_RAW_DATA", "RECBOLE_LLM_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-                 "TOKENIZERS_PARALLELISM", "HF_HOME")
+FORWARDED_ENV = (
+    "RECBOLE_LLM_RAW_DATA",
+    "RECBOLE_LLM_CACHE",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "TOKENIZERS_PARALLELISM",
+    "HF_HOME",
+)
 
 
 @dataclass
@@ -105,8 +112,12 @@ def _scheduler(options: TuneOptions, max_reports: int):
 
     if options.scheduler == "fifo":
         return FIFOScheduler()
-    return ASHAScheduler(time_attr="training_iteration", max_t=max_reports, grace_period=options.grace(max_reports),
-                         reduction_factor=options.reduction_factor)
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=max_reports,
+        grace_period=options.grace(max_reports),
+        reduction_factor=options.reduction_factor,
+    )
 
 
 def _max_reports(probe, space: SearchSpace) -> int:
@@ -148,9 +159,12 @@ def _plan(model, dataset, search_space, config_file_list, cmd_args, options: Tun
     output_dir.mkdir(parents=True, exist_ok=True)
     fixed = fixed_settings(space, probe)
     settings = TrialSettings(
-        model=probe["model"], dataset=probe["dataset"], config_file_list=config_files,
+        model=probe["model"],
+        dataset=probe["dataset"],
+        config_file_list=config_files,
         config_dict={**fixed, **_absolute_paths(probe, fixed)},
-        cpus_per_trial=options.cpus_per_trial, gpus_per_trial=options.gpus_per_trial,
+        cpus_per_trial=options.cpus_per_trial,
+        gpus_per_trial=options.gpus_per_trial,
     )
     mode = "max" if probe["valid_metric_bigger"] else "min"
     return _Plan(space, probe, settings, output_dir, mode, search_alg, _max_reports(probe, space))
@@ -165,15 +179,19 @@ def _tuner(plan: _Plan, options: TuneOptions):
         tune.with_resources(tune.with_parameters(trainable, settings=plan.settings), resources),
         param_space=to_ray_space(plan.space),
         tune_config=tune.TuneConfig(
-            metric="valid_score", mode=plan.mode,
+            metric="valid_score",
+            mode=plan.mode,
             search_alg=plan.search_alg,
             scheduler=_scheduler(options, plan.max_reports),
-            num_samples=options.num_samples, time_budget_s=options.time_budget_s,
+            num_samples=options.num_samples,
+            time_budget_s=options.time_budget_s,
             max_concurrent_trials=options.max_concurrent if options.search_alg != "random" else None,
             chdir_to_trial_dir=True,
         ),
         run_config=air.RunConfig(
-            name="ray", storage_path=str(plan.output_dir), verbose=options.verbose,
+            name="ray",
+            storage_path=str(plan.output_dir),
+            verbose=options.verbose,
             failure_config=air.FailureConfig(max_failures=0, fail_fast=False),
         ),
     )
@@ -182,14 +200,25 @@ def _tuner(plan: _Plan, options: TuneOptions):
 def _record(plan: _Plan, options: TuneOptions, command: str, elapsed_s: float) -> SearchRecord:
     """The report's description of the search and the settings ``best.yaml`` starts from."""
     probe = plan.probe
-    asha = (f" (max {plan.max_reports} evaluations, grace {options.grace(plan.max_reports)}, "
-            f"reduction {options.reduction_factor:g})" if options.scheduler == "asha" else "")
-    setup = (f"Search: {options.search_alg}, scheduler {options.scheduler}{asha}, num_samples {options.num_samples}, "
-             f"{options.cpus_per_trial:g} CPU / {options.gpus_per_trial:g} GPU per trial")
+    asha = (
+        f" (max {plan.max_reports} evaluations, grace {options.grace(plan.max_reports)}, "
+        f"reduction {options.reduction_factor:g})"
+        if options.scheduler == "asha"
+        else ""
+    )
+    setup = (
+        f"Search: {options.search_alg}, scheduler {options.scheduler}{asha}, num_samples {options.num_samples}, "
+        f"{options.cpus_per_trial:g} CPU / {options.gpus_per_trial:g} GPU per trial"
+    )
     return SearchRecord(
-        model=probe["model"], dataset=probe["dataset"], metric=probe["valid_metric"].lower(),
-        mode=plan.mode, command=command, setup=setup,
-        searched=list(plan.space), base_settings={**probe.file_config_dict, **fixed_settings(plan.space, probe)},
+        model=probe["model"],
+        dataset=probe["dataset"],
+        metric=probe["valid_metric"].lower(),
+        mode=plan.mode,
+        command=command,
+        setup=setup,
+        searched=list(plan.space),
+        base_settings={**probe.file_config_dict, **fixed_settings(plan.space, probe)},
         elapsed_s=elapsed_s,
     )
 

@@ -2,6 +2,7 @@
 
 Everything here runs before Ray starts, so a mistake in a space costs seconds, not a cluster.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,8 +29,21 @@ DISTRIBUTIONS: dict[str, int | None] = {
     "randint": 2,
 }
 # Keys a search may not vary: they select what is run and where, not how it is trained.
-NOT_SEARCHABLE = {"model", "dataset", "data_path", "checkpoint_dir", "device", "gpu_id", "use_gpu",
-                  "local_rank", "nproc", "world_size", "valid_metric", "metrics", "eval_args"}
+NOT_SEARCHABLE = {
+    "model",
+    "dataset",
+    "data_path",
+    "checkpoint_dir",
+    "device",
+    "gpu_id",
+    "use_gpu",
+    "local_rank",
+    "nproc",
+    "world_size",
+    "valid_metric",
+    "metrics",
+    "eval_args",
+}
 
 
 class SearchSpaceError(ValueError):

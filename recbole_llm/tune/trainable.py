@@ -1,4 +1,5 @@
 """One trial: runs inside a Ray worker, in its own trial folder, and reports every validation to Ray."""
+
 from __future__ import annotations
 
 import os
@@ -40,17 +41,22 @@ class TuneReportMixin:
         valid_score, valid_result = super()._valid_epoch(*args, **kwargs)
         self.tune_reports += 1
         best, _, stop, _ = early_stopping(
-            valid_score, self.best_valid_score, self.cur_step, max_step=self.stopping_step,
+            valid_score,
+            self.best_valid_score,
+            self.cur_step,
+            max_step=self.stopping_step,
             bigger=self.valid_metric_bigger,
         )
         epoch = self.tune_reports * self.eval_step
-        session.report({
-            **{str(k): float(v) for k, v in dict(valid_result).items()},
-            "valid_score": float(valid_score),
-            "best_valid_score": float(best),
-            "epoch": epoch,
-            "finished": bool(stop or epoch + self.eval_step > self.epochs),
-        })
+        session.report(
+            {
+                **{str(k): float(v) for k, v in dict(valid_result).items()},
+                "valid_score": float(valid_score),
+                "best_valid_score": float(best),
+                "epoch": epoch,
+                "finished": bool(stop or epoch + self.eval_step > self.epochs),
+            }
+        )
         return valid_score, valid_result
 
 

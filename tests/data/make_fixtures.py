@@ -31,6 +31,7 @@ bytes. Usage (from the project root; the real folder defaults to ``../shared/dat
 
 The whole folder must stay under 2 MB (checked at the end).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,8 +92,9 @@ def kcore_pairs(pairs: set[tuple[str, str]], k: int) -> set[tuple[str, str]]:
         pairs = kept
 
 
-def cut_amazon_reviews(source: Path, target: Path, n_users: int, rng: random.Random,
-                       keep_core_users: bool = False) -> set[str]:
+def cut_amazon_reviews(
+    source: Path, target: Path, n_users: int, rng: random.Random, keep_core_users: bool = False
+) -> set[str]:
     """Every review of a seeded sample of users (+ one user with a repeated pair, one with an empty review).
 
     ``keep_core_users``: also keep every user of the file's 5-core after deduplication, so the mini
@@ -131,19 +133,26 @@ def cut_sequences(source: Path, target: Path, n_users: int) -> tuple[set[str], i
 
 def cut_beauty_text(source: Path, target: Path, users: set[str], n_items: int) -> None:
     """The amazon-2014-beauty files of exactly the kept beauty-seq users and items."""
-    item_map = keep_rows(read_lines(source / "DERIVED_s3rec_item_id2asin.tsv"),
-                         lambda row: int(field(row, 0)) <= n_items, header=True)
-    user_map = keep_rows(read_lines(source / "DERIVED_s3rec_user_id2reviewerID.tsv"),
-                         lambda row: field(row, 0) in users, header=True)
+    item_map = keep_rows(
+        read_lines(source / "DERIVED_s3rec_item_id2asin.tsv"), lambda row: int(field(row, 0)) <= n_items, header=True
+    )
+    user_map = keep_rows(
+        read_lines(source / "DERIVED_s3rec_user_id2reviewerID.tsv"), lambda row: field(row, 0) in users, header=True
+    )
     asins = {field(row, 1) for row in item_map[1:]}
     reviewers = {field(row, 1) for row in user_map[1:]}
     write_lines(target / "DERIVED_s3rec_item_id2asin.tsv", item_map)
     write_lines(target / "DERIVED_s3rec_user_id2reviewerID.tsv", user_map)
-    write_lines(target / "user_sequence_asin.txt",
-                keep_rows(read_lines(source / "user_sequence_asin.txt"),
-                          lambda row: field(row, 0, b" ") in reviewers, header=False))
-    write_lines(target / "Amazon_Beauty.item",
-                keep_rows(read_lines(source / "Amazon_Beauty.item"), lambda row: field(row, 0) in asins, header=True))
+    write_lines(
+        target / "user_sequence_asin.txt",
+        keep_rows(
+            read_lines(source / "user_sequence_asin.txt"), lambda row: field(row, 0, b" ") in reviewers, header=False
+        ),
+    )
+    write_lines(
+        target / "Amazon_Beauty.item",
+        keep_rows(read_lines(source / "Amazon_Beauty.item"), lambda row: field(row, 0) in asins, header=True),
+    )
 
 
 def cut_lastfm(source: Path, target: Path, n_users: int, rng: random.Random) -> None:
@@ -153,8 +162,10 @@ def cut_lastfm(source: Path, target: Path, n_users: int, rng: random.Random) -> 
     kept = keep_rows(inter, lambda row: field(row, 0) in chosen, header=True)
     artists = {field(row, 1) for row in kept[1:]}
     write_lines(target / "lastfm.inter", kept)
-    write_lines(target / "lastfm.item",
-                keep_rows(read_lines(source / "lastfm.item"), lambda row: field(row, 0) in artists, header=True))
+    write_lines(
+        target / "lastfm.item",
+        keep_rows(read_lines(source / "lastfm.item"), lambda row: field(row, 0) in artists, header=True),
+    )
 
 
 def cut_scientific(source: Path, target: Path, n_users: int) -> None:
@@ -162,20 +173,25 @@ def cut_scientific(source: Path, target: Path, n_users: int) -> None:
     users = {str(u) for u in range(n_users)}
     items: set[str] = set()
     for split in ("train", "valid", "test"):
-        kept = keep_rows(read_lines(source / f"Scientific.{split}.inter"), lambda row: field(row, 0) in users,
-                         header=True)
+        kept = keep_rows(
+            read_lines(source / f"Scientific.{split}.inter"), lambda row: field(row, 0) in users, header=True
+        )
         for row in kept[1:]:
             items.update(field(row, 1).split() + [field(row, 2)])
         write_lines(target / f"Scientific.{split}.inter", kept)
-    item_index = keep_rows(read_lines(source / "Scientific.item2index"), lambda row: field(row, 1) in items,
-                           header=False)
+    item_index = keep_rows(
+        read_lines(source / "Scientific.item2index"), lambda row: field(row, 1) in items, header=False
+    )
     asins = {field(row, 0) for row in item_index}
     write_lines(target / "Scientific.item2index", item_index)
-    write_lines(target / "Scientific.user2index",
-                keep_rows(read_lines(source / "Scientific.user2index"), lambda row: field(row, 1) in users,
-                          header=False))
-    write_lines(target / "Scientific.text",
-                keep_rows(read_lines(source / "Scientific.text"), lambda row: field(row, 0) in asins, header=True))
+    write_lines(
+        target / "Scientific.user2index",
+        keep_rows(read_lines(source / "Scientific.user2index"), lambda row: field(row, 1) in users, header=False),
+    )
+    write_lines(
+        target / "Scientific.text",
+        keep_rows(read_lines(source / "Scientific.text"), lambda row: field(row, 0) in asins, header=True),
+    )
 
 
 def cut_mind(source: Path, target: Path, n_impressions: int, n_other_news: int = 5) -> None:
@@ -197,14 +213,21 @@ def make_fixtures(source: Path, target: Path) -> int:
         shutil.rmtree(target)
     rng = random.Random(SEED)
     amazon, amazon_target = source / "amazon-2018-5core", target / "amazon-2018-5core"
-    gift_items = cut_amazon_reviews(amazon / "Gift_Cards_5.json.gz", amazon_target / "Gift_Cards_5.json.gz",
-                                    n_users=200, rng=rng)
+    gift_items = cut_amazon_reviews(
+        amazon / "Gift_Cards_5.json.gz", amazon_target / "Gift_Cards_5.json.gz", n_users=200, rng=rng
+    )
     cut_amazon_meta(amazon / "meta_Gift_Cards.json.gz", amazon_target / "meta_Gift_Cards.json.gz", gift_items)
-    cut_amazon_reviews(amazon / "All_Beauty_5.json.gz", amazon_target / "All_Beauty_5.json.gz",
-                       n_users=40, rng=rng, keep_core_users=True)
+    cut_amazon_reviews(
+        amazon / "All_Beauty_5.json.gz",
+        amazon_target / "All_Beauty_5.json.gz",
+        n_users=40,
+        rng=rng,
+        keep_core_users=True,
+    )
     cut_sequences(source / "seqrec" / "LastFM.txt", target / "seqrec" / "LastFM.txt", n_users=120)
-    beauty_users, beauty_items = cut_sequences(source / "seqrec" / "Beauty.txt", target / "seqrec" / "Beauty.txt",
-                                               n_users=60)
+    beauty_users, beauty_items = cut_sequences(
+        source / "seqrec" / "Beauty.txt", target / "seqrec" / "Beauty.txt", n_users=60
+    )
     cut_beauty_text(source / "amazon-2014-beauty", target / "amazon-2014-beauty", beauty_users, beauty_items)
     cut_lastfm(source / "lastfm", target / "lastfm", n_users=30, rng=rng)
     cut_scientific(source / "amazon-2018-scientific", target / "amazon-2018-scientific", n_users=150)
@@ -215,8 +238,12 @@ def make_fixtures(source: Path, target: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Cut tests/data/raw from the real public files.")
     default_source = os.environ.get("RECBOLE_LLM_SHARED_DATA") or HERE.parents[2] / "shared" / "datasets"
-    parser.add_argument("--source", type=Path, default=Path(default_source),
-                        help="the real data folder (default: $RECBOLE_LLM_SHARED_DATA, else ../shared/datasets)")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=Path(default_source),
+        help="the real data folder (default: $RECBOLE_LLM_SHARED_DATA, else ../shared/datasets)",
+    )
     parser.add_argument("--target", type=Path, default=HERE / "raw")
     args = parser.parse_args(argv)
     if not args.source.is_dir():

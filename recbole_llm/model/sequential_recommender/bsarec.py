@@ -8,6 +8,7 @@ Our decision (documented, yaml switch ``right_align``): RecBole pads sequences o
 original pads on the left, and the low-pass filter is not shift-invariant, so ``forward``
 right-aligns each sequence (its last item at the last position) before embedding it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,7 +43,7 @@ class FrequencyLayer(nn.Module):
 
     def low_pass(self, x: torch.Tensor) -> torch.Tensor:
         spectrum = torch.fft.rfft(x, dim=1, norm="ortho")
-        spectrum[:, self.low_bins:, :] = 0
+        spectrum[:, self.low_bins :, :] = 0
         return torch.fft.irfft(spectrum, n=x.size(1), dim=1, norm="ortho")
 
     def filtered(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,11 +64,17 @@ class BSARecBlock(nn.Module):
         self.alpha = config["alpha"]
         self.frequency = FrequencyLayer(hidden, config["c"], config["hidden_dropout_prob"], config["layer_norm_eps"])
         self.attention = MultiHeadAttention(
-            config["n_heads"], hidden, config["hidden_dropout_prob"], config["attn_dropout_prob"],
+            config["n_heads"],
+            hidden,
+            config["hidden_dropout_prob"],
+            config["attn_dropout_prob"],
             config["layer_norm_eps"],
         )
         self.feed_forward = FeedForward(
-            hidden, config["inner_size"], config["hidden_dropout_prob"], config["hidden_act"],
+            hidden,
+            config["inner_size"],
+            config["hidden_dropout_prob"],
+            config["hidden_act"],
             config["layer_norm_eps"],
         )
 
