@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml requirements.txt
 	touch $(STAMP)
 
 demo: install
-	$(PY) run_recbole_llm.py --compare=P4R,LightGCN --dataset=ml-100k --seeds=1 --epochs=10 \
-		--output=demo_results
+	$(PY) run_recbole_llm.py --benchmark=benchmarks/suites/p4r.yaml --datasets=ml-100k --models=LightGCN,P4R \
+		--seeds=1 --tuned_from=benchmarks/results/p4r.jsonl --output=demo_results
+	@echo "Full tables (5 seeds, every baseline tuned): benchmarks/results/p4r.md; all suites: benchmarks/README.md"
 
 test: install
 	$(PY) -m ruff check .

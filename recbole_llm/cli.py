@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--world_size", type=int, default=-1)
     parser.add_argument("--group_offset", type=int, default=0)
     parser.add_argument("--compare", type=str, default=None, help="comma-separated models to benchmark")
-    parser.add_argument("--seeds", type=str, default="3", help="with --compare: a count or a comma-separated list")
+    parser.add_argument(
+        "--seeds", type=str, default=None, help="--compare: a count or a list (default 3); --benchmark: the first N"
+    )
     parser.add_argument("--reference", type=str, default=None, help="with --compare: model for the paired test")
     parser.add_argument("--output", type=str, default=None, help="with --compare / --tune: output folder")
     parser.add_argument("--tune", type=str, default=None, help="Ray Tune search-space yaml (see properties/search/)")
@@ -76,7 +78,7 @@ def _run_compare(args, argv: list[str], config_files, overrides: list[str]) -> i
     compare(
         models,
         args.dataset,
-        parse_seeds(args.seeds, base_seed),
+        parse_seeds(args.seeds or "3", base_seed),
         config_files,
         overrides,
         reference=args.reference,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recbole_llm.benchmark import MinEpochsMixin, SuiteError, load_suite, run_suite
+from recbole_llm.benchmark import BenchmarkError, MinEpochsMixin, SuiteError, load_suite, restrict, run_suite
 from recbole_llm.benchmark.store import ResultStore
 
 TINY = Path(__file__).resolve().parent.parent / "benchmarks" / "suites" / "tiny.yaml"
@@ -57,6 +57,27 @@ def test_killed_suite_resumes_without_repeating_finished_runs(tmp_path):
     assert len(after) == 6 and len({e["key"] for e in after}) == 6
     assert {e["key"] for e in before}.isdisjoint(e["key"] for e in stored_again)
     assert [e["kind"] for e in stored_again] == ["run", "trials", "run", "run"]
+
+    # The demo's mode: the stored tunings, fresh final runs of a subset in another folder, no search.
+    demo_stored = []
+    suite = restrict(load_suite(TINY), models="LightGCN", seeds="1")
+    run_suite(
+        suite,
+        tmp_path / "demo",
+        tmp_path / "demo_work",
+        "test",
+        demo_stored.append,
+        tuned_from=tmp_path / "results" / "tiny.jsonl",
+    )
+    assert [(e["kind"], e["model"], e["seed"]) for e in demo_stored] == [("run", "LightGCN", 2020)]
+
+
+def test_final_stage_without_a_stored_tuning_is_an_error(tmp_path):
+    suite = restrict(load_suite(TINY), models="BPR", seeds="1")
+    with pytest.raises(BenchmarkError, match="no stored tuning of BPR on ml-100k"):
+        run_suite(suite, tmp_path / "out", tmp_path / "work", "test", tuned_from=tmp_path / "none.jsonl")
+    with pytest.raises(SuiteError, match="--models: SASRec not in suite tiny"):
+        restrict(load_suite(TINY), models="SASRec")
 
 
 def test_changed_setting_gives_new_keys(tmp_path):

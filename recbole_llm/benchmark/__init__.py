@@ -35,6 +35,7 @@ __all__ = [
     "Suite",
     "SuiteError",
     "load_suite",
+    "restrict",
     "main",
     "run_from_cli",
     "run_suite",
@@ -85,10 +86,13 @@ def run_suite(
     work_dir: str | Path | None = None,
     command: str | None = None,
     on_stored: Callable[[dict[str, Any]], None] | None = None,
+    tuned_from: str | Path | None = None,
 ) -> Path:
     """Run (or resume) a suite and write its report; returns the path of ``<suite>.md``.
 
     ``on_stored`` sees every newly stored entry (trial set or final run) right after it is on disk.
+    ``tuned_from``: another suite store whose trial sets (the tuned configurations) are reused; only
+    the final stage runs then (the demo: committed tunings, fresh final runs in another folder).
     """
     output_dir = Path(output_dir)
     command = command or "python -m recbole_llm.benchmark " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -98,7 +102,12 @@ def run_suite(
         Path(work_dir or Path("saved") / "benchmark" / suite.name).resolve(),
         command,
         on_stored,
+        tuned_only=tuned_from is not None,
     )
+    if tuned_from is not None:
+        for entry in ResultStore(tuned_from).entries("trials"):
+            if entry["key"] not in ws.store:
+                ws.store.add(entry)
     with _progress(suite) as bar:
         trial_sets, runs, failed = _run_stages(ws, bar)
     return write_suite_report(suite, output_dir, runs, trial_sets, failed, command)
@@ -142,21 +151,69 @@ def split_overrides(flags: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any
 
 
 def run_from_cli(args: argparse.Namespace, overrides: Sequence[str]) -> int:
-    """Entry of ``--benchmark=<suite.yaml>``: uses ``args.benchmark`` and ``args.output`` (None: benchmarks/results)."""
+    """Entry of ``--benchmark=<suite.yaml>``: uses ``args.benchmark`` and ``args.output`` (None: benchmarks/results).
+
+    ``--models=A,B``, ``--datasets=D`` and ``--seeds=N`` (the first N seeds) restrict the suite;
+    ``--tuned_from=<store.jsonl>`` runs only the final stage from that store's tuned configurations.
+    """
     command = "python run_recbole_llm.py " + " ".join(
         shlex.quote(a)
         for a in [f"--benchmark={args.benchmark}", *([f"--output={args.output}"] if args.output else []), *overrides]
     )
     try:
+        selection, overrides = _selection_flags(overrides)
+        selection["seeds"] = selection["seeds"] or getattr(args, "seeds", None)  # the entry point parses --seeds
         run_settings, tuning = split_overrides(overrides)
-        suite = load_suite(args.benchmark, run_settings)
+        suite = restrict(
+            load_suite(args.benchmark, run_settings), selection["models"], selection["datasets"], selection["seeds"]
+        )
         suite = dataclasses.replace(suite, tuning={**suite.tuning, **tuning})
-        report = run_suite(suite, args.output or DEFAULT_OUTPUT, command=command)
+        report = run_suite(suite, args.output or DEFAULT_OUTPUT, command=command, tuned_from=selection["tuned_from"])
     except (SuiteError, BenchmarkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, SuiteError) else 1
     print(f"report: {report}")
     return 0
+
+
+_SELECTION = ("models", "datasets", "seeds", "tuned_from")
+
+
+def _selection_flags(flags: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """Pull ``--models=A,B --datasets=D --seeds=N --tuned_from=STORE`` out of the run settings."""
+    selection: dict[str, Any] = dict.fromkeys(_SELECTION)
+    rest = []
+    for flag in flags:
+        key, _, text = flag[2:].partition("=") if flag.startswith("--") else ("", "", "")
+        if key in _SELECTION:
+            selection[key] = text
+        else:
+            rest.append(flag)
+    return selection, rest
+
+
+def restrict(suite: Suite, models: str | None = None, datasets: str | None = None, seeds: str | None = None) -> Suite:
+    """The suite limited to the named models and datasets and its first ``seeds`` seeds (None: all)."""
+
+    def pick(entries, names, what):
+        if not names:
+            return entries
+        wanted = [n.strip() for n in names.split(",") if n.strip()]
+        known = {e.name for e in entries}
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            raise SuiteError(f"--{what}: {', '.join(unknown)} not in suite {suite.name} ({', '.join(sorted(known))})")
+        return [e for e in entries if e.name in wanted]
+
+    count = int(seeds) if seeds else len(suite.seeds)
+    if not 1 <= count <= len(suite.seeds):
+        raise SuiteError(f"--seeds must be between 1 and {len(suite.seeds)}, got {seeds}")
+    return dataclasses.replace(
+        suite,
+        models=pick(suite.models, models, "models"),
+        datasets=pick(suite.datasets, datasets, "datasets"),
+        seeds=suite.seeds[:count],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,6 +34,8 @@ class Workspace:
     work_dir: Path
     command: str
     on_stored: Callable[[dict[str, Any]], None] | None = None
+    #: final stage only: a model without a stored trial set is an error, never a new search
+    tuned_only: bool = False
 
     def fixed_config_file(self, dataset: DatasetEntry, model: ModelEntry) -> str:
         """The suite's fixed settings for (dataset, model), written as a yaml config file."""
@@ -111,6 +113,11 @@ def tune_model(ws: Workspace, dataset: DatasetEntry, model: ModelEntry) -> dict[
     key = trial_set_key(ws, dataset, model, config_file)
     if key in ws.store:
         return ws.store.get(key)
+    if ws.tuned_only:
+        raise BenchmarkError(
+            f"no stored tuning of {model.name} on {dataset.name} for this suite's settings: run "
+            f"`python run_recbole_llm.py --benchmark={ws.suite.path}` first"
+        )
     entry: dict[str, Any] = {
         "kind": "trials",
         "key": key,
