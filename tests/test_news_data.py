@@ -129,7 +129,7 @@ class _Dataset:
 
 
 def _config(**kwargs):
-    return {"npratio": 2, "neg_sampling": "per_positive", "neg_shortfall": "pad", "train_batch_size": 100,
+    return {"npratio": 2, "impression_sampling": "per_positive", "neg_shortfall": "pad", "train_batch_size": 100,
             "eval_batch_size": 2, "seed": 1, "worker": 0, "single_spec": True, "MODEL_TYPE": None,
             "transform": None, **kwargs}
 
@@ -163,7 +163,7 @@ def test_per_positive_batches_one_click_and_in_impression_negatives(shortfall):
 
 def test_per_impression_batches_all_clicks_and_npratio_negatives_per_click():
     table = _table()
-    batch = _one_batch(ImpressionTrainDataLoader(_config(neg_sampling="per_impression"), _Dataset(), table))
+    batch = _one_batch(ImpressionTrainDataLoader(_config(impression_sampling="per_impression"), _Dataset(), table))
     assert len(batch) == 3
     first = int((batch[IMPRESSION_ID] == 10).nonzero())
     assert int(batch[CANDIDATE_LABEL][first].sum()) == 2
@@ -171,8 +171,8 @@ def test_per_impression_batches_all_clicks_and_npratio_negatives_per_click():
 
 
 def test_unknown_sampling_choice_is_one_clear_error():
-    with pytest.raises(NewsDataError, match="neg_sampling must be one of per_positive, per_impression"):
-        ImpressionTrainDataLoader(_config(neg_sampling="all"), _Dataset(), _table())
+    with pytest.raises(NewsDataError, match="impression_sampling must be one of per_positive, per_impression"):
+        ImpressionTrainDataLoader(_config(impression_sampling="all"), _Dataset(), _table())
 
 
 def test_eval_batches_hold_whole_impressions_in_shown_order():
