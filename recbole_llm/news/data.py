@@ -6,7 +6,7 @@ with the item ids through ``alias_of_item_id: [history]``). :func:`impression_ta
 split's rows into compressed per-impression arrays; the loaders build batches from them:
 
 - :class:`ImpressionTrainDataLoader`: one clicked item + ``npratio`` negatives drawn from the same
-  impression (``neg_sampling: per_positive``, microsoft/recommenders) or every click of an impression
+  impression (``impression_sampling: per_positive``, microsoft/recommenders) or every click of an impression
   + ``npratio`` negatives per click (``per_impression``, NewsRecLib); an impression with too few
   negatives is padded (``neg_shortfall: pad``, masked out of the loss) or drawn from with
   replacement (``replace``). With ``popk > 0`` the POPK items P(t, popk) are appended as negatives.
@@ -197,7 +197,7 @@ class ImpressionTrainDataLoader(_ImpressionLoader):
     """Training batches: clicked item(s) + in-impression negatives (+ POPK items), label per candidate."""
 
     def __init__(self, config, dataset, table: ImpressionTable, popk=None) -> None:
-        self.per_positive = _checked_choice(config, "neg_sampling", NEG_SAMPLING) == "per_positive"
+        self.per_positive = _checked_choice(config, "impression_sampling", NEG_SAMPLING) == "per_positive"
         self.shortfall = _checked_choice(config, "neg_shortfall", NEG_SHORTFALL)
         self.npratio = int(config["npratio"])
         if self.npratio < 0:

@@ -19,7 +19,7 @@ from recbole_llm.news.data import CANDIDATE_LABEL, CANDIDATE_MASK, IMPRESSION_ID
 
 def is_news_model(model) -> bool:
     """True for a news model class (or its name): those train and evaluate on impressions."""
-    from recbole_llm.model.news_recommender.base import NewsRecommender
+    from recbole_llm.news.base import NewsRecommender
 
     if isinstance(model, str):
         from recbole_llm.utils import get_model
