@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dataset_converters import ConversionError
-from dataset_converters import mind
+from dataset_converters import ConversionError, mind
 from recbole_llm.news.data import (
     CANDIDATE_LABEL,
     CANDIDATE_MASK,

@@ -9,7 +9,12 @@ from recbole.evaluator import Evaluator
 from recbole.evaluator.collector import DataStruct
 
 from recbole_llm.metrics import register_metrics
-from recbole_llm.metrics.news import IMPRESSION, SINGLE_CLASS, group_by_impression, impression_auc
+from recbole_llm.metrics.news import (
+    IMPRESSION,
+    SINGLE_CLASS,
+    group_by_impression,
+    impression_auc,
+)
 
 # (scores, labels) of six impressions; C (no click) and D (all clicked) have a single class.
 IMPRESSIONS = {

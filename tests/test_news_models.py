@@ -14,7 +14,12 @@ from recbole_llm.metrics import register_metrics
 from recbole_llm.metrics.news import SINGLE_CLASS
 from recbole_llm.model.news_recommender import AWRS, LSTUR, NAML, NRMS
 from recbole_llm.news import NewsTrainer, news_data_preparation
-from recbole_llm.news.data import CANDIDATE_MASK, ImpressionEvalDataLoader, ImpressionTable, impression_table
+from recbole_llm.news.data import (
+    CANDIDATE_MASK,
+    ImpressionEvalDataLoader,
+    ImpressionTable,
+    impression_table,
+)
 from recbole_llm.news.engagement import EngagementFeatures
 from recbole_llm.utils import properties_dir
 
@@ -45,7 +50,7 @@ def news_config(model: type, folders: dict[str, str], dataset: str = "mind-small
 
 def built(model_class: type, folders, **overrides):
     config = news_config(model_class, folders, **overrides)
-    train, valid, test = news_data_preparation(config, create_dataset(config))
+    train, valid, _ = news_data_preparation(config, create_dataset(config))
     return config, model_class(config, train._dataset), train, valid
 
 

@@ -118,7 +118,7 @@ class _ImpressionMetric(AbstractMetric):
     """Shared plumbing: scores, labels and impression ids of every candidate -> grouped impressions."""
 
     metric_type = EvaluatorType.VALUE
-    metric_need = ["rec.score", "data.label", IMPRESSION]
+    metric_need = ("rec.score", "data.label", IMPRESSION)
     smaller = False
 
     def ranked(self, dataobject) -> RankedImpressions:
@@ -143,7 +143,7 @@ class ImpAUC(_ImpressionMetric):
 class GlobalAUC(_ImpressionMetric):
     """AUC over every candidate pooled (NewsRecLib / AWRS); single-class impressions are kept."""
 
-    metric_need = ["rec.score", "data.label"]
+    metric_need = ("rec.score", "data.label")
 
     def calculate_metric(self, dataobject) -> dict[str, float]:
         value = pooled_auc(dataobject.get("rec.score"), dataobject.get("data.label"))
