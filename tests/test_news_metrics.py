@@ -9,7 +9,9 @@ from recbole.evaluator import Evaluator
 from recbole.evaluator.collector import DataStruct
 
 from recbole_llm.metrics import register_metrics
+from recbole_llm.metrics.category_diversity import ITEM_CATEGORIES
 from recbole_llm.metrics.news import (
+    CANDIDATE_ITEM,
     IMPRESSION,
     SINGLE_CLASS,
     group_by_impression,
@@ -120,3 +122,19 @@ def test_per_impression_auc_matches_sklearn_with_ties():
 def test_mismatched_lengths_are_rejected():
     with pytest.raises(ValueError, match="one value per candidate"):
         group_by_impression(torch.zeros(3), torch.zeros(3), torch.zeros(2))
+
+
+def test_category_diversity_of_each_impressions_top_k_by_hand():
+    # items 1, 2 are category 1, item 3 category 2. Impression 1 ranks 1, 2, 3; impression 2 ranks 3, 1.
+    register_metrics()
+    struct = DataStruct()
+    struct.set("rec.score", torch.tensor([0.9, 0.5, 0.1, 0.8, 0.2]))
+    struct.set("data.label", torch.tensor([1.0, 0, 0, 0, 1]))
+    struct.set(IMPRESSION, torch.tensor([1, 1, 1, 2, 2]))
+    struct.set(CANDIDATE_ITEM, torch.tensor([1, 2, 3, 3, 1]))
+    struct.set(ITEM_CATEGORIES, torch.tensor([[0], [1], [1], [2]]))
+    config = {"metrics": ["ImpCategoryDiversity"], "topk": [2, 3], "metric_decimal_place": 10}
+    result = Evaluator(config).evaluate(struct)
+    three_mixed = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3)) / math.log(2)
+    assert result["impcategorydiversity@2"] == pytest.approx((0.0 + 1.0) / 2)
+    assert result["impcategorydiversity@3"] == pytest.approx((three_mixed + 1.0) / 2)

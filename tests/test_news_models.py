@@ -166,3 +166,9 @@ def test_dkn_named_dataset_converts_and_loads_one_impression_per_user(folders):
     assert len(tables[0]) == len(users)
     assert torch.equal(tables[1].items, tables[2].items)  # valid = test
     assert bool((tables[2].history > 0).any())
+
+
+def test_category_diversity_of_news_categories(folders):
+    config, model, _, valid = built(NAML, folders, metrics=["ImpAUC", "ImpCategoryDiversity"])
+    result = NewsTrainer(config, model).evaluate(valid, load_best_model=False)
+    assert 0.0 <= result["impcategorydiversity@5"] <= 1.0 and 0.0 <= result["impcategorydiversity@10"] <= 1.0

@@ -9,6 +9,8 @@ Two incompatible definitions are in use (see ``../shared/specs/news.md``), so bo
 - ``ImpMRR``: mean of 1/rank over *all* clicked items of an impression (recommenders ``mrr_score``).
 - ``ImpMRRFirst``: 1/rank of the best-ranked clicked item (torchmetrics ``RetrievalMRR``).
 - ``ImpNDCG``: nDCG@k per impression with gains 2^y - 1 and log2 discounts (recommenders ``ndcg_score``).
+- ``ImpCategoryDiversity``: Dctg@k of POPK (arXiv 2407.09939) per impression: the normalised category
+  entropy of the top-k ranked candidates (``category_field``), averaged over every impression.
 
 Impressions with a single class (no click, or every candidate clicked) have no AUC and make the
 ranking metrics degenerate: every per-impression metric skips them, and reports how many it skipped
@@ -27,7 +29,10 @@ import torch
 from recbole.evaluator.base_metric import AbstractMetric
 from recbole.utils import EvaluatorType
 
+from recbole_llm.metrics.category_diversity import ITEM_CATEGORIES, category_entropy
+
 IMPRESSION = "data.impression"
+CANDIDATE_ITEM = "data.candidate_item"
 #: Result key: impressions every per-impression metric skipped (no click, or all clicked).
 SINGLE_CLASS = "single_class_impressions"
 
@@ -41,9 +46,11 @@ class RankedImpressions:
     valid: torch.Tensor  # bool
     ranked_labels: torch.Tensor  # labels ordered by descending score (ties: position order)
     single_class: torch.Tensor  # bool [n_impressions]
+    ranked_items: torch.Tensor | None = None  # item ids in the same order, 0 = padding
 
 
-def group_by_impression(scores: torch.Tensor, labels: torch.Tensor, impressions: torch.Tensor) -> RankedImpressions:
+def group_by_impression(scores: torch.Tensor, labels: torch.Tensor, impressions: torch.Tensor,
+                        items: torch.Tensor | None = None) -> RankedImpressions:
     """Pad each impression's candidates into one row, keeping their order inside the impression."""
     scores = scores.detach().double().view(-1).cpu()
     labels = (labels.detach().view(-1).cpu() > 0).double()
@@ -65,8 +72,13 @@ def group_by_impression(scores: torch.Tensor, labels: torch.Tensor, impressions:
     valid[row, column] = True
     rank_order = torch.sort(padded_scores, dim=1, descending=True, stable=True).indices
     positives = padded_labels.sum(1)
+    ranked_items = None
+    if items is not None:
+        padded_items = torch.zeros((n, longest), dtype=torch.long)
+        padded_items[row, column] = items.detach().view(-1).cpu().long()[order]
+        ranked_items = torch.gather(padded_items, 1, rank_order)
     return RankedImpressions(padded_scores, padded_labels, valid, torch.gather(padded_labels, 1, rank_order),
-                             (positives == 0) | (positives == counts.double()))
+                             (positives == 0) | (positives == counts.double()), ranked_items)
 
 
 def _auc_by_row(scores: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -180,4 +192,21 @@ class ImpNDCG(_ImpressionMetric):
         return result
 
 
-NEWS_METRICS = (ImpAUC, GlobalAUC, ImpMRR, ImpMRRFirst, ImpNDCG)
+class ImpCategoryDiversity(_ImpressionMetric):
+    """Dctg@k: normalised category entropy of each impression's top-k candidates, mean over impressions."""
+
+    metric_need = ("rec.score", "data.label", IMPRESSION, CANDIDATE_ITEM, ITEM_CATEGORIES)
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.topk = config["topk"]
+
+    def calculate_metric(self, dataobject) -> dict[str, float]:
+        ranked = group_by_impression(dataobject.get("rec.score"), dataobject.get("data.label"),
+                                     dataobject.get(IMPRESSION), dataobject.get(CANDIDATE_ITEM))
+        categories = dataobject.get(ITEM_CATEGORIES).long()
+        return {f"impcategorydiversity@{k}": self._mean(category_entropy(ranked.ranked_items, categories, k))
+                for k in self.topk}
+
+
+NEWS_METRICS = (ImpAUC, GlobalAUC, ImpMRR, ImpMRRFirst, ImpNDCG, ImpCategoryDiversity)

@@ -3,7 +3,8 @@
 RecBole's labeled evaluation scores one row at a time and knows nothing of impressions. Here each
 evaluation batch holds whole impressions; the model scores every candidate, and the scores, labels
 and impression ids of the real (unpadded) candidates go to RecBole's ``Evaluator`` as ``rec.score``,
-``data.label`` and ``data.impression`` (read by :mod:`recbole_llm.metrics.news`).
+``data.label`` and ``data.impression``, with the candidates' item ids (``data.candidate_item``) and, for
+``ImpCategoryDiversity``, the item categories (read by :mod:`recbole_llm.metrics.news`).
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from recbole.trainer import Trainer
 from recbole.utils import set_color
 from tqdm import tqdm
 
-from recbole_llm.metrics.news import IMPRESSION
-from recbole_llm.news.data import CANDIDATE_LABEL, CANDIDATE_MASK, IMPRESSION_ID
+from recbole_llm.metrics.category_diversity import ITEM_CATEGORIES, item_category_matrix
+from recbole_llm.metrics.news import CANDIDATE_ITEM, IMPRESSION
+from recbole_llm.news.data import CANDIDATE_LABEL, CANDIDATE_MASK, CANDIDATES, IMPRESSION_ID
 
 
 def is_news_model(model) -> bool:
@@ -46,7 +48,7 @@ class NewsTrainer(Trainer):
     @torch.no_grad()
     def collect_scores(self, eval_data, show_progress: bool = False) -> DataStruct:
         """Scores, labels and impression ids of every real candidate of ``eval_data``."""
-        scores, labels, impressions = [], [], []
+        scores, labels, impressions, items = [], [], [], []
         batches = tqdm(eval_data, total=len(eval_data), ncols=100, desc=set_color("Evaluate   ", "pink")) \
             if show_progress else eval_data
         for interaction in batches:
@@ -57,10 +59,14 @@ class NewsTrainer(Trainer):
             labels.append(interaction[CANDIDATE_LABEL][mask].float().cpu())
             ids = interaction[IMPRESSION_ID][:, None].expand_as(mask)
             impressions.append(ids[mask].cpu())
+            items.append(interaction[CANDIDATES][mask].cpu())
         struct = DataStruct()
         struct.set("rec.score", torch.cat(scores))
         struct.set("data.label", torch.cat(labels))
         struct.set(IMPRESSION, torch.cat(impressions))
+        struct.set(CANDIDATE_ITEM, torch.cat(items))
+        if self.eval_collector.register.need(ITEM_CATEGORIES):
+            struct.set(ITEM_CATEGORIES, item_category_matrix(self.config, eval_data._dataset))
         return struct
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
