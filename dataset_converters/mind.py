@@ -22,7 +22,8 @@ CLI::
 
     python -m dataset_converters.mind --behaviors behaviors.tsv --news news.tsv --output dataset/mind-small
     python -m dataset_converters.mind --behaviors MINDsmall_train/behaviors.tsv --news MINDsmall_train/news.tsv \\
-        --dev-behaviors MINDsmall_dev/behaviors.tsv --dev-news MINDsmall_dev/news.tsv --output dataset/mind-small-news
+        --dev-behaviors MINDsmall_dev/behaviors.tsv --dev-news MINDsmall_dev/news.tsv --max-history 50 \\
+        --output dataset/mind-small-news
 """
 from __future__ import annotations
 
@@ -360,8 +361,13 @@ def convert_mind_impressions(behaviors: str | Path, news: str | Path | None, out
                              dev_behaviors: str | Path | None = None, dev_news: str | Path | None = None,
                              name: str | None = None, valid_from: str = DEFAULT_VALID_FROM,
                              test_from: str | None = None, protocol: str = "newsreclib", skip_bad: bool = False,
-                             keep_missing_news: bool = False, overwrite: bool = False) -> ConversionReport:
-    """MIND behaviours (+ dev behaviours) and news -> impression benchmark files for the news models."""
+                             keep_missing_news: bool = False, overwrite: bool = False,
+                             max_history: int = 0) -> ConversionReport:
+    """MIND behaviours (+ dev behaviours) and news -> impression benchmark files for the news models.
+
+    ``max_history > 0`` keeps only each impression's most recent history clicks (RecBole pads every
+    history to the longest one, so the full MIND histories cost memory the models never read).
+    """
     output_dir = check_output_dir(output_dir, overwrite)
     name = name or output_dir.name
     report = ConversionReport(name=name)
@@ -376,6 +382,9 @@ def convert_mind_impressions(behaviors: str | Path, news: str | Path | None, out
     train = read_impressions(behaviors, news_ids, bad, keep_missing_news)
     dev = read_impressions(dev_behaviors, news_ids, bad, keep_missing_news) if dev_behaviors is not None else None
     splits = split_impressions(train, dev, valid_from, test_from, protocol)
+    if max_history > 0:
+        for imp in {id(i): i for imps in splits.values() for i in imps}.values():
+            imp.history = imp.history[-max_history:]
     if news_ids is not None:
         _news_coverage(splits, news_ids, report)
     report.rows_kept = sum(len(v) for k, v in splits.items() if k != "valid" or protocol != "recommenders")
@@ -452,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
                                             "are the test split")
     parser.add_argument("--protocol", choices=("newsreclib", "recommenders"), default="newsreclib",
                         help="recommenders: train = train file, valid = test = dev file")
+    parser.add_argument("--max-history", type=int, default=0,
+                        help="keep each impression's most recent N history clicks (0 = all; the models read 50)")
     parser.add_argument("--keep-missing-news", action="store_true",
                         help="keep history ids without a news row (their text is missing) instead of failing")
     args = parser.parse_args(argv)
@@ -460,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
                                  dev_behaviors=args.dev_behaviors, dev_news=args.dev_news, name=args.name,
                                  valid_from=args.valid_from, test_from=args.test_from, protocol=args.protocol,
                                  skip_bad=args.skip_bad, keep_missing_news=args.keep_missing_news,
-                                 overwrite=args.overwrite)
+                                 overwrite=args.overwrite, max_history=args.max_history)
     return run_converter_cli(convert_mind, args.behaviors, args.news, args.output, args.name, args.skip_bad,
                              overwrite=args.overwrite)
 

@@ -52,6 +52,14 @@ def test_mind_benchmark_files_split_by_time_with_unique_impressions(tmp_path):
     assert (out / "m.item").is_file() and (out / "m.yaml").is_file()
 
 
+def test_max_history_keeps_the_most_recent_clicks(tmp_path):
+    _convert(tmp_path, max_history=3)
+    full = {row[0].split("\t")[3] for row in [[line] for line in (MIND / "behaviors.tsv").read_text().splitlines()]}
+    kept = [row[1].split() for row in _read(tmp_path / "out" / "m.imp")]
+    assert max(len(h) for h in kept) == 3
+    assert all(" ".join(h) in {" ".join(f.split()[-3:]) for f in full} for h in kept)
+
+
 def test_recommenders_protocol_uses_the_dev_file_for_valid_and_test(tmp_path):
     report = mind.convert_mind_impressions(MIND / "behaviors.tsv", MIND / "news.tsv", tmp_path / "out", name="m",
                                            dev_behaviors=MIND / "behaviors.tsv", protocol="recommenders",
