@@ -172,3 +172,24 @@ def test_category_diversity_of_news_categories(folders):
     config, model, _, valid = built(NAML, folders, metrics=["ImpAUC", "ImpCategoryDiversity"])
     result = NewsTrainer(config, model).evaluate(valid, load_best_model=False)
     assert 0.0 <= result["impcategorydiversity@5"] <= 1.0 and 0.0 <= result["impcategorydiversity@10"] <= 1.0
+
+
+def test_finetune_title_encoder_trains_only_its_last_layers(folders):
+    _, model, train, _ = built(NRMS, folders, title_encoder="plm_finetune", finetune_layers=1, title_length=12)
+    layers = model.titles.encoder.encoder.layer
+    assert all(p.requires_grad for p in layers[-1].parameters())
+    assert not any(p.requires_grad for p in layers[0].parameters())
+    assert not model.titles.encoder.get_input_embeddings().weight.requires_grad
+    last_before = [p.detach().clone() for p in layers[-1].parameters()]
+    first_before = [p.detach().clone() for p in layers[0].parameters()]
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    loss = model.calculate_loss(next(iter(train)))
+    loss.backward()
+    optimizer.step()
+    assert any(not torch.equal(a, b) for a, b in zip(last_before, layers[-1].parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(first_before, layers[0].parameters()))
+
+
+def test_finetune_layers_out_of_range_is_one_clear_error(folders):
+    with pytest.raises(ValueError, match="finetune_layers must be between 0 and 6"):
+        built(NRMS, folders, title_encoder="plm_finetune", finetune_layers=9)

@@ -28,14 +28,18 @@ def title_input(config, dataset) -> TitleInput:
 
         embedded = item_text_embeddings(config, dataset, fields=[field])
         return TitleInput(mode, vectors=embedded.embeddings, text_mask=embedded.mask)
-    if mode == "plm_input":
-        token_ids, table = wordpiece_titles(config, dataset, field)
-        return TitleInput(mode, token_ids=token_ids, word_table=table, freeze_words=bool(config["freeze_word_embeddings"]))
+    if mode in ("plm_input", "plm_finetune"):
+        token_ids, encoder = tokenized_titles(config, dataset, field, special_tokens=mode == "plm_finetune")
+        if mode == "plm_input":
+            table = encoder.get_input_embeddings().weight.detach().clone()
+            return TitleInput(mode, token_ids=token_ids, word_table=table,
+                              freeze_words=bool(config["freeze_word_embeddings"]))
+        return TitleInput(mode, token_ids=token_ids, encoder=encoder, finetune_layers=int(config["finetune_layers"]))
     return TitleInput(mode)  # raises, naming the allowed values
 
 
-def wordpiece_titles(config, dataset, field: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(word-piece ids [n_items, title_length], the encoder's input-embedding table) for ``plm_input``."""
+def tokenized_titles(config, dataset, field: str, special_tokens: bool) -> tuple[torch.Tensor, torch.nn.Module]:
+    """(token ids [n_items, title_length], 0 = padding; the Hugging Face encoder of ``text_encoder``)."""
     from transformers import AutoModel, AutoTokenizer
 
     from recbole_llm.text import item_texts
@@ -44,12 +48,11 @@ def wordpiece_titles(config, dataset, field: str) -> tuple[torch.Tensor, torch.T
     path = resolve_model_path(config["text_encoder"])
     tokenizer = AutoTokenizer.from_pretrained(path)
     texts = item_texts(config, dataset, fields=[field])
-    length = int(config["title_length"])
-    encoded = tokenizer([t or "" for t in texts], max_length=length, truncation=True, padding="max_length",
-                        add_special_tokens=False, return_tensors="pt")
+    encoded = tokenizer([t or "" for t in texts], max_length=int(config["title_length"]), truncation=True,
+                        padding="max_length", add_special_tokens=special_tokens, return_tensors="pt")
     ids = encoded["input_ids"] * encoded["attention_mask"]
-    table = AutoModel.from_pretrained(path).get_input_embeddings().weight.detach().clone()
-    return ids.long(), table
+    ids[[t is None for t in texts]] = 0  # no title: nothing to attend to (not even [CLS]/[SEP])
+    return ids.long(), AutoModel.from_pretrained(path)
 
 
 def category_input(config, dataset) -> CategoryInput | None:

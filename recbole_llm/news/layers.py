@@ -7,6 +7,9 @@ Title text reaches a news encoder as a sequence of vectors per news item, chosen
   the project's text-embedding cache (:mod:`recbole_llm.text`), a sequence of length 1.
 - ``plm_input``: MiniLM's word-piece input-embedding table as word vectors (frozen unless
   ``freeze_word_embeddings: False``), ``title_length`` word pieces per title.
+- ``plm_finetune``: the token states of a Hugging Face / sentence-transformers encoder
+  (``text_encoder``) whose last ``finetune_layers`` transformer layers train with the model and whose
+  other weights stay frozen (NewsRecLib's PLM-NR setting: RoBERTa layers 0-7 of 12 frozen).
 """
 from __future__ import annotations
 
@@ -14,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-TITLE_ENCODERS = ("plm_pooled_frozen", "plm_input")
+TITLE_ENCODERS = ("plm_pooled_frozen", "plm_input", "plm_finetune")
+#: Where the stack of transformer layers lives in the common Hugging Face encoders (BERT, RoBERTa, MiniLM, DistilBERT).
+_LAYER_PATHS = ("encoder.layer", "transformer.layer", "layers")
 
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -86,7 +91,7 @@ class TitleInput(nn.Module):
 
     def __init__(self, mode: str, vectors: torch.Tensor | None = None, text_mask: torch.Tensor | None = None,
                  token_ids: torch.Tensor | None = None, word_table: torch.Tensor | None = None,
-                 freeze_words: bool = True) -> None:
+                 freeze_words: bool = True, encoder: nn.Module | None = None, finetune_layers: int = 0) -> None:
         super().__init__()
         if mode not in TITLE_ENCODERS:
             raise ValueError(f"title_encoder must be one of {', '.join(TITLE_ENCODERS)}, got '{mode}'")
@@ -95,16 +100,52 @@ class TitleInput(nn.Module):
             self.register_buffer("vectors", vectors.float(), persistent=False)
             self.register_buffer("text_mask", text_mask.bool(), persistent=False)
             self.output_dim = int(vectors.shape[1])
-        else:
+        elif mode == "plm_input":
             self.register_buffer("token_ids", token_ids.long(), persistent=False)
             self.words = nn.Embedding.from_pretrained(word_table.float(), freeze=freeze_words, padding_idx=0)
             self.output_dim = int(word_table.shape[1])
+        else:
+            self.register_buffer("token_ids", token_ids.long(), persistent=False)
+            self.encoder = encoder
+            freeze_all_but_last(encoder, finetune_layers)
+            self.output_dim = int(encoder.config.hidden_size)
 
     def forward(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.mode == "plm_pooled_frozen":
             return self.vectors[items].unsqueeze(1), self.text_mask[items].unsqueeze(1)
         tokens = self.token_ids[items]
-        return self.words(tokens), tokens > 0
+        mask = tokens > 0
+        if self.mode == "plm_input":
+            return self.words(tokens), mask
+        has_title = mask.any(1)  # news without a title (and padding) skip the encoder: zero states
+        states = torch.zeros((*tokens.shape, self.output_dim), device=tokens.device)
+        if bool(has_title.any()):
+            encoded = self.encoder(input_ids=tokens[has_title], attention_mask=mask[has_title].long())
+            states = states.index_put((has_title,), encoded.last_hidden_state.to(states.dtype))
+        return states, mask
+
+
+def transformer_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The encoder's stack of transformer layers (BERT/RoBERTa/MiniLM ``encoder.layer``, DistilBERT ...)."""
+    for path in _LAYER_PATHS:
+        module = encoder
+        for name in path.split("."):
+            module = getattr(module, name, None)
+        if isinstance(module, nn.ModuleList):
+            return module
+    raise ValueError(f"plm_finetune: {type(encoder).__name__} has no transformer layer list at {', '.join(_LAYER_PATHS)}")
+
+
+def freeze_all_but_last(encoder: nn.Module, n_layers: int) -> None:
+    """Freeze every weight of ``encoder`` except its last ``n_layers`` transformer layers."""
+    layers = transformer_layers(encoder)
+    if not 0 <= n_layers <= len(layers):
+        raise ValueError(f"finetune_layers must be between 0 and {len(layers)} for this encoder, got {n_layers}")
+    for parameter in encoder.parameters():
+        parameter.requires_grad = False
+    for layer in list(layers)[len(layers) - n_layers:]:
+        for parameter in layer.parameters():
+            parameter.requires_grad = True
 
 
 class CategoryInput(nn.Module):
