@@ -408,15 +408,32 @@ def _dkn_rows(path, report: ConversionReport, bad: _BadRows) -> dict[str, list[t
     return rows
 
 
+def _dkn_train_impressions(rows: dict[str, list[tuple[str, str, int]]], size: int) -> list[Impression]:
+    """Each user's training rows cut into impressions of ``size`` rows (file order); the history of
+    each is the user's clicks in the *other* training impressions, so no impression sees its own clicks."""
+    impressions = []
+    for user, user_rows in rows.items():
+        chunks = [user_rows[start:start + size] for start in range(0, len(user_rows), size)]
+        for number, chunk in enumerate(chunks):
+            history = [n for other, c in enumerate(chunks) if other != number for n, _, y in c if y]
+            if any(y for _, _, y in chunk):
+                impressions.append(Impression(user, 0.0, list(dict.fromkeys(history)), [(n, y) for n, _, y in chunk]))
+    return impressions
+
+
 def convert_dkn_bing(train: str | Path, test: str | Path, output_dir: str | Path, name: str | None = None,
-                     skip_bad: bool = False, overwrite: bool = False) -> ConversionReport:
+                     skip_bad: bool = False, overwrite: bool = False, impression_size: int = 10) -> ConversionReport:
     """DKN's Bing News sample (``raw_train.txt``, ``raw_test.txt``) -> impression benchmark files.
 
-    The sample has no impression ids and no times: a user's labelled rows of one file form one
-    impression, and every impression's history is the user's clicked training titles (DKN's own
-    convention: a training impression sees its own clicks in the history; test news never occur in
-    training, so evaluation does not). valid = test, as recommenders evaluates MIND on its dev file.
+    The sample has no impression ids and no times. A user's training rows are cut into impressions of
+    ``impression_size`` rows in file order, each with the user's clicks in their other training
+    impressions as history (DKN itself puts every training click in the history, so a training
+    sample would see its own click); a user's test rows form one impression whose history is all of
+    the user's training clicks (test news never occur in training). valid = test, as recommenders
+    evaluates MIND on its dev file.
     """
+    if impression_size < 1:
+        raise ConversionError(f"impression_size must be >= 1, got {impression_size}")
     output_dir = check_output_dir(output_dir, overwrite)
     name = name or output_dir.name
     report = ConversionReport(name=name)
@@ -424,19 +441,15 @@ def convert_dkn_bing(train: str | Path, test: str | Path, output_dir: str | Path
     train_rows, test_rows = _dkn_rows(train, report, bad), _dkn_rows(test, report, bad)
     titles = {news: title for rows in (train_rows, test_rows) for user_rows in rows.values() for news, title, _ in user_rows}
     history = {user: list(dict.fromkeys(n for n, _, y in user_rows if y)) for user, user_rows in train_rows.items()}
-
-    def impressions(rows, time: float) -> list[Impression]:
-        return [Impression(user, time, history.get(user, []), [(n, y) for n, _, y in user_rows])
-                for user, user_rows in rows.items() if 0 < sum(y for _, _, y in user_rows)]
-
-    splits = {"train": impressions(train_rows, 0.0), "test": impressions(test_rows, 1.0)}
-    splits["valid"] = splits["test"]
-    report.rows_kept = len(splits["train"]) + len(splits["test"])
+    test = [Impression(user, 1.0, history.get(user, []), [(n, y) for n, _, y in user_rows])
+            for user, user_rows in test_rows.items() if any(y for _, _, y in user_rows)]
+    splits = {"train": _dkn_train_impressions(train_rows, impression_size), "valid": test, "test": test}
+    report.rows_kept = len(splits["train"]) + len(test)
     report.counts.update(users=len(train_rows), news=len(titles))
     item_rows = [[news, title] for news, title in sorted(titles.items())]
     write_impression_benchmark(output_dir, name, splits, item_rows, report, overwrite, ["item_id:token", "title:token"],
-                               f"{name}: DKN Bing News sample; one impression per user and file (no times, no "
-                               "impression ids); valid = test.")
+                               f"{name}: DKN Bing News sample; training impressions of {impression_size} rows per "
+                               "user, one test impression per user (no times, no impression ids); valid = test.")
     logger.info(report.summary())
     return report
 

@@ -110,14 +110,22 @@ def test_without_dev_file_test_from_is_required(tmp_path):
         mind.convert_mind_impressions(MIND / "behaviors.tsv", None, tmp_path / "out")
 
 
-def test_dkn_one_impression_per_user_and_file(tmp_path):
-    report = mind.convert_dkn_bing(DKN / "raw_train.txt", DKN / "raw_test.txt", tmp_path / "d", name="d")
+def test_dkn_training_impressions_never_see_their_own_clicks(tmp_path):
+    report = mind.convert_dkn_bing(DKN / "raw_train.txt", DKN / "raw_test.txt", tmp_path / "d", name="d",
+                                   impression_size=10)
+    out = tmp_path / "d"
+    histories = {row[0]: set(row[1].split()) for row in _read(out / "d.imp")}
+    clicks: dict[str, set[str]] = {}
+    for row in _read(out / "d.train.inter"):
+        if row[3] == "1.0":
+            clicks.setdefault(row[0], set()).add(row[2])
+    assert clicks and all(not (items & histories[imp]) for imp, items in clicks.items())
     users = {line.split("\t")[0] for line in (DKN / "raw_train.txt").read_text().splitlines()}
-    assert report.counts["train_impressions"] == len(users)
-    valid, test = _read(tmp_path / "d" / "d.valid.inter"), _read(tmp_path / "d" / "d.test.inter")
+    assert report.counts["train_impressions"] > len(users)
+    valid, test = _read(out / "d.valid.inter"), _read(out / "d.test.inter")
     assert [row[1:] for row in valid] == [row[1:] for row in test]  # same rows, own impression ids
-    titles = {row[1] for row in _read(tmp_path / "d" / "d.item")}
-    assert len(titles) == report.counts["news"]
+    assert len({row[1] for row in test}) == report.counts["test_impressions"]  # one test impression per user
+    assert len(_read(out / "d.item")) == report.counts["news"]
 
 
 # ------------------------------------------------------------------------------------------ loaders

@@ -158,12 +158,12 @@ def test_news_trainer_fits_and_tests_the_best_checkpoint(folders):
     assert set(result) >= {"impauc", "globalauc", "impmrr", "impmrrfirst", "impndcg@5", "impndcg@10"}
 
 
-def test_dkn_named_dataset_converts_and_loads_one_impression_per_user(folders):
+def test_dkn_named_dataset_converts_and_loads(folders):
     config = news_config(NRMS, folders, dataset="dkn-bing-news")
     train_ds, valid_ds, test_ds = create_dataset(config).build()
     tables = [impression_table(ds, 50) for ds in (train_ds, valid_ds, test_ds)]
-    users = {line.split("\t")[0] for line in (NEWS_DATA / "dkn-bing-news" / "raw_train.txt").read_text().splitlines()}
-    assert len(tables[0]) == len(users)
+    users = {line.split("\t")[0] for line in (NEWS_DATA / "dkn-bing-news" / "raw_test.txt").read_text().splitlines()}
+    assert len(tables[2]) == len(users)  # one test impression per user
     assert torch.equal(tables[1].items, tables[2].items)  # valid = test
     assert bool((tables[2].history > 0).any())
 
