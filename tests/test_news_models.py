@@ -162,8 +162,9 @@ def test_dkn_named_dataset_converts_and_loads(folders):
     config = news_config(NRMS, folders, dataset="dkn-bing-news")
     train_ds, valid_ds, test_ds = create_dataset(config).build()
     tables = [impression_table(ds, 50) for ds in (train_ds, valid_ds, test_ds)]
-    users = {line.split("\t")[0] for line in (NEWS_DATA / "dkn-bing-news" / "raw_test.txt").read_text().splitlines()}
-    assert len(tables[2]) == len(users)  # one test impression per user
+    lines = (NEWS_DATA / "dkn-bing-news" / "raw_test.txt").read_text().splitlines()
+    clicking_users = {line.split("\t")[0] for line in lines if line.split("\t")[2] == "1"}
+    assert len(tables[2]) == len(clicking_users)  # one test impression per user with a click
     assert torch.equal(tables[1].items, tables[2].items)  # valid = test
     assert bool((tables[2].history > 0).any())
 
