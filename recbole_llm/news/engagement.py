@@ -11,7 +11,8 @@ An impression at time t reads the state of the training buckets that end before 
 look-back (``awrs_lookback_hours``: the released code hard-codes 5 h, its comment says 1 h for MIND),
 so nothing at or after that time reaches its features. The clicks feature of the relevance predictor
 and the recency (hours since the news was first shown in training, 0 when not yet shown) follow the
-same rule.
+same rule. RecBole stores float fields as float32, so unix times are rounded to 128 s; buckets,
+look-back and impression times all use those same rounded values, so the rule holds exactly in them.
 """
 from __future__ import annotations
 
