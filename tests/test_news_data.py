@@ -235,3 +235,13 @@ def test_popk_appends_negatives_to_training_batches():
     batch = _one_batch(ImpressionTrainDataLoader(_config(), _Dataset(), table, popk=popk))
     assert batch[CANDIDATES].shape == (4, 5)
     assert batch[CANDIDATE_LABEL][:, 3:].eq(0).all()
+
+
+def test_real_mind_sample_split_and_coverage(shared_datasets, tmp_path):
+    folder = shared_datasets / "mind-small-sample"
+    report = mind.convert_mind_impressions(folder / "behaviors.tsv", folder / "news.tsv", tmp_path / "m",
+                                           valid_from="2019-11-13T00:00:00", test_from="2019-11-14T00:00:00",
+                                           keep_missing_news=True)
+    counts = report.counts
+    assert (counts["train_impressions"], counts["valid_impressions"], counts["test_impressions"]) == (3058, 974, 968)
+    assert counts["news_coverage"] == pytest.approx(0.037, abs=0.001)  # the README's "about 4%"

@@ -69,6 +69,8 @@ class NewsRecommender(AbstractRecommender):
 
     type = ModelType.CONTEXT  # labeled evaluation, no global negative sampler
     input_type = InputType.LISTWISE
+    #: Whether the news encoder embeds ``category_fields`` (NRMS reads the title only).
+    uses_categories = True
 
     def __init__(self, config, dataset) -> None:
         super().__init__()
@@ -80,7 +82,7 @@ class NewsRecommender(AbstractRecommender):
         self.dropout_prob = float(config["dropout_prob"])
         self.attention_dim = int(config["attention_dim"])
         self.titles = title_input(config, dataset)
-        self.categories = category_input(config, dataset)
+        self.categories = category_input(config, dataset) if self.uses_categories else None
 
     # ------------------------------------------------------------------ subclass API
     def encode_news(self, items: torch.Tensor) -> torch.Tensor:

@@ -77,8 +77,9 @@ class AWRS(NewsRecommender):
         self.eta = nn.Linear(dim, 1)
 
     def encode_news(self, items: torch.Tensor) -> torch.Tensor:
-        words, _ = self.titles(items)
-        parts = [words.mean(1)]
+        words, mask = self.titles(items)
+        weights = mask.unsqueeze(-1).float()
+        parts = [(words * weights).sum(1) / weights.sum(1).clamp(min=1)]  # mean over the real tokens
         if self.categories is not None:
             parts += self.categories(items)
         return self.news_dense(self.dropout(torch.cat(parts, dim=-1)))

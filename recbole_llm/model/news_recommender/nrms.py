@@ -13,6 +13,8 @@ from recbole_llm.news.layers import SelfAttentionPooling
 
 
 class NRMS(NewsRecommender):
+    uses_categories = False
+
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)
         heads, head_dim = int(config["num_heads"]), int(config["head_dim"])
