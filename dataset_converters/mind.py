@@ -295,18 +295,16 @@ def split_impressions(train: list[Impression], dev: list[Impression] | None, val
     }
 
 
-def _benchmark_rows(splits: dict[str, list[Impression]]) -> tuple[dict[str, list[list[Any]]], list[list[Any]]]:
-    """Rows of ``<name>.<split>.inter`` and ``<name>.imp``; impression ids 1..N over train, valid, test."""
-    inter: dict[str, list[list[Any]]] = {}
-    histories: list[list[Any]] = []
+def _numbered(splits: dict[str, list[Impression]]) -> dict[str, list[tuple[float, Impression]]]:
+    """Impression ids 1..N over train, valid, test (each split in time order)."""
+    numbered: dict[str, list[tuple[float, Impression]]] = {}
     number = 0
     for split in SPLITS:
-        inter[split] = []
+        numbered[split] = []
         for imp in sorted(splits[split], key=lambda i: i.timestamp):
             number += 1
-            inter[split].extend([float(number), imp.user, news, float(label), imp.timestamp] for news, label in imp.shown)
-            histories.append([float(number), " ".join(imp.history)])
-    return inter, histories
+            numbered[split].append((float(number), imp))
+    return numbered
 
 
 def impression_yaml_settings(name: str, with_news: bool, category: bool = True) -> dict[str, Any]:
@@ -329,14 +327,16 @@ def write_impression_benchmark(output_dir: Path, name: str, splits: dict[str, li
                                item_rows: list[list[Any]] | None, report: ConversionReport, overwrite: bool,
                                item_header: list[str] = ITEM_HEADER, comment: str = "") -> None:
     """``<name>.{train,valid,test}.inter``, ``<name>.imp``, ``<name>.item`` and ``<name>.yaml``, atomically."""
-    inter, histories = _benchmark_rows(splits)
-    for split in SPLITS:
-        report.counts[f"{split}_impressions"] = len(splits[split])
-        report.counts[f"{split}_rows"] = len(inter[split])
+    numbered = _numbered(splits)  # rows are streamed to the files, never held as lists (MIND: millions)
     with atomic_output_dir(output_dir, overwrite) as tmp:
         for split in SPLITS:
-            write_atomic_file(tmp / f"{name}.{split}.inter", IMPRESSION_INTER_HEADER, inter[split])
+            rows = ([number, imp.user, news, float(label), imp.timestamp]
+                    for number, imp in numbered[split] for news, label in imp.shown)
+            report.counts[f"{split}_impressions"] = len(splits[split])
+            report.counts[f"{split}_rows"] = write_atomic_file(tmp / f"{name}.{split}.inter", IMPRESSION_INTER_HEADER,
+                                                               rows)
             report.files.append(str(output_dir / f"{name}.{split}.inter"))
+        histories = ([number, " ".join(imp.history)] for split in SPLITS for number, imp in numbered[split])
         write_atomic_file(tmp / f"{name}.imp", IMPRESSION_HISTORY_HEADER, histories)
         report.files.append(str(output_dir / f"{name}.imp"))
         if item_rows is not None:
