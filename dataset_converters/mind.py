@@ -11,20 +11,33 @@ item_id:token label:float timestamp:float`` (unix seconds, times read as UTC);
 ``<name>.item``: ``item_id:token category:token subcategory:token title:token abstract:token
 entities:token``.
 
+With ``--format benchmark`` (or ``--dev-behaviors``) the output is instead what the news models
+(:mod:`recbole_llm.news`) read: ``<name>.{train,valid,test}.inter`` (``impression_id:float user_id:token
+item_id:token label:float timestamp:float``, impression ids unique over the three files), ``<name>.imp``
+(``impression_id:float history:token_seq``: the click history shown with each impression) and
+``<name>.item`` (every news row). Malformed behaviours rows (wrong column count, a history id without
+a news row, no click) stop the conversion at ``file:line``; ``--skip-bad`` skips and counts them.
+
 CLI::
 
     python -m dataset_converters.mind --behaviors behaviors.tsv --news news.tsv --output dataset/mind-small
+    python -m dataset_converters.mind --behaviors MINDsmall_train/behaviors.tsv --news MINDsmall_train/news.tsv \\
+        --dev-behaviors MINDsmall_dev/behaviors.tsv --dev-news MINDsmall_dev/news.tsv --max-history 50 \\
+        --output dataset/mind-small-news
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dataset_converters._common import (
+    ConversionError,
     ConversionReport,
     atomic_output_dir,
     check_output_dir,
@@ -176,6 +189,271 @@ def convert_mind(behaviors: str | Path, news: str | Path | None, output_dir: str
     return report
 
 
+# --------------------------------------------------------------------------- impression benchmark files
+# The news models (recbole_llm.news) read pre-split benchmark files: one row per shown news item,
+# keyed by an impression id that is unique over the three files, plus one history row per impression.
+IMPRESSION_INTER_HEADER = ["impression_id:float", "user_id:token", "item_id:token", "label:float", "timestamp:float"]
+IMPRESSION_HISTORY_HEADER = ["impression_id:float", "history:token_seq"]
+SPLITS = ("train", "valid", "test")
+#: NewsRecLib / AWRS: MIND-small train impressions from this time on are the validation split.
+DEFAULT_VALID_FROM = "2019-11-14T00:00:00"
+#: Skipped rows logged one by one (file:line) before the rest are only counted.
+_LOGGED_BAD_ROWS = 20
+
+
+@dataclass
+class Impression:
+    """One behaviours row: who saw what when, with the click history shown to the model."""
+
+    user: str
+    timestamp: float
+    history: list[str]
+    shown: list[tuple[str, int]]
+
+
+@dataclass
+class _BadRows:
+    """Malformed behaviours rows: raise at the first (file:line), or count and log them with ``skip_bad``."""
+
+    report: ConversionReport
+    skip_bad: bool
+    logged: int = 0
+
+    def __call__(self, path, number: int, reason: str, detail: str) -> None:
+        if not self.skip_bad:
+            raise input_error(path, number, f"{reason}: {detail}")
+        self.report.drop(reason)
+        if self.logged < _LOGGED_BAD_ROWS:
+            logger.warning("%s:%d: skipped (%s: %s)", path, number, reason, detail)
+            self.logged += 1
+
+
+def read_impressions(path, news_ids: set[str] | None, bad: _BadRows, keep_missing_news: bool) -> list[Impression]:
+    """Checked impressions of one behaviours file.
+
+    A row is malformed when its column count is wrong, a history id has no news row (only checked
+    when a news table is given and ``keep_missing_news`` is off) or no shown news was clicked.
+    """
+    impressions: list[Impression] = []
+    for number, line in iter_lines(path, bad.report, bad.skip_bad):
+        bad.report.rows_read += 1
+        try:
+            _, user, timestamp, history, shown = _parse_behavior(line)
+        except ValueError as err:
+            bad(path, number, "malformed behaviors line", str(err))
+            continue
+        history_ids = history.split()
+        if news_ids is not None and not keep_missing_news:
+            missing = [h for h in history_ids if h not in news_ids]
+            if missing:
+                bad(path, number, "history id missing from the news table",
+                    f"{missing[0]} (+{len(missing) - 1} more); pass --keep-missing-news to keep them without text")
+                continue
+        if not any(label for _, label in shown):
+            bad(path, number, "impression without a click", f"{len(shown)} shown news, none clicked")
+            continue
+        impressions.append(Impression(user, timestamp, history_ids, shown))
+    return impressions
+
+
+def _parse_time(value: str | None, option: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        raise ConversionError(f"{option}: '{value}' is not an ISO time such as {DEFAULT_VALID_FROM}") from None
+
+
+def split_impressions(train: list[Impression], dev: list[Impression] | None, valid_from: str,
+                      test_from: str | None, protocol: str) -> dict[str, list[Impression]]:
+    """train / valid / test impressions for the anchors' protocols.
+
+    ``newsreclib`` (NewsRecLib, AWRS): train = train-file impressions before ``valid_from``, valid =
+    the rest, test = the dev file; without a dev file, test = train-file impressions from
+    ``test_from`` on. ``recommenders`` (microsoft/recommenders): train = the train file, valid =
+    test = the dev file.
+    """
+    if protocol == "recommenders":
+        if dev is None:
+            raise ConversionError("--protocol recommenders needs --dev-behaviors (valid = test = the dev file)")
+        return {"train": train, "valid": dev, "test": dev}
+    if protocol != "newsreclib":
+        raise ConversionError(f"--protocol must be newsreclib or recommenders, not '{protocol}'")
+    valid_start = _parse_time(valid_from, "--valid-from")
+    test_start = _parse_time(test_from, "--test-from")
+    if dev is None and test_start is None:
+        raise ConversionError("without --dev-behaviors give --test-from (train-file impressions from then on are "
+                              "the test split)")
+    end = test_start if dev is None else float("inf")
+    if dev is None and test_start <= valid_start:
+        raise ConversionError(f"--test-from ({test_from}) must be after --valid-from ({valid_from})")
+    return {
+        "train": [imp for imp in train if imp.timestamp < valid_start],
+        "valid": [imp for imp in train if valid_start <= imp.timestamp < end],
+        "test": dev if dev is not None else [imp for imp in train if imp.timestamp >= end],
+    }
+
+
+def _numbered(splits: dict[str, list[Impression]]) -> dict[str, list[tuple[float, Impression]]]:
+    """Impression ids 1..N over train, valid, test (each split in time order)."""
+    numbered: dict[str, list[tuple[float, Impression]]] = {}
+    number = 0
+    for split in SPLITS:
+        numbered[split] = []
+        for imp in sorted(splits[split], key=lambda i: i.timestamp):
+            number += 1
+            numbered[split].append((float(number), imp))
+    return numbered
+
+
+def impression_yaml_settings(name: str, with_news: bool, category: bool = True) -> dict[str, Any]:
+    """What RecBole needs to load the benchmark files (the news models add their own defaults)."""
+    item_fields = ["item_id", "category", "subcategory", "title", "abstract"] if category else ["item_id", "title"]
+    load_col: dict[str, list[str]] = {"inter": [h.split(":")[0] for h in IMPRESSION_INTER_HEADER],
+                                      "imp": ["impression_id", "history"]}
+    if with_news:
+        load_col["item"] = item_fields
+    return {
+        "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "LABEL_FIELD": "label", "TIME_FIELD": "timestamp",
+        "load_col": load_col, "benchmark_filename": list(SPLITS), "additional_feat_suffix": ["imp"],
+        "alias_of_item_id": ["history"], "normalize_all": False, "filter_inter_by_user_or_item": False,
+        "eval_args": {"order": "TO", "group_by": None, "mode": "labeled"}, "train_neg_sample_args": None,
+        "item_text_fields": ["title"] if with_news else [],
+    }
+
+
+def write_impression_benchmark(output_dir: Path, name: str, splits: dict[str, list[Impression]],
+                               item_rows: list[list[Any]] | None, report: ConversionReport, overwrite: bool,
+                               item_header: list[str] = ITEM_HEADER, comment: str = "") -> None:
+    """``<name>.{train,valid,test}.inter``, ``<name>.imp``, ``<name>.item`` and ``<name>.yaml``, atomically."""
+    numbered = _numbered(splits)  # rows are streamed to the files, never held as lists (MIND: millions)
+    with atomic_output_dir(output_dir, overwrite) as tmp:
+        for split in SPLITS:
+            rows = ([number, imp.user, news, float(label), imp.timestamp]
+                    for number, imp in numbered[split] for news, label in imp.shown)
+            report.counts[f"{split}_impressions"] = len(splits[split])
+            report.counts[f"{split}_rows"] = write_atomic_file(tmp / f"{name}.{split}.inter", IMPRESSION_INTER_HEADER,
+                                                               rows)
+            report.files.append(str(output_dir / f"{name}.{split}.inter"))
+        histories = ([number, " ".join(imp.history)] for split in SPLITS for number, imp in numbered[split])
+        write_atomic_file(tmp / f"{name}.imp", IMPRESSION_HISTORY_HEADER, histories)
+        report.files.append(str(output_dir / f"{name}.imp"))
+        if item_rows is not None:
+            write_atomic_file(tmp / f"{name}.item", item_header, item_rows)
+            report.files.append(str(output_dir / f"{name}.item"))
+        settings = impression_yaml_settings(name, item_rows is not None, category="category:token" in item_header)
+        write_dataset_yaml(tmp, name, settings, comment or f"{name}: news impressions (train/valid/test benchmark "
+                                                          "files) for the news models of recbole_llm.news.")
+        report.files.append(str(output_dir / f"{name}.yaml"))
+        write_report(tmp, report)
+
+
+def _news_coverage(splits: dict[str, list[Impression]], news_ids: set[str], report: ConversionReport) -> None:
+    """Share of the news ids in histories and impressions that have a news row (the shared sample: ~4%)."""
+    used = {n for imps in splits.values() for imp in imps for n in [*imp.history, *(s for s, _ in imp.shown)]}
+    report.counts["news_ids_used"] = len(used)
+    report.counts["news_ids_with_text"] = len(used & news_ids)
+    report.counts["news_coverage"] = round(len(used & news_ids) / max(len(used), 1), 4)
+
+
+def convert_mind_impressions(behaviors: str | Path, news: str | Path | None, output_dir: str | Path,
+                             dev_behaviors: str | Path | None = None, dev_news: str | Path | None = None,
+                             name: str | None = None, valid_from: str = DEFAULT_VALID_FROM,
+                             test_from: str | None = None, protocol: str = "newsreclib", skip_bad: bool = False,
+                             keep_missing_news: bool = False, overwrite: bool = False,
+                             max_history: int = 0) -> ConversionReport:
+    """MIND behaviours (+ dev behaviours) and news -> impression benchmark files for the news models.
+
+    ``max_history > 0`` keeps only each impression's most recent history clicks (RecBole pads every
+    history to the longest one, so the full MIND histories cost memory the models never read).
+    """
+    output_dir = check_output_dir(output_dir, overwrite)
+    name = name or output_dir.name
+    report = ConversionReport(name=name)
+    item_rows = _read_news(news, set(), report, skip_bad) if news is not None else None
+    if dev_news is not None and item_rows is not None:
+        known = {row[0] for row in item_rows}
+        item_rows += [row for row in _read_news(dev_news, set(), report, skip_bad) if row[0] not in known]
+    news_ids = {row[0] for row in item_rows} if item_rows is not None else None
+    for key in ("shown_news_with_text", "shown_news_without_text"):  # replaced by the coverage counts
+        report.counts.pop(key, None)
+    bad = _BadRows(report, skip_bad)
+    train = read_impressions(behaviors, news_ids, bad, keep_missing_news)
+    dev = read_impressions(dev_behaviors, news_ids, bad, keep_missing_news) if dev_behaviors is not None else None
+    splits = split_impressions(train, dev, valid_from, test_from, protocol)
+    if max_history > 0:
+        for imp in {id(i): i for imps in splits.values() for i in imps}.values():
+            imp.history = imp.history[-max_history:]
+    if news_ids is not None:
+        _news_coverage(splits, news_ids, report)
+    report.rows_kept = sum(len(v) for k, v in splits.items() if k != "valid" or protocol != "recommenders")
+    write_impression_benchmark(output_dir, name, splits, item_rows, report, overwrite)
+    logger.info(report.summary())
+    return report
+
+
+def _dkn_rows(path, report: ConversionReport, bad: _BadRows) -> dict[str, list[tuple[str, str, int]]]:
+    """user -> [(news id, title, label)] of a DKN raw file, in file order."""
+    rows: dict[str, list[tuple[str, str, int]]] = {}
+    for number, line in iter_lines(path, report, bad.skip_bad):
+        report.rows_read += 1
+        parts = line.split("\t")
+        if len(parts) != 4 or parts[2].strip() not in ("0", "1") or not parts[1].strip():
+            bad(path, number, "malformed DKN line", f"{len(parts)} columns, expected user, title, label 0/1, entities")
+            continue
+        title = " ".join(parts[1].split())
+        news_id = "D" + hashlib.sha1(title.encode("utf-8")).hexdigest()[:12]
+        rows.setdefault(parts[0].strip(), []).append((news_id, title, int(parts[2])))
+    return rows
+
+
+def _dkn_train_impressions(rows: dict[str, list[tuple[str, str, int]]], size: int) -> list[Impression]:
+    """Each user's training rows cut into impressions of ``size`` rows (file order); the history of
+    each is the user's clicks in the *other* training impressions, so no impression sees its own clicks."""
+    impressions = []
+    for user, user_rows in rows.items():
+        chunks = [user_rows[start:start + size] for start in range(0, len(user_rows), size)]
+        for number, chunk in enumerate(chunks):
+            history = [n for other, c in enumerate(chunks) if other != number for n, _, y in c if y]
+            if any(y for _, _, y in chunk):
+                impressions.append(Impression(user, 0.0, list(dict.fromkeys(history)), [(n, y) for n, _, y in chunk]))
+    return impressions
+
+
+def convert_dkn_bing(train: str | Path, test: str | Path, output_dir: str | Path, name: str | None = None,
+                     skip_bad: bool = False, overwrite: bool = False, impression_size: int = 10) -> ConversionReport:
+    """DKN's Bing News sample (``raw_train.txt``, ``raw_test.txt``) -> impression benchmark files.
+
+    The sample has no impression ids and no times. A user's training rows are cut into impressions of
+    ``impression_size`` rows in file order, each with the user's clicks in their other training
+    impressions as history (DKN itself puts every training click in the history, so a training
+    sample would see its own click); a user's test rows form one impression whose history is all of
+    the user's training clicks (test news never occur in training). valid = test, as recommenders
+    evaluates MIND on its dev file.
+    """
+    if impression_size < 1:
+        raise ConversionError(f"impression_size must be >= 1, got {impression_size}")
+    output_dir = check_output_dir(output_dir, overwrite)
+    name = name or output_dir.name
+    report = ConversionReport(name=name)
+    bad = _BadRows(report, skip_bad)
+    train_rows, test_rows = _dkn_rows(train, report, bad), _dkn_rows(test, report, bad)
+    titles = {news: title for rows in (train_rows, test_rows) for user_rows in rows.values() for news, title, _ in user_rows}
+    history = {user: list(dict.fromkeys(n for n, _, y in user_rows if y)) for user, user_rows in train_rows.items()}
+    test = [Impression(user, 1.0, history.get(user, []), [(n, y) for n, _, y in user_rows])
+            for user, user_rows in test_rows.items() if any(y for _, _, y in user_rows)]
+    splits = {"train": _dkn_train_impressions(train_rows, impression_size), "valid": test, "test": test}
+    report.rows_kept = len(splits["train"]) + len(test)
+    report.counts.update(users=len(train_rows), news=len(titles))
+    item_rows = [[news, title] for news, title in sorted(titles.items())]
+    write_impression_benchmark(output_dir, name, splits, item_rows, report, overwrite, ["item_id:token", "title:token"],
+                               f"{name}: DKN Bing News sample; training impressions of {impression_size} rows per "
+                               "user, one test impression per user (no times, no impression ids); valid = test.")
+    logger.info(report.summary())
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="MIND behaviors/news -> impression-level RecBole atomic files.",
                                      allow_abbrev=False)
@@ -185,7 +463,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="dataset name; default: the output folder's name")
     parser.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted) instead of failing")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder whole")
+    parser.add_argument("--format", choices=("inter", "benchmark"), default="inter",
+                        help="inter: one <name>.inter for top-k models; benchmark: train/valid/test impression "
+                             "files + histories for the news models (implied by --dev-behaviors)")
+    parser.add_argument("--dev-behaviors", help="MIND dev behaviors.tsv: the test split (benchmark format)")
+    parser.add_argument("--dev-news", help="MIND dev news.tsv, merged into the news table")
+    parser.add_argument("--valid-from", default=DEFAULT_VALID_FROM,
+                        help="train-file impressions from this time on are the validation split")
+    parser.add_argument("--test-from", help="without --dev-behaviors: train-file impressions from this time on "
+                                            "are the test split")
+    parser.add_argument("--protocol", choices=("newsreclib", "recommenders"), default="newsreclib",
+                        help="recommenders: train = train file, valid = test = dev file")
+    parser.add_argument("--max-history", type=int, default=0,
+                        help="keep each impression's most recent N history clicks (0 = all; the models read 50)")
+    parser.add_argument("--keep-missing-news", action="store_true",
+                        help="keep history ids without a news row (their text is missing) instead of failing")
     args = parser.parse_args(argv)
+    if args.format == "benchmark" or args.dev_behaviors:
+        return run_converter_cli(convert_mind_impressions, args.behaviors, args.news, args.output,
+                                 dev_behaviors=args.dev_behaviors, dev_news=args.dev_news, name=args.name,
+                                 valid_from=args.valid_from, test_from=args.test_from, protocol=args.protocol,
+                                 skip_bad=args.skip_bad, keep_missing_news=args.keep_missing_news,
+                                 overwrite=args.overwrite, max_history=args.max_history)
     return run_converter_cli(convert_mind, args.behaviors, args.news, args.output, args.name, args.skip_bad,
                              overwrite=args.overwrite)
 

@@ -185,6 +185,46 @@ register(NamedDataset(
 ))
 
 
+def _convert_mind_sample_impressions(raw: dict[str, Path], output: Path, name: str):
+    from dataset_converters.mind import convert_mind_impressions
+
+    # The sample has no dev file and covers ~4% of its news ids: its last two days are valid and test,
+    # and history ids without a news row are kept (their title is missing).
+    return convert_mind_impressions(raw["behaviors"], raw["news"], output, name=name,
+                                    valid_from="2019-11-13T00:00:00", test_from="2019-11-14T00:00:00",
+                                    keep_missing_news=True)
+
+
+def _convert_dkn_bing(raw: dict[str, Path], output: Path, name: str):
+    from dataset_converters.mind import convert_dkn_bing
+
+    return convert_dkn_bing(raw["train"], raw["test"], output, name=name)
+
+
+register(NamedDataset(
+    name="mind-small-sample",
+    description="MIND-small sample as news impressions for NRMS/NAML/LSTUR/AWRS: train/valid/test benchmark "
+                "files by day (valid 2019-11-13, test 2019-11-14), click histories, news table (~4% coverage)",
+    source="Wu et al., ACL 2020",
+    raw_files=(
+        RawFile("behaviors", ("mind-small-sample/behaviors.tsv", "behaviors.tsv")),
+        RawFile("news", ("mind-small-sample/news.tsv", "news.tsv")),
+    ),
+    convert=_convert_mind_sample_impressions,
+))
+register(NamedDataset(
+    name="dkn-bing-news",
+    description="DKN Bing News click sample as news impressions (one per user and file; valid = test; full "
+                "title coverage, no times)",
+    source="Wang et al., DKN, WWW 2018 (hwwang55/DKN)",
+    raw_files=(
+        RawFile("train", ("dkn-bing-news/raw_train.txt", "raw_train.txt")),
+        RawFile("test", ("dkn-bing-news/raw_test.txt", "raw_test.txt")),
+    ),
+    convert=_convert_dkn_bing,
+))
+
+
 def known_dataset_names() -> list[str]:
     """Names that ``--dataset`` can convert from raw files."""
     return sorted(NAMED_DATASETS)

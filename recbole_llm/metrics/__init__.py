@@ -7,8 +7,9 @@ They are written into RecBole's metric registry by the ``metric_registry`` patch
 from __future__ import annotations
 
 from recbole_llm.metrics.category_diversity import ITEM_CATEGORIES, CategoryDiversity, item_category_matrix
+from recbole_llm.metrics.news import NEWS_METRICS
 
-METRICS = (CategoryDiversity,)
+METRICS = (CategoryDiversity, *NEWS_METRICS)
 
 __all__ = ["CategoryDiversity", "ITEM_CATEGORIES", "METRICS", "item_category_matrix", "register_metrics"]
 
