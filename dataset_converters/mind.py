@@ -25,6 +25,7 @@ CLI::
         --dev-behaviors MINDsmall_dev/behaviors.tsv --dev-news MINDsmall_dev/news.tsv --max-history 50 \\
         --output dataset/mind-small-news
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,14 @@ logger = logging.getLogger(__name__)
 
 INTER_HEADER = ["impression_id:token", "user_id:token", "item_id:token", "label:float", "timestamp:float"]
 USER_HEADER = ["user_id:token", "history:token_seq"]
-ITEM_HEADER = ["item_id:token", "category:token", "subcategory:token", "title:token", "abstract:token",
-               "entities:token"]
+ITEM_HEADER = [
+    "item_id:token",
+    "category:token",
+    "subcategory:token",
+    "title:token",
+    "abstract:token",
+    "entities:token",
+]
 TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 
 
@@ -80,8 +87,9 @@ def _entity_labels(field: str) -> list[str]:
 
 def _yaml_settings(with_news: bool) -> dict:
     """Dataset yaml of a converted MIND folder (clicks as positives, time-ordered 80/10/10 split)."""
-    settings = dataset_settings(INTER_HEADER, ITEM_HEADER[:-1] if with_news else None,
-                                ["title", "category", "subcategory", "abstract"])
+    settings = dataset_settings(
+        INTER_HEADER, ITEM_HEADER[:-1] if with_news else None, ["title", "category", "subcategory", "abstract"]
+    )
     settings = {"LABEL_FIELD": "label", **settings}
     settings["val_interval"] = {"label": "[1,1]"}
     settings["filter_inter_by_user_or_item"] = False
@@ -118,8 +126,12 @@ def _read_behaviors(behaviors, report: ConversionReport, skip_bad: bool) -> tupl
         inter_rows.extend([impression, user, news_id, float(label), timestamp] for news_id, label in shown)
     report.rows_kept = len(impression_ids) - report.dropped.get("impression without shown news", 0)
     report.counts.update(
-        impressions=report.rows_kept, impression_rows=len(inter_rows), clicks=sum(1 for r in inter_rows if r[3] == 1.0),
-        users=len(histories), shown_news=len({r[2] for r in inter_rows}), users_whose_history_differs=history_changes,
+        impressions=report.rows_kept,
+        impression_rows=len(inter_rows),
+        clicks=sum(1 for r in inter_rows if r[3] == 1.0),
+        users=len(histories),
+        shown_news=len({r[2] for r in inter_rows}),
+        users_whose_history_differs=history_changes,
         users_without_history=sum(1 for h in histories.values() if not h),
     )
     return inter_rows, histories
@@ -155,16 +167,33 @@ def _read_news(news, shown_items: set[str], report: ConversionReport, skip_bad: 
             continue
         seen.add(news_id)
         entities = _entity_labels(parts[6]) + _entity_labels(parts[7]) if len(parts) >= 8 else []
-        item_rows.append([news_id, report.text("category", parts[1]), report.text("subcategory", parts[2]),
-                          report.text("title", parts[3]), report.text("abstract", parts[4]),
-                          report.text("entities", ", ".join(dict.fromkeys(entities)))])
-    report.counts.update(news_rows=len(item_rows), duplicate_news_rows=duplicates,
-                         shown_news_with_text=len(shown_items & seen), shown_news_without_text=len(shown_items - seen))
+        item_rows.append(
+            [
+                news_id,
+                report.text("category", parts[1]),
+                report.text("subcategory", parts[2]),
+                report.text("title", parts[3]),
+                report.text("abstract", parts[4]),
+                report.text("entities", ", ".join(dict.fromkeys(entities))),
+            ]
+        )
+    report.counts.update(
+        news_rows=len(item_rows),
+        duplicate_news_rows=duplicates,
+        shown_news_with_text=len(shown_items & seen),
+        shown_news_without_text=len(shown_items - seen),
+    )
     return item_rows
 
 
-def convert_mind(behaviors: str | Path, news: str | Path | None, output_dir: str | Path,
-                 name: str | None = None, skip_bad: bool = False, overwrite: bool = False) -> ConversionReport:
+def convert_mind(
+    behaviors: str | Path,
+    news: str | Path | None,
+    output_dir: str | Path,
+    name: str | None = None,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+) -> ConversionReport:
     """Convert MIND files into ``output_dir/<name>.{inter,user,item,yaml}``."""
     output_dir = check_output_dir(output_dir, overwrite)
     name = name or output_dir.name
@@ -179,10 +208,14 @@ def convert_mind(behaviors: str | Path, news: str | Path | None, output_dir: str
             report.files.append(str(output_dir / f"{name}.item"))
         write_atomic_file(tmp / f"{name}.inter", INTER_HEADER, inter_rows)
         report.files.append(str(output_dir / f"{name}.inter"))
-        write_dataset_yaml(tmp, name, _yaml_settings(news is not None),
-                           f"{name}: MIND impressions converted by dataset_converters.mind: one row per shown news\n"
-                           "item with its click label. Top-k models learn from clicks (val_interval); impressions of\n"
-                           "news without text are kept. Split by time 80/10/10 per user, full ranking.")
+        write_dataset_yaml(
+            tmp,
+            name,
+            _yaml_settings(news is not None),
+            f"{name}: MIND impressions converted by dataset_converters.mind: one row per shown news\n"
+            "item with its click label. Top-k models learn from clicks (val_interval); impressions of\n"
+            "news without text are kept. Split by time 80/10/10 per user, full ranking.",
+        )
         report.files.append(str(output_dir / f"{name}.yaml"))
         write_report(tmp, report)
     logger.info(report.summary())
@@ -246,8 +279,12 @@ def read_impressions(path, news_ids: set[str] | None, bad: _BadRows, keep_missin
         if news_ids is not None and not keep_missing_news:
             missing = [h for h in history_ids if h not in news_ids]
             if missing:
-                bad(path, number, "history id missing from the news table",
-                    f"{missing[0]} (+{len(missing) - 1} more); pass --keep-missing-news to keep them without text")
+                bad(
+                    path,
+                    number,
+                    "history id missing from the news table",
+                    f"{missing[0]} (+{len(missing) - 1} more); pass --keep-missing-news to keep them without text",
+                )
                 continue
         if not any(label for _, label in shown):
             bad(path, number, "impression without a click", f"{len(shown)} shown news, none clicked")
@@ -265,8 +302,9 @@ def _parse_time(value: str | None, option: str) -> float | None:
         raise ConversionError(f"{option}: '{value}' is not an ISO time such as {DEFAULT_VALID_FROM}") from None
 
 
-def split_impressions(train: list[Impression], dev: list[Impression] | None, valid_from: str,
-                      test_from: str | None, protocol: str) -> dict[str, list[Impression]]:
+def split_impressions(
+    train: list[Impression], dev: list[Impression] | None, valid_from: str, test_from: str | None, protocol: str
+) -> dict[str, list[Impression]]:
     """train / valid / test impressions for the anchors' protocols.
 
     ``newsreclib`` (NewsRecLib, AWRS): train = train-file impressions before ``valid_from``, valid =
@@ -283,8 +321,9 @@ def split_impressions(train: list[Impression], dev: list[Impression] | None, val
     valid_start = _parse_time(valid_from, "--valid-from")
     test_start = _parse_time(test_from, "--test-from")
     if dev is None and test_start is None:
-        raise ConversionError("without --dev-behaviors give --test-from (train-file impressions from then on are "
-                              "the test split)")
+        raise ConversionError(
+            "without --dev-behaviors give --test-from (train-file impressions from then on are the test split)"
+        )
     end = test_start if dev is None else float("inf")
     if dev is None and test_start <= valid_start:
         raise ConversionError(f"--test-from ({test_from}) must be after --valid-from ({valid_from})")
@@ -310,31 +349,52 @@ def _numbered(splits: dict[str, list[Impression]]) -> dict[str, list[tuple[float
 def impression_yaml_settings(name: str, with_news: bool, category: bool = True) -> dict[str, Any]:
     """What RecBole needs to load the benchmark files (the news models add their own defaults)."""
     item_fields = ["item_id", "category", "subcategory", "title", "abstract"] if category else ["item_id", "title"]
-    load_col: dict[str, list[str]] = {"inter": [h.split(":")[0] for h in IMPRESSION_INTER_HEADER],
-                                      "imp": ["impression_id", "history"]}
+    load_col: dict[str, list[str]] = {
+        "inter": [h.split(":")[0] for h in IMPRESSION_INTER_HEADER],
+        "imp": ["impression_id", "history"],
+    }
     if with_news:
         load_col["item"] = item_fields
     return {
-        "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "LABEL_FIELD": "label", "TIME_FIELD": "timestamp",
-        "load_col": load_col, "benchmark_filename": list(SPLITS), "additional_feat_suffix": ["imp"],
-        "alias_of_item_id": ["history"], "normalize_all": False, "filter_inter_by_user_or_item": False,
-        "eval_args": {"order": "TO", "group_by": None, "mode": "labeled"}, "train_neg_sample_args": None,
+        "USER_ID_FIELD": "user_id",
+        "ITEM_ID_FIELD": "item_id",
+        "LABEL_FIELD": "label",
+        "TIME_FIELD": "timestamp",
+        "load_col": load_col,
+        "benchmark_filename": list(SPLITS),
+        "additional_feat_suffix": ["imp"],
+        "alias_of_item_id": ["history"],
+        "normalize_all": False,
+        "filter_inter_by_user_or_item": False,
+        "eval_args": {"order": "TO", "group_by": None, "mode": "labeled"},
+        "train_neg_sample_args": None,
         "item_text_fields": ["title"] if with_news else [],
     }
 
 
-def write_impression_benchmark(output_dir: Path, name: str, splits: dict[str, list[Impression]],
-                               item_rows: list[list[Any]] | None, report: ConversionReport, overwrite: bool,
-                               item_header: list[str] = ITEM_HEADER, comment: str = "") -> None:
+def write_impression_benchmark(
+    output_dir: Path,
+    name: str,
+    splits: dict[str, list[Impression]],
+    item_rows: list[list[Any]] | None,
+    report: ConversionReport,
+    overwrite: bool,
+    item_header: list[str] = ITEM_HEADER,
+    comment: str = "",
+) -> None:
     """``<name>.{train,valid,test}.inter``, ``<name>.imp``, ``<name>.item`` and ``<name>.yaml``, atomically."""
     numbered = _numbered(splits)  # rows are streamed to the files, never held as lists (MIND: millions)
     with atomic_output_dir(output_dir, overwrite) as tmp:
         for split in SPLITS:
-            rows = ([number, imp.user, news, float(label), imp.timestamp]
-                    for number, imp in numbered[split] for news, label in imp.shown)
+            rows = (
+                [number, imp.user, news, float(label), imp.timestamp]
+                for number, imp in numbered[split]
+                for news, label in imp.shown
+            )
             report.counts[f"{split}_impressions"] = len(splits[split])
-            report.counts[f"{split}_rows"] = write_atomic_file(tmp / f"{name}.{split}.inter", IMPRESSION_INTER_HEADER,
-                                                               rows)
+            report.counts[f"{split}_rows"] = write_atomic_file(
+                tmp / f"{name}.{split}.inter", IMPRESSION_INTER_HEADER, rows
+            )
             report.files.append(str(output_dir / f"{name}.{split}.inter"))
         histories = ([number, " ".join(imp.history)] for split in SPLITS for number, imp in numbered[split])
         write_atomic_file(tmp / f"{name}.imp", IMPRESSION_HISTORY_HEADER, histories)
@@ -343,8 +403,13 @@ def write_impression_benchmark(output_dir: Path, name: str, splits: dict[str, li
             write_atomic_file(tmp / f"{name}.item", item_header, item_rows)
             report.files.append(str(output_dir / f"{name}.item"))
         settings = impression_yaml_settings(name, item_rows is not None, category="category:token" in item_header)
-        write_dataset_yaml(tmp, name, settings, comment or f"{name}: news impressions (train/valid/test benchmark "
-                                                          "files) for the news models of recbole_llm.news.")
+        write_dataset_yaml(
+            tmp,
+            name,
+            settings,
+            comment
+            or f"{name}: news impressions (train/valid/test benchmark files) for the news models of recbole_llm.news.",
+        )
         report.files.append(str(output_dir / f"{name}.yaml"))
         write_report(tmp, report)
 
@@ -357,12 +422,21 @@ def _news_coverage(splits: dict[str, list[Impression]], news_ids: set[str], repo
     report.counts["news_coverage"] = round(len(used & news_ids) / max(len(used), 1), 4)
 
 
-def convert_mind_impressions(behaviors: str | Path, news: str | Path | None, output_dir: str | Path,
-                             dev_behaviors: str | Path | None = None, dev_news: str | Path | None = None,
-                             name: str | None = None, valid_from: str = DEFAULT_VALID_FROM,
-                             test_from: str | None = None, protocol: str = "newsreclib", skip_bad: bool = False,
-                             keep_missing_news: bool = False, overwrite: bool = False,
-                             max_history: int = 0) -> ConversionReport:
+def convert_mind_impressions(
+    behaviors: str | Path,
+    news: str | Path | None,
+    output_dir: str | Path,
+    dev_behaviors: str | Path | None = None,
+    dev_news: str | Path | None = None,
+    name: str | None = None,
+    valid_from: str = DEFAULT_VALID_FROM,
+    test_from: str | None = None,
+    protocol: str = "newsreclib",
+    skip_bad: bool = False,
+    keep_missing_news: bool = False,
+    overwrite: bool = False,
+    max_history: int = 0,
+) -> ConversionReport:
     """MIND behaviours (+ dev behaviours) and news -> impression benchmark files for the news models.
 
     ``max_history > 0`` keeps only each impression's most recent history clicks (RecBole pads every
@@ -413,7 +487,7 @@ def _dkn_train_impressions(rows: dict[str, list[tuple[str, str, int]]], size: in
     each is the user's clicks in the *other* training impressions, so no impression sees its own clicks."""
     impressions = []
     for user, user_rows in rows.items():
-        chunks = [user_rows[start:start + size] for start in range(0, len(user_rows), size)]
+        chunks = [user_rows[start : start + size] for start in range(0, len(user_rows), size)]
         for number, chunk in enumerate(chunks):
             history = [n for other, c in enumerate(chunks) if other != number for n, _, y in c if y]
             if any(y for _, _, y in chunk):
@@ -421,8 +495,15 @@ def _dkn_train_impressions(rows: dict[str, list[tuple[str, str, int]]], size: in
     return impressions
 
 
-def convert_dkn_bing(train: str | Path, test: str | Path, output_dir: str | Path, name: str | None = None,
-                     skip_bad: bool = False, overwrite: bool = False, impression_size: int = 10) -> ConversionReport:
+def convert_dkn_bing(
+    train: str | Path,
+    test: str | Path,
+    output_dir: str | Path,
+    name: str | None = None,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+    impression_size: int = 10,
+) -> ConversionReport:
     """DKN's Bing News sample (``raw_train.txt``, ``raw_test.txt``) -> impression benchmark files.
 
     The sample has no impression ids and no times. A user's training rows are cut into impressions of
@@ -439,54 +520,99 @@ def convert_dkn_bing(train: str | Path, test: str | Path, output_dir: str | Path
     report = ConversionReport(name=name)
     bad = _BadRows(report, skip_bad)
     train_rows, test_rows = _dkn_rows(train, report, bad), _dkn_rows(test, report, bad)
-    titles = {news: title for rows in (train_rows, test_rows) for user_rows in rows.values() for news, title, _ in user_rows}
+    titles = {
+        news: title for rows in (train_rows, test_rows) for user_rows in rows.values() for news, title, _ in user_rows
+    }
     history = {user: list(dict.fromkeys(n for n, _, y in user_rows if y)) for user, user_rows in train_rows.items()}
-    test = [Impression(user, 1.0, history.get(user, []), [(n, y) for n, _, y in user_rows])
-            for user, user_rows in test_rows.items() if any(y for _, _, y in user_rows)]
+    test = [
+        Impression(user, 1.0, history.get(user, []), [(n, y) for n, _, y in user_rows])
+        for user, user_rows in test_rows.items()
+        if any(y for _, _, y in user_rows)
+    ]
     splits = {"train": _dkn_train_impressions(train_rows, impression_size), "valid": test, "test": test}
     report.rows_kept = len(splits["train"]) + len(test)
     report.counts.update(users=len(train_rows), news=len(titles))
     item_rows = [[news, title] for news, title in sorted(titles.items())]
-    write_impression_benchmark(output_dir, name, splits, item_rows, report, overwrite, ["item_id:token", "title:token"],
-                               f"{name}: DKN Bing News sample; training impressions of {impression_size} rows per "
-                               "user, one test impression per user (no times, no impression ids); valid = test.")
+    write_impression_benchmark(
+        output_dir,
+        name,
+        splits,
+        item_rows,
+        report,
+        overwrite,
+        ["item_id:token", "title:token"],
+        f"{name}: DKN Bing News sample; training impressions of {impression_size} rows per "
+        "user, one test impression per user (no times, no impression ids); valid = test.",
+    )
     logger.info(report.summary())
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="MIND behaviors/news -> impression-level RecBole atomic files.",
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        description="MIND behaviors/news -> impression-level RecBole atomic files.", allow_abbrev=False
+    )
     parser.add_argument("--behaviors", required=True, help="behaviors.tsv")
     parser.add_argument("--news", help="news.tsv (item text)")
     parser.add_argument("--output", required=True, help="output folder, e.g. dataset/mind-small")
     parser.add_argument("--name", help="dataset name; default: the output folder's name")
     parser.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted) instead of failing")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder whole")
-    parser.add_argument("--format", choices=("inter", "benchmark"), default="inter",
-                        help="inter: one <name>.inter for top-k models; benchmark: train/valid/test impression "
-                             "files + histories for the news models (implied by --dev-behaviors)")
+    parser.add_argument(
+        "--format",
+        choices=("inter", "benchmark"),
+        default="inter",
+        help="inter: one <name>.inter for top-k models; benchmark: train/valid/test impression "
+        "files + histories for the news models (implied by --dev-behaviors)",
+    )
     parser.add_argument("--dev-behaviors", help="MIND dev behaviors.tsv: the test split (benchmark format)")
     parser.add_argument("--dev-news", help="MIND dev news.tsv, merged into the news table")
-    parser.add_argument("--valid-from", default=DEFAULT_VALID_FROM,
-                        help="train-file impressions from this time on are the validation split")
-    parser.add_argument("--test-from", help="without --dev-behaviors: train-file impressions from this time on "
-                                            "are the test split")
-    parser.add_argument("--protocol", choices=("newsreclib", "recommenders"), default="newsreclib",
-                        help="recommenders: train = train file, valid = test = dev file")
-    parser.add_argument("--max-history", type=int, default=0,
-                        help="keep each impression's most recent N history clicks (0 = all; the models read 50)")
-    parser.add_argument("--keep-missing-news", action="store_true",
-                        help="keep history ids without a news row (their text is missing) instead of failing")
+    parser.add_argument(
+        "--valid-from",
+        default=DEFAULT_VALID_FROM,
+        help="train-file impressions from this time on are the validation split",
+    )
+    parser.add_argument(
+        "--test-from", help="without --dev-behaviors: train-file impressions from this time on are the test split"
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("newsreclib", "recommenders"),
+        default="newsreclib",
+        help="recommenders: train = train file, valid = test = dev file",
+    )
+    parser.add_argument(
+        "--max-history",
+        type=int,
+        default=0,
+        help="keep each impression's most recent N history clicks (0 = all; the models read 50)",
+    )
+    parser.add_argument(
+        "--keep-missing-news",
+        action="store_true",
+        help="keep history ids without a news row (their text is missing) instead of failing",
+    )
     args = parser.parse_args(argv)
     if args.format == "benchmark" or args.dev_behaviors:
-        return run_converter_cli(convert_mind_impressions, args.behaviors, args.news, args.output,
-                                 dev_behaviors=args.dev_behaviors, dev_news=args.dev_news, name=args.name,
-                                 valid_from=args.valid_from, test_from=args.test_from, protocol=args.protocol,
-                                 skip_bad=args.skip_bad, keep_missing_news=args.keep_missing_news,
-                                 overwrite=args.overwrite, max_history=args.max_history)
-    return run_converter_cli(convert_mind, args.behaviors, args.news, args.output, args.name, args.skip_bad,
-                             overwrite=args.overwrite)
+        return run_converter_cli(
+            convert_mind_impressions,
+            args.behaviors,
+            args.news,
+            args.output,
+            dev_behaviors=args.dev_behaviors,
+            dev_news=args.dev_news,
+            name=args.name,
+            valid_from=args.valid_from,
+            test_from=args.test_from,
+            protocol=args.protocol,
+            skip_bad=args.skip_bad,
+            keep_missing_news=args.keep_missing_news,
+            overwrite=args.overwrite,
+            max_history=args.max_history,
+        )
+    return run_converter_cli(
+        convert_mind, args.behaviors, args.news, args.output, args.name, args.skip_bad, overwrite=args.overwrite
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from types import ModuleType
 from recbole.utils import get_model as recbole_get_model
 
 #: recbole-llm's model packages, one per RecBole model type folder.
-MODEL_SUBMODULES = ("general_recommender", "sequential_recommender")
+MODEL_SUBMODULES = ("general_recommender", "sequential_recommender", "news_recommender")
 #: RecBole's model type folders (for closest-name suggestions).
 RECBOLE_MODEL_SUBMODULES = (
     "general_recommender",

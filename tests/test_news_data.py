@@ -1,4 +1,5 @@
 """News impressions: the MIND/DKN benchmark converter, impression tables, training/evaluation loaders, POPK on news."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,12 @@ def _read(path: Path) -> list[list[str]]:
 
 
 def _convert(tmp_path: Path, behaviors: Path = MIND / "behaviors.tsv", **kwargs):
-    kwargs = {"valid_from": "2019-11-13T00:00:00", "test_from": "2019-11-14T00:00:00", "keep_missing_news": True,
-              **kwargs}
+    kwargs = {
+        "valid_from": "2019-11-13T00:00:00",
+        "test_from": "2019-11-14T00:00:00",
+        "keep_missing_news": True,
+        **kwargs,
+    }
     return mind.convert_mind_impressions(behaviors, MIND / "news.tsv", tmp_path / "out", name="m", **kwargs)
 
 
@@ -61,9 +66,15 @@ def test_max_history_keeps_the_most_recent_clicks(tmp_path):
 
 
 def test_recommenders_protocol_uses_the_dev_file_for_valid_and_test(tmp_path):
-    report = mind.convert_mind_impressions(MIND / "behaviors.tsv", MIND / "news.tsv", tmp_path / "out", name="m",
-                                           dev_behaviors=MIND / "behaviors.tsv", protocol="recommenders",
-                                           keep_missing_news=True)
+    report = mind.convert_mind_impressions(
+        MIND / "behaviors.tsv",
+        MIND / "news.tsv",
+        tmp_path / "out",
+        name="m",
+        dev_behaviors=MIND / "behaviors.tsv",
+        protocol="recommenders",
+        keep_missing_news=True,
+    )
     assert report.counts["valid_impressions"] == report.counts["test_impressions"] == report.counts["train_impressions"]
 
 
@@ -75,10 +86,13 @@ def _bad_file(tmp_path: Path, line: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("line, reason", [
-    ("1\tU1\t11/13/2019 8:00:00 AM\tN1", "malformed behaviors line"),
-    ("1\tU1\t11/13/2019 8:00:00 AM\tN1 N2\tN3-0 N4-0", "impression without a click"),
-])
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ("1\tU1\t11/13/2019 8:00:00 AM\tN1", "malformed behaviors line"),
+        ("1\tU1\t11/13/2019 8:00:00 AM\tN1 N2\tN3-0 N4-0", "impression without a click"),
+    ],
+)
 def test_malformed_rows_name_file_and_line_and_are_counted_with_skip_bad(tmp_path, line, reason):
     path = _bad_file(tmp_path, line)
     with pytest.raises(ConversionError, match=f"{path}:3: {reason}"):
@@ -98,8 +112,21 @@ def test_history_id_missing_from_news_table_is_malformed_unless_kept(tmp_path):
 
 def test_cli_reports_one_line_and_exit_1(tmp_path, capsys):
     path = _bad_file(tmp_path, "broken")
-    code = mind.main(["--format", "benchmark", "--behaviors", str(path), "--news", str(MIND / "news.tsv"),
-                      "--output", str(tmp_path / "out"), "--test-from", "2019-11-14T00:00:00", "--keep-missing-news"])
+    code = mind.main(
+        [
+            "--format",
+            "benchmark",
+            "--behaviors",
+            str(path),
+            "--news",
+            str(MIND / "news.tsv"),
+            "--output",
+            str(tmp_path / "out"),
+            "--test-from",
+            "2019-11-14T00:00:00",
+            "--keep-missing-news",
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{path}:3" in err[0]
@@ -111,8 +138,9 @@ def test_without_dev_file_test_from_is_required(tmp_path):
 
 
 def test_dkn_training_impressions_never_see_their_own_clicks(tmp_path):
-    report = mind.convert_dkn_bing(DKN / "raw_train.txt", DKN / "raw_test.txt", tmp_path / "d", name="d",
-                                   impression_size=10)
+    report = mind.convert_dkn_bing(
+        DKN / "raw_train.txt", DKN / "raw_test.txt", tmp_path / "d", name="d", impression_size=10
+    )
     out = tmp_path / "d"
     histories = {row[0]: set(row[1].split()) for row in _read(out / "d.imp")}
     clicks: dict[str, set[str]] = {}
@@ -134,9 +162,14 @@ def _table() -> ImpressionTable:
     items = torch.tensor([1, 2, 3, 4, 5, 6, 7, 8, 1, 4, 11, 12])
     labels = torch.tensor([1, 0, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0], dtype=torch.float)
     return ImpressionTable(
-        impression_ids=torch.tensor([10, 20, 30]), users=torch.tensor([1, 2, 1]),
-        times=torch.tensor([0.0, 3600.0, 7300.0], dtype=torch.float64), offsets=torch.tensor([0, 6, 8, 12]),
-        items=items, labels=labels, history=torch.tensor([[0, 5, 6], [0, 0, 0], [1, 2, 3]]))
+        impression_ids=torch.tensor([10, 20, 30]),
+        users=torch.tensor([1, 2, 1]),
+        times=torch.tensor([0.0, 3600.0, 7300.0], dtype=torch.float64),
+        offsets=torch.tensor([0, 6, 8, 12]),
+        items=items,
+        labels=labels,
+        history=torch.tensor([[0, 5, 6], [0, 0, 0], [1, 2, 3]]),
+    )
 
 
 class _Dataset:
@@ -144,9 +177,19 @@ class _Dataset:
 
 
 def _config(**kwargs):
-    return {"npratio": 2, "impression_sampling": "per_positive", "neg_shortfall": "pad", "train_batch_size": 100,
-            "eval_batch_size": 2, "seed": 1, "worker": 0, "single_spec": True, "MODEL_TYPE": None,
-            "transform": None, **kwargs}
+    return {
+        "npratio": 2,
+        "impression_sampling": "per_positive",
+        "neg_shortfall": "pad",
+        "train_batch_size": 100,
+        "eval_batch_size": 2,
+        "seed": 1,
+        "worker": 0,
+        "single_spec": True,
+        "MODEL_TYPE": None,
+        "transform": None,
+        **kwargs,
+    }
 
 
 def _one_batch(loader):
@@ -155,8 +198,8 @@ def _one_batch(loader):
 
 def _shown(table: ImpressionTable, impression_id: int) -> tuple[set[int], set[int]]:
     row = int((table.impression_ids == impression_id).nonzero())
-    items = table.items[table.offsets[row]:table.offsets[row + 1]]
-    labels = table.labels[table.offsets[row]:table.offsets[row + 1]]
+    items = table.items[table.offsets[row] : table.offsets[row + 1]]
+    labels = table.labels[table.offsets[row] : table.offsets[row + 1]]
     return set(items[labels > 0].tolist()), set(items[labels == 0].tolist())
 
 
@@ -224,8 +267,9 @@ def test_popk_uses_training_clicks_of_earlier_buckets_only_and_skips_the_impress
     assert extra[1].tolist() == [1, 4]  # bucket 0's clicks; 8 is clicked in the current bucket: not counted
     assert extra[2].tolist() == [8, 0]  # 1 and 4 are shown in this impression: skipped
     future = ImpressionTable(**{**table.__dict__, "labels": torch.cat([table.labels[:8], torch.ones(4)])})
-    changed = NewsPopk(future, n_items=13, popk=2, bucket=3600).extra_negatives(table, rows[:2],
-                                                                                torch.tensor([[1], [8]]))
+    changed = NewsPopk(future, n_items=13, popk=2, bucket=3600).extra_negatives(
+        table, rows[:2], torch.tensor([[1], [8]])
+    )
     assert changed.tolist() == extra[:2].tolist()  # later clicks never reach earlier impressions
 
 
@@ -239,9 +283,14 @@ def test_popk_appends_negatives_to_training_batches():
 
 def test_real_mind_sample_split_and_coverage(shared_datasets, tmp_path):
     folder = shared_datasets / "mind-small-sample"
-    report = mind.convert_mind_impressions(folder / "behaviors.tsv", folder / "news.tsv", tmp_path / "m",
-                                           valid_from="2019-11-13T00:00:00", test_from="2019-11-14T00:00:00",
-                                           keep_missing_news=True)
+    report = mind.convert_mind_impressions(
+        folder / "behaviors.tsv",
+        folder / "news.tsv",
+        tmp_path / "m",
+        valid_from="2019-11-13T00:00:00",
+        test_from="2019-11-14T00:00:00",
+        keep_missing_news=True,
+    )
     counts = report.counts
     assert (counts["train_impressions"], counts["valid_impressions"], counts["test_impressions"]) == (3058, 974, 968)
     assert counts["news_coverage"] == pytest.approx(0.037, abs=0.001)  # the README's "about 4%"

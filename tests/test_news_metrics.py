@@ -1,4 +1,5 @@
 """News metrics against impressions computed by hand (ties, single-class impressions, both AUCs and MRRs)."""
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,12 @@ HAND = {
     "mrr": {"A": (1 + 1 / 3) / 2, "B": 1 / 2, "E": 1.0, "F": (1 / 6 + 1 / 7) / 2},
     "mrr_first": {"A": 1.0, "B": 1 / 2, "E": 1.0, "F": 1 / 6},
     "ndcg@5": {"A": (1 + 1 / _log2(4)) / (1 + 1 / _log2(3)), "B": 1 / _log2(3), "E": 1.0, "F": 0.0},
-    "ndcg@10": {"A": (1 + 1 / _log2(4)) / (1 + 1 / _log2(3)), "B": 1 / _log2(3), "E": 1.0,
-                "F": (1 / _log2(7) + 1 / _log2(8)) / (1 + 1 / _log2(3))},
+    "ndcg@10": {
+        "A": (1 + 1 / _log2(4)) / (1 + 1 / _log2(3)),
+        "B": 1 / _log2(3),
+        "E": 1.0,
+        "F": (1 / _log2(7) + 1 / _log2(8)) / (1 + 1 / _log2(3)),
+    },
 }
 
 

@@ -1,5 +1,6 @@
 """News models (NRMS, NAML, LSTUR ini/con, AWRS) on the tiny MIND fixture: training steps, evaluation,
 padding invariance, the word-piece title input, and the AWRS leakage test."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,25 +25,55 @@ from recbole_llm.news.engagement import EngagementFeatures
 from recbole_llm.utils import properties_dir
 
 NEWS_DATA = Path(__file__).resolve().parent / "data" / "news"
-SMALL = {"num_heads": 2, "head_dim": 8, "filter_num": 16, "attention_dim": 8, "category_dim": 8, "news_dim": 16,
-         "engagement_dim": 4, "time2vec_dim": 8, "user_attention_hidden": [8], "train_batch_size": 16,
-         "eval_batch_size": 8, "learning_rate": 0.01}
-CASES = [(NRMS, {}), (NAML, {}), (LSTUR, {"long_term": "ini"}), (LSTUR, {"long_term": "con"}), (AWRS, {}),
-         (AWRS, {"awrs_legacy_quirks": True})]
+SMALL = {
+    "num_heads": 2,
+    "head_dim": 8,
+    "filter_num": 16,
+    "attention_dim": 8,
+    "category_dim": 8,
+    "news_dim": 16,
+    "engagement_dim": 4,
+    "time2vec_dim": 8,
+    "user_attention_hidden": [8],
+    "train_batch_size": 16,
+    "eval_batch_size": 8,
+    "learning_rate": 0.01,
+}
+CASES = [
+    (NRMS, {}),
+    (NAML, {}),
+    (LSTUR, {"long_term": "ini"}),
+    (LSTUR, {"long_term": "con"}),
+    (AWRS, {}),
+    (AWRS, {"awrs_legacy_quirks": True}),
+]
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("news")
-    return {"data_path": str(root / "data"), "text_cache_dir": str(root / "cache"), "checkpoint_dir": str(root / "saved")}
+    return {
+        "data_path": str(root / "data"),
+        "text_cache_dir": str(root / "cache"),
+        "checkpoint_dir": str(root / "saved"),
+    }
 
 
 def news_config(model: type, folders: dict[str, str], dataset: str = "mind-small-sample", **overrides) -> Config:
     """Config of a news model; the base yaml is passed explicitly until Config merges the MRO's yamls."""
     register_metrics()
     files = [str(properties_dir() / "model" / name) for name in ("NewsRecommender.yaml", f"{model.__name__}.yaml")]
-    settings = {**folders, "raw_data_path": str(NEWS_DATA), "epochs": 1, "state": "ERROR", "show_progress": False,
-                "use_gpu": False, "seed": 7, **SMALL, **overrides}
+    settings = {
+        **folders,
+        "raw_data_path": str(NEWS_DATA),
+        "epochs": 1,
+        "state": "ERROR",
+        "show_progress": False,
+        "use_gpu": False,
+        "seed": 7,
+        **SMALL,
+        **overrides,
+    }
     config = Config(model, dataset, config_file_list=files, config_dict=settings)
     init_seed(config["seed"], True)
     return config

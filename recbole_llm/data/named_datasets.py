@@ -8,6 +8,7 @@ flat, converted by :mod:`dataset_converters` into a temporary folder and moved i
 With ``download_raw: True`` a missing raw file is downloaded from its official address (progress
 bar, sha256 checked) into the raw-data folder first.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,6 +16,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from recbole_llm.config import setting
 
 logger = logging.getLogger(__name__)
@@ -82,9 +84,13 @@ def _convert_seqrec(raw: dict[str, Path], output: Path, name: str):
     from dataset_converters.seqrec import convert_seqrec
 
     has_text = "item_map" in raw and "item_meta" in raw
-    return convert_seqrec(raw["sequences"], output, name=name,
-                          item_map=raw["item_map"] if has_text else None,
-                          item_meta=raw["item_meta"] if has_text else None)
+    return convert_seqrec(
+        raw["sequences"],
+        output,
+        name=name,
+        item_map=raw["item_map"] if has_text else None,
+        item_meta=raw["item_meta"] if has_text else None,
+    )
 
 
 def _convert_unisrec(raw: dict[str, Path], output: Path, name: str):
@@ -110,79 +116,112 @@ def register(dataset: NamedDataset) -> NamedDataset:
     return dataset
 
 
-register(NamedDataset(
-    name="amazon-beauty",
-    description="Amazon Reviews 2018 All_Beauty 5-core: ratings, timestamps, review text and summary",
-    source="Ni, Li & McAuley, EMNLP 2019",
-    raw_files=(RawFile("reviews", _amazon_candidates("All_Beauty_5"),
-                       url=f"{_AMAZON_2018}/categoryFilesSmall/All_Beauty_5.json.gz",
-                       sha256="8e49737fefaec9290187c69bf92889452df8be0ab5e36c9476520d6639683279",
-                       size=634283),),
-    convert=_convert_amazon,
-))
-register(NamedDataset(
-    name="amazon-gift-cards",
-    description="Amazon Reviews 2018 Gift_Cards 5-core + metadata (title, categories, brand, description, price)",
-    source="Ni, Li & McAuley, EMNLP 2019",
-    raw_files=(
-        RawFile("reviews", _amazon_candidates("Gift_Cards_5"),
+register(
+    NamedDataset(
+        name="amazon-beauty",
+        description="Amazon Reviews 2018 All_Beauty 5-core: ratings, timestamps, review text and summary",
+        source="Ni, Li & McAuley, EMNLP 2019",
+        raw_files=(
+            RawFile(
+                "reviews",
+                _amazon_candidates("All_Beauty_5"),
+                url=f"{_AMAZON_2018}/categoryFilesSmall/All_Beauty_5.json.gz",
+                sha256="8e49737fefaec9290187c69bf92889452df8be0ab5e36c9476520d6639683279",
+                size=634283,
+            ),
+        ),
+        convert=_convert_amazon,
+    )
+)
+register(
+    NamedDataset(
+        name="amazon-gift-cards",
+        description="Amazon Reviews 2018 Gift_Cards 5-core + metadata (title, categories, brand, description, price)",
+        source="Ni, Li & McAuley, EMNLP 2019",
+        raw_files=(
+            RawFile(
+                "reviews",
+                _amazon_candidates("Gift_Cards_5"),
                 url=f"{_AMAZON_2018}/categoryFilesSmall/Gift_Cards_5.json.gz",
-                sha256="41e1f0e50d3c1c9d7d949fb6315944c8bde51ea6b7429a29fdd0d02cbc07ef25", size=176952),
-        RawFile("meta", _amazon_candidates("meta_Gift_Cards"),
+                sha256="41e1f0e50d3c1c9d7d949fb6315944c8bde51ea6b7429a29fdd0d02cbc07ef25",
+                size=176952,
+            ),
+            RawFile(
+                "meta",
+                _amazon_candidates("meta_Gift_Cards"),
                 url=f"{_AMAZON_2018}/metaFiles2/meta_Gift_Cards.json.gz",
-                sha256="24ac90af3eb47d9c04458a61a44a76a882419190e027c6ec14ee0a993549c34a", size=389825),
-    ),
-    convert=_convert_amazon,
-))
-register(NamedDataset(
-    name="lastfm",
-    description="Last.fm (HetRec 2011) as RecBole atomic files: user, artist, weight, timestamp; artist names",
-    source="Cantador, Brusilovsky & Kuflik, HetRec 2011",
-    raw_files=(RawFile("inter", ("lastfm/lastfm.inter", "lastfm.inter")),
-               RawFile("item", ("lastfm/lastfm.item", "lastfm.item"), optional=True)),
-    convert=_copy_atomic("lastfm"),
-))
-register(NamedDataset(
-    name="beauty-seq",
-    description="Amazon 2014 Beauty in the S3-Rec/BSARec sequential format (literal ids 1..12101), "
-                "item text (title, categories, brand, price) joined from amazon-2014-beauty/",
-    source="McAuley et al., SIGIR 2015 / He & McAuley, WWW 2016; S3-Rec (Zhou et al., CIKM 2020) preprocessing",
-    raw_files=(
-        RawFile("sequences", ("seqrec/Beauty.txt", "Beauty.txt")),
-        RawFile("item_map", ("amazon-2014-beauty/DERIVED_s3rec_item_id2asin.tsv", "DERIVED_s3rec_item_id2asin.tsv"),
-                optional=True),
-        RawFile("item_meta", ("amazon-2014-beauty/Amazon_Beauty.item", "Amazon_Beauty.item"), optional=True),
-    ),
-    convert=_convert_seqrec,
-))
-register(NamedDataset(
-    name="lastfm-seq",
-    description="Last.fm in the S3-Rec/BSARec sequential format (literal ids 1..3646), no text",
-    source="Cantador, Brusilovsky & Kuflik, HetRec 2011; S3-Rec preprocessing",
-    raw_files=(RawFile("sequences", ("seqrec/LastFM.txt", "LastFM.txt")),),
-    convert=_convert_seqrec,
-))
-register(NamedDataset(
-    name="scientific",
-    description="Amazon 2018 Industrial & Scientific, UniSRec pre-split files (8,442 users, 4,385 items) + item text",
-    source="Ni, Li & McAuley, EMNLP 2019; UniSRec (Hou et al., KDD 2022) preprocessing",
-    raw_files=tuple(
-        RawFile(split, (f"amazon-2018-scientific/Scientific.{split}.inter", f"Scientific.{split}.inter"))
-        for split in ("train", "valid", "test")
-    ) + (RawFile("text", ("amazon-2018-scientific/Scientific.text", "Scientific.text"), optional=True),),
-    convert=_convert_unisrec,
-))
-register(NamedDataset(
-    name="mind-small",
-    description="MIND-small train impressions (impression, user, news, label, time) + news text; on the "
-                "shared data this is the 5,000-row sample (mind-small-sample/)",
-    source="Wu et al., ACL 2020",
-    raw_files=(
-        RawFile("behaviors", ("mind-small-sample/behaviors.tsv", "MINDsmall_train/behaviors.tsv", "behaviors.tsv")),
-        RawFile("news", ("mind-small-sample/news.tsv", "MINDsmall_train/news.tsv", "news.tsv"), optional=True),
-    ),
-    convert=_convert_mind,
-))
+                sha256="24ac90af3eb47d9c04458a61a44a76a882419190e027c6ec14ee0a993549c34a",
+                size=389825,
+            ),
+        ),
+        convert=_convert_amazon,
+    )
+)
+register(
+    NamedDataset(
+        name="lastfm",
+        description="Last.fm (HetRec 2011) as RecBole atomic files: user, artist, weight, timestamp; artist names",
+        source="Cantador, Brusilovsky & Kuflik, HetRec 2011",
+        raw_files=(
+            RawFile("inter", ("lastfm/lastfm.inter", "lastfm.inter")),
+            RawFile("item", ("lastfm/lastfm.item", "lastfm.item"), optional=True),
+        ),
+        convert=_copy_atomic("lastfm"),
+    )
+)
+register(
+    NamedDataset(
+        name="beauty-seq",
+        description="Amazon 2014 Beauty in the S3-Rec/BSARec sequential format (literal ids 1..12101), "
+        "item text (title, categories, brand, price) joined from amazon-2014-beauty/",
+        source="McAuley et al., SIGIR 2015 / He & McAuley, WWW 2016; S3-Rec (Zhou et al., CIKM 2020) preprocessing",
+        raw_files=(
+            RawFile("sequences", ("seqrec/Beauty.txt", "Beauty.txt")),
+            RawFile(
+                "item_map",
+                ("amazon-2014-beauty/DERIVED_s3rec_item_id2asin.tsv", "DERIVED_s3rec_item_id2asin.tsv"),
+                optional=True,
+            ),
+            RawFile("item_meta", ("amazon-2014-beauty/Amazon_Beauty.item", "Amazon_Beauty.item"), optional=True),
+        ),
+        convert=_convert_seqrec,
+    )
+)
+register(
+    NamedDataset(
+        name="lastfm-seq",
+        description="Last.fm in the S3-Rec/BSARec sequential format (literal ids 1..3646), no text",
+        source="Cantador, Brusilovsky & Kuflik, HetRec 2011; S3-Rec preprocessing",
+        raw_files=(RawFile("sequences", ("seqrec/LastFM.txt", "LastFM.txt")),),
+        convert=_convert_seqrec,
+    )
+)
+register(
+    NamedDataset(
+        name="scientific",
+        description="Amazon 2018 Industrial & Scientific, UniSRec pre-split files (8,442 users, 4,385 items) + item text",
+        source="Ni, Li & McAuley, EMNLP 2019; UniSRec (Hou et al., KDD 2022) preprocessing",
+        raw_files=tuple(
+            RawFile(split, (f"amazon-2018-scientific/Scientific.{split}.inter", f"Scientific.{split}.inter"))
+            for split in ("train", "valid", "test")
+        )
+        + (RawFile("text", ("amazon-2018-scientific/Scientific.text", "Scientific.text"), optional=True),),
+        convert=_convert_unisrec,
+    )
+)
+register(
+    NamedDataset(
+        name="mind-small",
+        description="MIND-small train impressions (impression, user, news, label, time) + news text; on the "
+        "shared data this is the 5,000-row sample (mind-small-sample/)",
+        source="Wu et al., ACL 2020",
+        raw_files=(
+            RawFile("behaviors", ("mind-small-sample/behaviors.tsv", "MINDsmall_train/behaviors.tsv", "behaviors.tsv")),
+            RawFile("news", ("mind-small-sample/news.tsv", "MINDsmall_train/news.tsv", "news.tsv"), optional=True),
+        ),
+        convert=_convert_mind,
+    )
+)
 
 
 def _convert_mind_sample_impressions(raw: dict[str, Path], output: Path, name: str):
@@ -190,9 +229,15 @@ def _convert_mind_sample_impressions(raw: dict[str, Path], output: Path, name: s
 
     # The sample has no dev file and covers ~4% of its news ids: its last two days are valid and test,
     # and history ids without a news row are kept (their title is missing).
-    return convert_mind_impressions(raw["behaviors"], raw["news"], output, name=name,
-                                    valid_from="2019-11-13T00:00:00", test_from="2019-11-14T00:00:00",
-                                    keep_missing_news=True)
+    return convert_mind_impressions(
+        raw["behaviors"],
+        raw["news"],
+        output,
+        name=name,
+        valid_from="2019-11-13T00:00:00",
+        test_from="2019-11-14T00:00:00",
+        keep_missing_news=True,
+    )
 
 
 def _convert_dkn_bing(raw: dict[str, Path], output: Path, name: str):
@@ -201,28 +246,32 @@ def _convert_dkn_bing(raw: dict[str, Path], output: Path, name: str):
     return convert_dkn_bing(raw["train"], raw["test"], output, name=name)
 
 
-register(NamedDataset(
-    name="mind-small-sample",
-    description="MIND-small sample as news impressions for NRMS/NAML/LSTUR/AWRS: train/valid/test benchmark "
-                "files by day (valid 2019-11-13, test 2019-11-14), click histories, news table (~4% coverage)",
-    source="Wu et al., ACL 2020",
-    raw_files=(
-        RawFile("behaviors", ("mind-small-sample/behaviors.tsv", "behaviors.tsv")),
-        RawFile("news", ("mind-small-sample/news.tsv", "news.tsv")),
-    ),
-    convert=_convert_mind_sample_impressions,
-))
-register(NamedDataset(
-    name="dkn-bing-news",
-    description="DKN Bing News click sample as news impressions (one per user and file; valid = test; full "
-                "title coverage, no times)",
-    source="Wang et al., DKN, WWW 2018 (hwwang55/DKN)",
-    raw_files=(
-        RawFile("train", ("dkn-bing-news/raw_train.txt", "raw_train.txt")),
-        RawFile("test", ("dkn-bing-news/raw_test.txt", "raw_test.txt")),
-    ),
-    convert=_convert_dkn_bing,
-))
+register(
+    NamedDataset(
+        name="mind-small-sample",
+        description="MIND-small sample as news impressions for NRMS/NAML/LSTUR/AWRS: train/valid/test benchmark "
+        "files by day (valid 2019-11-13, test 2019-11-14), click histories, news table (~4% coverage)",
+        source="Wu et al., ACL 2020",
+        raw_files=(
+            RawFile("behaviors", ("mind-small-sample/behaviors.tsv", "behaviors.tsv")),
+            RawFile("news", ("mind-small-sample/news.tsv", "news.tsv")),
+        ),
+        convert=_convert_mind_sample_impressions,
+    )
+)
+register(
+    NamedDataset(
+        name="dkn-bing-news",
+        description="DKN Bing News click sample as news impressions (one per user and file; valid = test; full "
+        "title coverage, no times)",
+        source="Wang et al., DKN, WWW 2018 (hwwang55/DKN)",
+        raw_files=(
+            RawFile("train", ("dkn-bing-news/raw_train.txt", "raw_train.txt")),
+            RawFile("test", ("dkn-bing-news/raw_test.txt", "raw_test.txt")),
+        ),
+        convert=_convert_dkn_bing,
+    )
+)
 
 
 def known_dataset_names() -> list[str]:
@@ -237,7 +286,6 @@ def atomic_files_present(data_path: str | Path, dataset: str, config=None) -> bo
     if benchmark:
         return all((folder / f"{dataset}.{part}.inter").is_file() for part in benchmark)
     return (folder / f"{dataset}.inter").is_file()
-
 
 
 def raw_data_root(config=None) -> Path | None:
@@ -267,8 +315,7 @@ def _download_missing(spec: NamedDataset, missing: list[RawFile], root: Path) ->
     for raw in missing:
         if not raw.url:
             raise RawDataNotFoundError(
-                f"{spec.name}: raw file {raw.candidates[0]} has no official download address; "
-                f"put it under {root}."
+                f"{spec.name}: raw file {raw.candidates[0]} has no official download address; put it under {root}."
             )
         download_file(raw.url, root / raw.candidates[0], sha256=raw.sha256, expected_size=raw.size)
 

@@ -91,16 +91,21 @@ def _popk_data_preparation(config, dataset):
 def data_preparation(config, dataset):
     """Split and build the train/valid/test dataloaders (RecBole's), then run the data hooks.
 
-    ``train_neg_sample_args: {distribution: popk, ...}`` installs the POPK train sampler; a model
-    class with a ``prepare_data(config, train_dataset)`` classmethod gets to prepare its side data.
+    A model class with a ``build_dataloaders(config, dataset)`` classmethod builds its own loaders
+    instead (news models: impressions); ``train_neg_sample_args: {distribution: popk, ...}`` installs
+    the POPK train sampler; a model class with a ``prepare_data(config, train_dataset)`` classmethod
+    gets to prepare its side data.
     """
     from recbole_llm.sampler import is_popk
 
+    model_class = getattr(config, "model_class", None)
+    own_loaders = getattr(model_class, "build_dataloaders", None)
+    if callable(own_loaders):
+        return own_loaders(config, dataset)
     if is_popk(config["train_neg_sample_args"]):
         train_data, valid_data, test_data = _popk_data_preparation(config, dataset)
     else:
         train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
-    model_class = getattr(config, "model_class", None)
     prepare = getattr(model_class, "prepare_data", None)
     if callable(prepare):
         prepare(config, train_data._dataset)

@@ -21,6 +21,7 @@ unstable sort.
 The evaluation loop of :class:`recbole_llm.news.NewsTrainer` collects ``data.impression`` (the
 impression id of every scored candidate) next to RecBole's ``rec.score`` and ``data.label``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,15 +50,18 @@ class RankedImpressions:
     ranked_items: torch.Tensor | None = None  # item ids in the same order, 0 = padding
 
 
-def group_by_impression(scores: torch.Tensor, labels: torch.Tensor, impressions: torch.Tensor,
-                        items: torch.Tensor | None = None) -> RankedImpressions:
+def group_by_impression(
+    scores: torch.Tensor, labels: torch.Tensor, impressions: torch.Tensor, items: torch.Tensor | None = None
+) -> RankedImpressions:
     """Pad each impression's candidates into one row, keeping their order inside the impression."""
     scores = scores.detach().double().view(-1).cpu()
     labels = (labels.detach().view(-1).cpu() > 0).double()
     impressions = impressions.detach().view(-1).cpu()
     if not (len(scores) == len(labels) == len(impressions)):
-        raise ValueError(f"scores ({len(scores)}), labels ({len(labels)}) and impressions ({len(impressions)}) "
-                         "must have one value per candidate")
+        raise ValueError(
+            f"scores ({len(scores)}), labels ({len(labels)}) and impressions ({len(impressions)}) "
+            "must have one value per candidate"
+        )
     order = torch.argsort(impressions, stable=True)
     _, counts = torch.unique_consecutive(impressions[order], return_counts=True)
     n, longest = len(counts), int(counts.max()) if len(counts) else 0
@@ -77,8 +81,14 @@ def group_by_impression(scores: torch.Tensor, labels: torch.Tensor, impressions:
         padded_items = torch.zeros((n, longest), dtype=torch.long)
         padded_items[row, column] = items.detach().view(-1).cpu().long()[order]
         ranked_items = torch.gather(padded_items, 1, rank_order)
-    return RankedImpressions(padded_scores, padded_labels, valid, torch.gather(padded_labels, 1, rank_order),
-                             (positives == 0) | (positives == counts.double()), ranked_items)
+    return RankedImpressions(
+        padded_scores,
+        padded_labels,
+        valid,
+        torch.gather(padded_labels, 1, rank_order),
+        (positives == 0) | (positives == counts.double()),
+        ranked_items,
+    )
 
 
 def _auc_by_row(scores: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -134,8 +144,9 @@ class _ImpressionMetric(AbstractMetric):
     smaller = False
 
     def ranked(self, dataobject) -> RankedImpressions:
-        return group_by_impression(dataobject.get("rec.score"), dataobject.get("data.label"),
-                                   dataobject.get(IMPRESSION))
+        return group_by_impression(
+            dataobject.get("rec.score"), dataobject.get("data.label"), dataobject.get(IMPRESSION)
+        )
 
     def _mean(self, values: torch.Tensor) -> float:
         return round(float(values.mean()), self.decimal_place) if len(values) else float("nan")
@@ -202,11 +213,17 @@ class ImpCategoryDiversity(_ImpressionMetric):
         self.topk = config["topk"]
 
     def calculate_metric(self, dataobject) -> dict[str, float]:
-        ranked = group_by_impression(dataobject.get("rec.score"), dataobject.get("data.label"),
-                                     dataobject.get(IMPRESSION), dataobject.get(CANDIDATE_ITEM))
+        ranked = group_by_impression(
+            dataobject.get("rec.score"),
+            dataobject.get("data.label"),
+            dataobject.get(IMPRESSION),
+            dataobject.get(CANDIDATE_ITEM),
+        )
         categories = dataobject.get(ITEM_CATEGORIES).long()
-        return {f"impcategorydiversity@{k}": self._mean(category_entropy(ranked.ranked_items, categories, k))
-                for k in self.topk}
+        return {
+            f"impcategorydiversity@{k}": self._mean(category_entropy(ranked.ranked_items, categories, k))
+            for k in self.topk
+        }
 
 
 NEWS_METRICS = (ImpAUC, GlobalAUC, ImpMRR, ImpMRRFirst, ImpNDCG, ImpCategoryDiversity)

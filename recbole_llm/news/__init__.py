@@ -3,6 +3,7 @@
 The models live in :mod:`recbole_llm.model.news_recommender`; the metrics in
 :mod:`recbole_llm.metrics.news`; the converter in :mod:`dataset_converters.mind` (``--format benchmark``).
 """
+
 from recbole_llm.news.data import (
     ImpressionEvalDataLoader,
     ImpressionTable,

@@ -9,6 +9,7 @@ negatives (:mod:`recbole_llm.news.data`); the loss is cross-entropy over each sa
 It lives outside the model-type packages because it is not a model of its own; its defaults are in
 ``properties/model/NewsRecommender.yaml`` (merged below each model's yaml).
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,6 +18,7 @@ from recbole.utils import InputType, ModelType
 
 from recbole_llm.news.data import CANDIDATE_LABEL, CANDIDATE_MASK, CANDIDATES, HISTORY
 from recbole_llm.news.layers import CategoryInput, TitleInput
+from recbole_llm.news.trainer import NewsTrainer
 
 
 def title_input(config, dataset) -> TitleInput:
@@ -32,8 +34,9 @@ def title_input(config, dataset) -> TitleInput:
         token_ids, encoder = tokenized_titles(config, dataset, field, special_tokens=mode == "plm_finetune")
         if mode == "plm_input":
             table = encoder.get_input_embeddings().weight.detach().clone()
-            return TitleInput(mode, token_ids=token_ids, word_table=table,
-                              freeze_words=bool(config["freeze_word_embeddings"]))
+            return TitleInput(
+                mode, token_ids=token_ids, word_table=table, freeze_words=bool(config["freeze_word_embeddings"])
+            )
         return TitleInput(mode, token_ids=token_ids, encoder=encoder, finetune_layers=int(config["finetune_layers"]))
     return TitleInput(mode)  # raises, naming the allowed values
 
@@ -48,8 +51,14 @@ def tokenized_titles(config, dataset, field: str, special_tokens: bool) -> tuple
     path = resolve_model_path(config["text_encoder"])
     tokenizer = AutoTokenizer.from_pretrained(path)
     texts = item_texts(config, dataset, fields=[field])
-    encoded = tokenizer([t or "" for t in texts], max_length=int(config["title_length"]), truncation=True,
-                        padding="max_length", add_special_tokens=special_tokens, return_tensors="pt")
+    encoded = tokenizer(
+        [t or "" for t in texts],
+        max_length=int(config["title_length"]),
+        truncation=True,
+        padding="max_length",
+        add_special_tokens=special_tokens,
+        return_tensors="pt",
+    )
     ids = encoded["input_ids"] * encoded["attention_mask"]
     ids[[t is None for t in texts]] = 0  # no title: nothing to attend to (not even [CLS]/[SEP])
     return ids.long(), AutoModel.from_pretrained(path)
@@ -71,6 +80,16 @@ class NewsRecommender(AbstractRecommender):
     input_type = InputType.LISTWISE
     #: Whether the news encoder embeds ``category_fields`` (NRMS reads the title only).
     uses_categories = True
+
+    #: RecBole trainer the composed trainer is built on (recbole_llm.trainer.get_trainer): impressions
+    trainer_base = NewsTrainer
+
+    @classmethod
+    def build_dataloaders(cls, config, dataset):
+        """Impression loaders instead of RecBole's (called by ``recbole_llm.data.data_preparation``)."""
+        from recbole_llm.news.data import news_data_preparation
+
+        return news_data_preparation(config, dataset)
 
     def __init__(self, config, dataset) -> None:
         super().__init__()

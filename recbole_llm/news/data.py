@@ -16,6 +16,7 @@ Every batch is an ``Interaction`` with ``[B]`` fields ``impression_id``, the use
 ``timestamp``, and ``[B, L]`` / ``[B, C]`` fields ``history``, ``candidates``, ``candidate_mask`` and
 ``candidate_label`` (0 = padding everywhere).
 """
+
 from __future__ import annotations
 
 import logging
@@ -82,7 +83,8 @@ def _histories(dataset, impression_ids: torch.Tensor, max_history: int) -> torch
         raise NewsDataError(
             f"dataset '{dataset.dataset_name}' has no impression histories: the news models need the "
             "<name>.imp file of `python -m dataset_converters.mind --format benchmark` loaded with "
-            "additional_feat_suffix: [imp] and alias_of_item_id: [history]")
+            "additional_feat_suffix: [imp] and alias_of_item_id: [history]"
+        )
     keys = imp_feat[IMPRESSION_ID].double().round().long()
     order = torch.argsort(keys)
     where = torch.searchsorted(keys[order], impression_ids)
@@ -101,8 +103,10 @@ def impression_table(dataset, max_history: int) -> ImpressionTable:
     feat = dataset.inter_feat
     for field in (IMPRESSION_ID, dataset.label_field, dataset.time_field):
         if field is None or field not in feat:
-            raise NewsDataError(f"dataset '{dataset.dataset_name}' has no '{field}' field: convert it with "
-                                "`python -m dataset_converters.mind --format benchmark`")
+            raise NewsDataError(
+                f"dataset '{dataset.dataset_name}' has no '{field}' field: convert it with "
+                "`python -m dataset_converters.mind --format benchmark`"
+            )
     impressions = feat[IMPRESSION_ID].double().round().long()
     order = torch.argsort(impressions, stable=True)
     ids, counts = torch.unique_consecutive(impressions[order], return_counts=True)
@@ -134,8 +138,9 @@ def _padded_rows(table: ImpressionTable, rows: torch.Tensor, positive: bool) -> 
     return items, counts
 
 
-def draw_negatives(pool: torch.Tensor, counts: torch.Tensor, k: torch.Tensor, shortfall: str,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def draw_negatives(
+    pool: torch.Tensor, counts: torch.Tensor, k: torch.Tensor, shortfall: str, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """``k[b]`` of row b's ``counts[b]`` pool items, without replacement when there are enough.
 
     With fewer than ``k[b]``: ``pad`` keeps them all and pads with 0, ``replace`` draws ``k[b]``
@@ -160,17 +165,20 @@ def draw_negatives(pool: torch.Tensor, counts: torch.Tensor, k: torch.Tensor, sh
     return torch.where(wanted, chosen, torch.zeros_like(chosen))
 
 
-def _batch(table: ImpressionTable, rows: torch.Tensor, candidates: torch.Tensor, labels: torch.Tensor,
-           uid_field: str) -> Interaction:
-    return Interaction({
-        IMPRESSION_ID: table.impression_ids[rows],
-        uid_field: table.users[rows],
-        "timestamp": table.times[rows],
-        HISTORY: table.history[rows],
-        CANDIDATES: candidates,
-        CANDIDATE_MASK: candidates > 0,
-        CANDIDATE_LABEL: labels,
-    })
+def _batch(
+    table: ImpressionTable, rows: torch.Tensor, candidates: torch.Tensor, labels: torch.Tensor, uid_field: str
+) -> Interaction:
+    return Interaction(
+        {
+            IMPRESSION_ID: table.impression_ids[rows],
+            uid_field: table.users[rows],
+            "timestamp": table.times[rows],
+            HISTORY: table.history[rows],
+            CANDIDATES: candidates,
+            CANDIDATE_MASK: candidates > 0,
+            CANDIDATE_LABEL: labels,
+        }
+    )
 
 
 class _ImpressionLoader(AbstractDataLoader):
@@ -258,14 +266,24 @@ def news_data_preparation(config, dataset):
     from recbole_llm.news.popk import NewsPopk
 
     if not config["benchmark_filename"]:
-        raise NewsDataError("news models read pre-split impressions: set benchmark_filename: [train, valid, test] "
-                            "(the dataset yaml written by `python -m dataset_converters.mind --format benchmark`)")
+        raise NewsDataError(
+            "news models read pre-split impressions: set benchmark_filename: [train, valid, test] "
+            "(the dataset yaml written by `python -m dataset_converters.mind --format benchmark`)"
+        )
     train_ds, valid_ds, test_ds = dataset.build()
     max_history = int(config["max_history"])
     tables = [impression_table(ds, max_history) for ds in (train_ds, valid_ds, test_ds)]
     popk = NewsPopk.from_config(config, tables[0], dataset.item_num) if int(config["popk"] or 0) > 0 else None
     train = ImpressionTrainDataLoader(config, train_ds, tables[0], popk=popk)
-    logger.info("news impressions: train %d (%d samples), valid %d, test %d", len(tables[0]), train.sample_size,
-                len(tables[1]), len(tables[2]))
-    return train, ImpressionEvalDataLoader(config, valid_ds, tables[1]), ImpressionEvalDataLoader(config, test_ds,
-                                                                                                  tables[2])
+    logger.info(
+        "news impressions: train %d (%d samples), valid %d, test %d",
+        len(tables[0]),
+        train.sample_size,
+        len(tables[1]),
+        len(tables[2]),
+    )
+    return (
+        train,
+        ImpressionEvalDataLoader(config, valid_ds, tables[1]),
+        ImpressionEvalDataLoader(config, test_ds, tables[2]),
+    )

@@ -14,6 +14,7 @@ and the recency (hours since the news was first shown in training, 0 when not ye
 same rule. RecBole stores float fields as float32, so unix times are rounded to 128 s; buckets,
 look-back and impression times all use those same rounded values, so the rule holds exactly in them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,15 @@ LOGICS = ("acc", "ptb")
 class EngagementFeatures(nn.Module):
     """Per-state engagement codes and clicks of every news item (buffers), read at impression times."""
 
-    def __init__(self, table, n_items: int, matrix_size: int = 5, bucket: float = 3600, lookback_hours: float = 1.0,
-                 logic: str = "acc") -> None:
+    def __init__(
+        self,
+        table,
+        n_items: int,
+        matrix_size: int = 5,
+        bucket: float = 3600,
+        lookback_hours: float = 1.0,
+        logic: str = "acc",
+    ) -> None:
         super().__init__()
         if logic not in LOGICS:
             raise ValueError(f"awrs_logic must be one of {', '.join(LOGICS)}, got '{logic}'")

@@ -11,6 +11,7 @@ Title text reaches a news encoder as a sequence of vectors per news item, chosen
   (``text_encoder``) whose last ``finetune_layers`` transformer layers train with the model and whose
   other weights stay frozen (NewsRecLib's PLM-NR setting: RoBERTa layers 0-7 of 12 frozen).
 """
+
 from __future__ import annotations
 
 import torch
@@ -89,9 +90,17 @@ class CNNPooling(nn.Module):
 class TitleInput(nn.Module):
     """Per news item: a sequence of title vectors [N, L, E] and its mask [N, L]."""
 
-    def __init__(self, mode: str, vectors: torch.Tensor | None = None, text_mask: torch.Tensor | None = None,
-                 token_ids: torch.Tensor | None = None, word_table: torch.Tensor | None = None,
-                 freeze_words: bool = True, encoder: nn.Module | None = None, finetune_layers: int = 0) -> None:
+    def __init__(
+        self,
+        mode: str,
+        vectors: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        token_ids: torch.Tensor | None = None,
+        word_table: torch.Tensor | None = None,
+        freeze_words: bool = True,
+        encoder: nn.Module | None = None,
+        finetune_layers: int = 0,
+    ) -> None:
         super().__init__()
         if mode not in TITLE_ENCODERS:
             raise ValueError(f"title_encoder must be one of {', '.join(TITLE_ENCODERS)}, got '{mode}'")
@@ -133,7 +142,9 @@ def transformer_layers(encoder: nn.Module) -> nn.ModuleList:
             module = getattr(module, name, None)
         if isinstance(module, nn.ModuleList):
             return module
-    raise ValueError(f"plm_finetune: {type(encoder).__name__} has no transformer layer list at {', '.join(_LAYER_PATHS)}")
+    raise ValueError(
+        f"plm_finetune: {type(encoder).__name__} has no transformer layer list at {', '.join(_LAYER_PATHS)}"
+    )
 
 
 def freeze_all_but_last(encoder: nn.Module, n_layers: int) -> None:
@@ -143,7 +154,7 @@ def freeze_all_but_last(encoder: nn.Module, n_layers: int) -> None:
         raise ValueError(f"finetune_layers must be between 0 and {len(layers)} for this encoder, got {n_layers}")
     for parameter in encoder.parameters():
         parameter.requires_grad = False
-    for layer in list(layers)[len(layers) - n_layers:]:
+    for layer in list(layers)[len(layers) - n_layers :]:
         for parameter in layer.parameters():
             parameter.requires_grad = True
 

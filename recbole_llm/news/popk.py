@@ -7,6 +7,7 @@ buckets strictly before the impression's bucket (the current bucket is excluded)
 existing :class:`recbole_llm.sampler.popularity.PopularityTable`; the positive and every news item
 of the impression itself are skipped.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,25 +19,47 @@ from recbole_llm.sampler.popularity import PopularityTable
 class NewsPopk:
     """Popular-news negatives for training batches (``popk`` per sample, 0 = fewer qualified)."""
 
-    def __init__(self, table, n_items: int, popk: int, metric: str = "count", logic: str = "acc",
-                 bucket: float = 3600, window: int = 24) -> None:
+    def __init__(
+        self,
+        table,
+        n_items: int,
+        popk: int,
+        metric: str = "count",
+        logic: str = "acc",
+        bucket: float = 3600,
+        window: int = 24,
+    ) -> None:
         clicked = table.labels > 0
         impression_of_row = torch.searchsorted(table.offsets, torch.arange(len(table.items)), right=True) - 1
         times = table.times[impression_of_row][clicked].numpy()
         longest = int(table.sizes.max()) if len(table) else 0
         self.popk = int(popk)
         self.n_items = int(n_items)
-        self.popularity = PopularityTable(table.items[clicked].numpy(), times, self.n_items, metric=metric,
-                                          logic=logic, bucket=bucket, leak_free=True, window=window,
-                                          depth=self.popk + longest + 1)
+        self.popularity = PopularityTable(
+            table.items[clicked].numpy(),
+            times,
+            self.n_items,
+            metric=metric,
+            logic=logic,
+            bucket=bucket,
+            leak_free=True,
+            window=window,
+            depth=self.popk + longest + 1,
+        )
         # (impression row, item) pairs shown together, for skipping an impression's own news
         self._shown = np.unique(impression_of_row.numpy() * self.n_items + table.items.numpy())
 
     @classmethod
     def from_config(cls, config, table, n_items: int) -> NewsPopk:
-        return cls(table, n_items, int(config["popk"]), metric=str(config["popk_metric"]),
-                   logic=str(config["popk_logic"]), bucket=float(config["popk_bucket"]),
-                   window=int(config["popk_window"]))
+        return cls(
+            table,
+            n_items,
+            int(config["popk"]),
+            metric=str(config["popk_metric"]),
+            logic=str(config["popk_logic"]),
+            bucket=float(config["popk_bucket"]),
+            window=int(config["popk_window"]),
+        )
 
     def extra_negatives(self, table, rows: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
         """[B, popk] popular news of each sample's time, none shown in its impression (0 = padding)."""
@@ -45,6 +68,7 @@ class NewsPopk:
         def is_excluded(impressions: np.ndarray, items: np.ndarray) -> np.ndarray:
             return np.isin(impressions * self.n_items + items, self._shown)
 
-        found = self.popularity.lookup(table.times[rows].numpy(), positives[:, 0].numpy(), rows_np, self.popk,
-                                       is_excluded)
+        found = self.popularity.lookup(
+            table.times[rows].numpy(), positives[:, 0].numpy(), rows_np, self.popk, is_excluded
+        )
         return torch.from_numpy(found)

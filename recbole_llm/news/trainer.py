@@ -6,6 +6,7 @@ and impression ids of the real (unpadded) candidates go to RecBole's ``Evaluator
 ``data.label`` and ``data.impression``, with the candidates' item ids (``data.candidate_item``) and, for
 ``ImpCategoryDiversity``, the item categories (read by :mod:`recbole_llm.metrics.news`).
 """
+
 from __future__ import annotations
 
 import torch
@@ -49,8 +50,11 @@ class NewsTrainer(Trainer):
     def collect_scores(self, eval_data, show_progress: bool = False) -> DataStruct:
         """Scores, labels and impression ids of every real candidate of ``eval_data``."""
         scores, labels, impressions, items = [], [], [], []
-        batches = tqdm(eval_data, total=len(eval_data), ncols=100, desc=set_color("Evaluate   ", "pink")) \
-            if show_progress else eval_data
+        batches = (
+            tqdm(eval_data, total=len(eval_data), ncols=100, desc=set_color("Evaluate   ", "pink"))
+            if show_progress
+            else eval_data
+        )
         for interaction in batches:
             interaction = interaction.to(self.device)
             batch_scores = self.model.predict(interaction)

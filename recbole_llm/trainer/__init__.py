@@ -6,7 +6,8 @@ reporting); the mixins the model class declares in ``trainer_mixins`` (ReviewGNN
 :class:`MinEpochsMixin` when ``min_epochs`` > 0 (early stopping waits that many epochs);
 ``OIEMetricsMixin`` when ``oie_metrics``
 is on and the model is sequential (it switches itself off for a model without ``item_embedding``);
-and RecBole's trainer for the model (``recbole.utils.get_trainer``). There are no per-model trainer files.
+and the model class's ``trainer_base`` (news models: ``NewsTrainer``), else RecBole's trainer for the
+model (``recbole.utils.get_trainer``). There are no per-model trainer files.
 """
 
 from __future__ import annotations
@@ -45,5 +46,5 @@ def _compose(name: str, bases: tuple[type, ...]) -> type:
 
 def get_trainer(config, model_class: type, extra_mixins: Sequence[type] = ()) -> type:
     """The trainer class for ``model_class``: RecBole's trainer for it, composed with the chosen mixins."""
-    base = recbole_get_trainer(config["MODEL_TYPE"], config["model"])
+    base = getattr(model_class, "trainer_base", None) or recbole_get_trainer(config["MODEL_TYPE"], config["model"])
     return _compose(f"{model_class.__name__}Trainer", (*trainer_mixins(config, model_class, extra_mixins), base))

@@ -2,6 +2,7 @@
 
 Shared pieces (base class, encoders, impression loaders, trainer) are in :mod:`recbole_llm.news`.
 """
+
 from recbole_llm.model.news_recommender.awrs import AWRS
 from recbole_llm.model.news_recommender.lstur import LSTUR
 from recbole_llm.model.news_recommender.naml import NAML

@@ -18,6 +18,7 @@ the batch axis: ``nn.MultiheadAttention`` without ``batch_first`` on [B, L, D]) 
 slots are masked out of both attentions; ``awrs_legacy_quirks: True`` restores both for comparison.
 CAUM's candidate-aware CNN is not ported (the self-attention sees the whole history).
 """
+
 from __future__ import annotations
 
 import torch
@@ -50,10 +51,14 @@ class AWRS(NewsRecommender):
         self.relevance_control = bool(config["add_relevance_control"])
         self.legacy = bool(config["awrs_legacy_quirks"])
         self.log_clicks = bool(config["awrs_log_clicks"])
-        self.engagement = EngagementFeatures(impression_table(dataset, int(config["max_history"])), self.n_items,
-                                             matrix_size=m, bucket=float(config["awrs_bucket"]),
-                                             lookback_hours=float(config["awrs_lookback_hours"]),
-                                             logic=str(config["awrs_logic"]))
+        self.engagement = EngagementFeatures(
+            impression_table(dataset, int(config["max_history"])),
+            self.n_items,
+            matrix_size=m,
+            bucket=float(config["awrs_bucket"]),
+            lookback_hours=float(config["awrs_lookback_hours"]),
+            logic=str(config["awrs_logic"]),
+        )
         n_categories = len(self.categories.fields) if self.categories is not None else 0
         self.news_dense = nn.Linear(self.titles.output_dim + n_categories * int(config["category_dim"]), dim)
         self.dropout = nn.Dropout(self.dropout_prob)
@@ -96,8 +101,7 @@ class AWRS(NewsRecommender):
         if self.legacy:  # released code: attention over the batch axis, no padding mask
             attended, _ = self.history_attention(history, history, history, need_weights=False)
         else:
-            attended, _ = self.history_attention(history, history, history, key_padding_mask=~mask,
-                                                 need_weights=False)
+            attended, _ = self.history_attention(history, history, history, key_padding_mask=~mask, need_weights=False)
         # first MLP layer on [history ; candidate] = W_h history + W_c candidate: no [B, C, L, 2D] tensor
         first, joint = self.user_attention[0], attended.shape[-1]
         from_history = attended @ first.weight[:, :joint].T
@@ -107,11 +111,14 @@ class AWRS(NewsRecommender):
         weights = torch.softmax(logits, -1) if self.legacy else masked_softmax(logits, mask[:, None])
         return self.user_dense(torch.einsum("bcl,bld->bcd", weights, attended))
 
-    def relevance(self, news: torch.Tensor, codes: torch.Tensor, clicks: torch.Tensor,
-                  recency: torch.Tensor) -> torch.Tensor:
+    def relevance(
+        self, news: torch.Tensor, codes: torch.Tensor, clicks: torch.Tensor, recency: torch.Tensor
+    ) -> torch.Tensor:
         context = torch.cat([self.engagement_embedding(codes), self.time2vec(recency)], dim=-1)
         theta = torch.sigmoid(self.relevance_gate(torch.cat([news, context], dim=-1))).squeeze(-1)
-        relevance = theta * self.relevance_news(news).squeeze(-1) + (1 - theta) * self.relevance_context(context).squeeze(-1)
+        relevance = theta * self.relevance_news(news).squeeze(-1) + (1 - theta) * self.relevance_context(
+            context
+        ).squeeze(-1)
         clicks = torch.log1p(clicks) if self.log_clicks else clicks
         return torch.sigmoid(self.clicks_weight * clicks + self.relevance_weight * relevance)
 
@@ -121,8 +128,11 @@ class AWRS(NewsRecommender):
         history_codes, _, _ = self.engagement(times, history_ids)
         codes, clicks, recency = self.engagement(times, candidate_ids)
         candidates = self.news_vectors(candidate_ids)
-        users = self.candidate_user(self._engaged(self.news_vectors(history_ids), history_codes), history_ids > 0,
-                                    self._engaged(candidates, codes))
+        users = self.candidate_user(
+            self._engaged(self.news_vectors(history_ids), history_codes),
+            history_ids > 0,
+            self._engaged(candidates, codes),
+        )
         click_score = (candidates * users).sum(-1)
         if not self.relevance_control:
             return click_score

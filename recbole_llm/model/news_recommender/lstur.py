@@ -7,6 +7,7 @@ concatenated with its last state and projected (``con``); during training it is 
 user with probability ``user_mask_prob`` (NewsRecLib: 0.5). Score: dot product.
 Reference: microsoft/recommenders ``lstur.py`` (400 filters, window 3, GRU 400).
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,11 +33,13 @@ class LSTUR(NewsRecommender):
         self.long_term = checked_choice(type(self), "long_term", config["long_term"])
         self.user_mask_prob = float(config["user_mask_prob"])
         filters = int(config["filter_num"])
-        self.title_encoder = CNNPooling(self.titles.output_dim, filters, int(config["window_size"]),
-                                        self.attention_dim, self.dropout_prob)
+        self.title_encoder = CNNPooling(
+            self.titles.output_dim, filters, int(config["window_size"]), self.attention_dim, self.dropout_prob
+        )
         n_categories = len(self.categories.fields) if self.categories is not None else 0
-        self.news_dense = nn.Linear(filters + n_categories * int(config["category_dim"]), filters) \
-            if n_categories else nn.Identity()
+        self.news_dense = (
+            nn.Linear(filters + n_categories * int(config["category_dim"]), filters) if n_categories else nn.Identity()
+        )
         self.user_embedding = nn.Embedding(self.n_users, filters, padding_idx=0)
         self.gru = nn.GRU(filters, filters, batch_first=True)
         self.combine = nn.Linear(2 * filters, filters) if self.long_term == "con" else None

@@ -6,6 +6,7 @@ attention. User: additive attention over the history's news vectors. Score: dot 
 Reference: microsoft/recommenders ``naml.py`` (400 filters, window 3, category 100). The abstract
 ("body") view is not used: the text cache holds title vectors.
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,9 @@ class NAML(NewsRecommender):
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)
         filters = int(config["filter_num"])
-        self.title_encoder = CNNPooling(self.titles.output_dim, filters, int(config["window_size"]),
-                                        self.attention_dim, self.dropout_prob)
+        self.title_encoder = CNNPooling(
+            self.titles.output_dim, filters, int(config["window_size"]), self.attention_dim, self.dropout_prob
+        )
         n_views = len(self.categories.fields) if self.categories is not None else 0
         self.category_dense = nn.ModuleList(nn.Linear(int(config["category_dim"]), filters) for _ in range(n_views))
         self.view_attention = AdditiveAttention(filters, self.attention_dim)

@@ -4,6 +4,7 @@ News: multi-head self-attention over the title's vectors, then additive attentio
 (``num_heads`` x ``head_dim`` = news vector size). User: the same over the history's news vectors.
 Score: dot product. Reference: microsoft/recommenders ``nrms.py`` (20 heads x 20, query 200).
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,10 +19,12 @@ class NRMS(NewsRecommender):
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)
         heads, head_dim = int(config["num_heads"]), int(config["head_dim"])
-        self.word_encoder = SelfAttentionPooling(self.titles.output_dim, heads, head_dim, self.attention_dim,
-                                                 self.dropout_prob)
-        self.user_encoder = SelfAttentionPooling(heads * head_dim, heads, head_dim, self.attention_dim,
-                                                 self.dropout_prob)
+        self.word_encoder = SelfAttentionPooling(
+            self.titles.output_dim, heads, head_dim, self.attention_dim, self.dropout_prob
+        )
+        self.user_encoder = SelfAttentionPooling(
+            heads * head_dim, heads, head_dim, self.attention_dim, self.dropout_prob
+        )
 
     def encode_news(self, items: torch.Tensor) -> torch.Tensor:
         words, mask = self.titles(items)
