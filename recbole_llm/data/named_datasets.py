@@ -199,7 +199,9 @@ register(
 register(
     NamedDataset(
         name="scientific",
-        description="Amazon 2018 Industrial & Scientific, UniSRec pre-split files (8,442 users, 4,385 items) + item text",
+        description=(
+            "Amazon 2018 Industrial & Scientific, UniSRec pre-split files (8,442 users, 4,385 items) + item text"
+        ),
         source="Ni, Li & McAuley, EMNLP 2019; UniSRec (Hou et al., KDD 2022) preprocessing",
         raw_files=tuple(
             RawFile(split, (f"amazon-2018-scientific/Scientific.{split}.inter", f"Scientific.{split}.inter"))
