@@ -19,7 +19,10 @@ an upstream change fails the test suite instead of silently breaking the patch.
    collected resource, but ``data.num_items`` is an int and ``data.count_items`` a Counter, so
    ``ItemCoverage``, ``GiniIndex``, ``AveragePopularity`` and ``TailPercentage`` crash. The
    replacement moves only tensors to the CPU; the rest is RecBole's code.
-4. ``metric_registry``: our metrics (:data:`recbole_llm.metrics.METRICS`) are written into RecBole's
+4. ``anomaly_mode_off``: RecBole's ``sine.py`` turns PyTorch's anomaly detection on for the whole
+   process when it is imported (any RecBole sequential model imports it): slow backward passes,
+   and a NaN gradient anywhere aborts training. It is imported once and anomaly mode turned off.
+5. ``metric_registry``: our metrics (:data:`recbole_llm.metrics.METRICS`) are written into RecBole's
    metric registry (``recbole.evaluator.register``), which RecBole builds once from its own module.
 """
 
@@ -72,7 +75,7 @@ def resolve(target: str) -> Any:
         return _ORIGINALS[target]
     module_name, _, qualname = target.partition(":")
     value: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
+    for part in qualname.split(".") if qualname else ():  # "module:" names the whole module
         value = getattr(value, part)
     return value
 
@@ -138,6 +141,15 @@ def _install_collector_data_struct() -> None:
     Collector.get_data_struct = _get_data_struct
 
 
+def _install_anomaly_mode_off() -> None:
+    """Importing RecBole's sequential models runs ``sine.py``, whose module body calls
+    ``torch.autograd.set_detect_anomaly(True)``: every later backward pass of the process is traced
+    (several times slower) and any NaN gradient aborts training. Import it once here, then switch
+    anomaly mode back off."""
+    importlib.import_module("recbole.model.sequential_recommender")
+    torch.autograd.set_detect_anomaly(False)
+
+
 def _install_metric_registry() -> None:
     """Make our metrics usable by name in ``metrics: [...]``: RecBole's Config, Register and Evaluator
     read the same registry dicts, so adding entries in place is enough."""
@@ -172,6 +184,12 @@ PATCHES: tuple[Patch, ...] = (
         ("recbole.evaluator.collector:Collector.get_data_struct",),
         "b8062da76dd83758",
         _install_collector_data_struct,
+    ),
+    Patch(
+        "anomaly_mode_off",
+        ("recbole.model.sequential_recommender.sine:",),
+        "16277f215552e1e1",
+        _install_anomaly_mode_off,
     ),
     Patch(
         "metric_registry",

@@ -65,7 +65,7 @@ def test_debug_shows_the_traceback(capsys):
 def test_flags_are_not_abbreviated():
     parser = cli.build_parser()
     args, overrides = parser.parse_known_args(["--seed=2021", "--mod=BPR"])
-    assert args.seeds == "3" and args.model == "BPR"
+    assert args.seeds is None and args.model == "BPR"
     assert overrides == ["--seed=2021", "--mod=BPR"]
 
 

@@ -72,3 +72,16 @@ def test_our_metrics_are_registered():
 
     assert "categorydiversity" in register.metrics_dict
     assert register.metric_information["categorydiversity"]
+
+
+def test_importing_recbole_sequential_models_leaves_anomaly_mode_off():
+    """RecBole's sine.py switches anomaly detection on at import; after our patches it is off."""
+    import importlib
+
+    import recbole.model.sequential_recommender.sine as sine
+    import torch
+
+    importlib.reload(sine)  # its module body runs again: anomaly mode on ...
+    assert torch.is_anomaly_enabled()
+    compat._install_anomaly_mode_off()  # ... and the patch's install switches it off
+    assert not torch.is_anomaly_enabled()

@@ -35,8 +35,9 @@ GIFT_META = "amazon-2018-5core/meta_Gift_Cards.json.gz"
 
 
 def plain_config(dataset: str, data_root: Path, **extra) -> dict:
-    """The keys prepare_named_dataset reads, as RecBole's Config would hold them."""
-    return {"dataset": dataset, "data_path": str(data_root / dataset), **extra}
+    """The keys prepare_named_dataset reads, with the defaults RecBole's Config and properties/overall.yaml give."""
+    defaults = {"raw_data_path": None, "download_raw": False, "benchmark_filename": None}
+    return {**defaults, "dataset": dataset, "data_path": str(data_root / dataset), **extra}
 
 
 def json_lines(path: Path) -> list[dict]:

@@ -237,9 +237,7 @@ def test_template_profile_counts_distinct_users(tmp_path):
     folder.mkdir()
     write_atomic_file(folder / "rep.inter", header, rows)
     write_dataset_yaml(folder, "rep", dataset_settings(header), "fixture")
-    config = Config(
-        "BPR", "rep", config_file_list=[str(folder / "rep.yaml")], config_dict={**FAST, "data_path": str(tmp_path)}
-    )
+    config = Config("P4R", "rep", config_dict={**FAST, "data_path": str(tmp_path)})  # profile settings: P4R's
     dataset = create_dataset(config)
     by_token = {item.token: item for item in collect_item_attributes(config, dataset)}
     assert by_token["a"].rating_summary == "Interacted with by 2 users in the training data."

@@ -284,7 +284,7 @@ def known_dataset_names() -> list[str]:
 def atomic_files_present(data_path: str | Path, dataset: str, config=None) -> bool:
     """True when RecBole will find this dataset's interactions in ``data_path``."""
     folder = Path(data_path)
-    benchmark = setting(config, "benchmark_filename") if config is not None else None
+    benchmark = config["benchmark_filename"] if config is not None else None  # RecBole: None when unset
     if benchmark:
         return all((folder / f"{dataset}.{part}.inter").is_file() for part in benchmark)
     return (folder / f"{dataset}.inter").is_file()

@@ -25,9 +25,9 @@ _LAYER_PATHS = ("encoder.layer", "transformer.layer", "layers")
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Softmax over the ``mask``ed entries; rows with nothing to attend to get all zeros (no NaN)."""
-    logits = logits.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(logits, dim=dim)
-    return torch.nan_to_num(weights, nan=0.0)
+    # a finite fill keeps the backward pass free of NaN (an all -inf row has a NaN softmax gradient)
+    logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+    return torch.softmax(logits, dim=dim) * mask
 
 
 def at_least_one(mask: torch.Tensor) -> torch.Tensor:
