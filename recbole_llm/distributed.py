@@ -158,7 +158,8 @@ def evaluate_checkpoint(
 
     config = Config(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
-    *_, test_data, _, trainer = build(config)
+    _, train_data, _, test_data, _, trainer = build(config)
+    trainer.eval_collector.data_collect(train_data)  # what fit() does first: item counts for the metrics
     return dict(trainer.evaluate(test_data, load_best_model=True, model_file=model_file))
 
 
