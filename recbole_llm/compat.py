@@ -25,7 +25,9 @@ an upstream change fails the test suite instead of silently breaking the patch.
    (``Config._init_device``) and wraps the model with ``device_ids=[local_rank]``
    (``AbstractTrainer.__init__``), so ``--nproc`` > 1 needs one GPU per process. The replacements are
    RecBole's code with one choice added: NCCL on CUDA as before, gloo on the CPU (no GPU, or ``use_gpu``
-   off / empty ``gpu_id``), where the model is wrapped without ``device_ids``. Metrics of distributed
+   off / empty ``gpu_id``), where the model is wrapped without ``device_ids``. Sparse buffers (graph
+   adjacency built from the dataset, the same in every process) are left out of DDP's buffer
+   broadcast, which cannot send them (ReviewGNN's CSR matrix). Metrics of distributed
    runs are gathered by :class:`recbole_llm.distributed.DistributedEvalMixin`, not patched here.
 """
 
@@ -193,13 +195,15 @@ def _init_device(self) -> None:
 
 
 def _abstract_trainer_init(self, config, model) -> None:
-    """RecBole's ``AbstractTrainer.__init__``; on the CPU the DDP wrapper gets no ``device_ids`` (item 5)."""
+    """RecBole's ``AbstractTrainer.__init__``; no ``device_ids`` on the CPU, sparse buffers not broadcast (item 5)."""
     from torch.nn.parallel import DistributedDataParallel
 
     self.config = config
     self.model = model
     if not config["single_spec"]:
         self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        sparse = [name for name, buffer in self.model.named_buffers() if buffer.layout != torch.strided]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, sparse)
         device_ids = [config["local_rank"]] if config["device"].type == "cuda" else None
         self.distributed_model = DistributedDataParallel(self.model, device_ids=device_ids)
 
