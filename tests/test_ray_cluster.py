@@ -21,9 +21,11 @@ FIXED = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cluster():
-    """Head node (with a Ray Client server) and one more node, both on this machine."""
+    """Head node (with a Ray Client server) and one more node, both on this machine; one cluster per test
+    (a Ray Client connection to a cluster that an earlier driver in this process used failed to start)."""
+    import ray
     from ray.cluster_utils import Cluster
 
     client_port = free_port()
@@ -32,13 +34,13 @@ def cluster():
     ray_cluster = Cluster(initialize_head=True, head_node_args=head)
     ray_cluster.add_node(num_cpus=1, resources={"node_b": 1})
     ray_cluster.wait_for_nodes()
+    ray.init(address=ray_cluster.address)
+    ray_cluster.node_ids = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    ray.shutdown()
     ray_cluster.client_address = f"ray://127.0.0.1:{client_port}"
+    assert len(ray_cluster.node_ids) == 2
     yield ray_cluster
     ray_cluster.shutdown()
-
-
-def _node_ids(cluster) -> set[str]:
-    return {node.unique_id for node in cluster.list_all_nodes()}
 
 
 def _search(address: str, output) -> pd.DataFrame:
@@ -55,10 +57,10 @@ def _search(address: str, output) -> pd.DataFrame:
 def test_four_trials_run_on_both_nodes_of_the_cluster(cluster, tmp_path):
     trials = _search(cluster.address, tmp_path / "out")
     assert len(trials) == 4 and set(trials["status"]) == {"completed"}
-    assert set(trials["node"]) == _node_ids(cluster)
+    assert set(trials["node"]) == cluster.node_ids
 
 
 def test_ray_client_address_runs_the_search_on_the_cluster(cluster, tmp_path):
     trials = _search(cluster.client_address, tmp_path / "out")
     assert len(trials) == 4 and set(trials["status"]) == {"completed"}
-    assert set(trials["node"]) <= _node_ids(cluster)
+    assert set(trials["node"]) <= cluster.node_ids
