@@ -24,8 +24,8 @@ an upstream change fails the test suite instead of silently breaking the patch.
 5. ``distributed_backend``: RecBole 1.2.1 starts every distributed run with NCCL on ``cuda:local_rank``
    (``Config._init_device``) and wraps the model with ``device_ids=[local_rank]``
    (``AbstractTrainer.__init__``), so ``--nproc`` > 1 needs one GPU per process. The replacements are
-   RecBole's code with one choice added: NCCL on CUDA as before, gloo on the CPU (no GPU, or ``use_gpu``
-   off / empty ``gpu_id``), where the model is wrapped without ``device_ids``. Sparse buffers (graph
+   RecBole's code with one choice added: NCCL on CUDA as before, gloo on the CPU (no GPU visible, or an empty
+   ``gpu_id``), where the model is wrapped without ``device_ids``. Sparse buffers (graph
    adjacency built from the dataset, the same in every process) are left out of DDP's buffer
    broadcast, which cannot send them (ReviewGNN's CSR matrix). Metrics of distributed
    runs are gathered by :class:`recbole_llm.distributed.DistributedEvalMixin`, not patched here.

@@ -92,18 +92,26 @@ def spawn(function: Callable[..., Any], nproc: int, settings: dict, **kwargs: An
     return None if queue.empty() else queue.get()
 
 
-def _prepare(model, dataset, config_file_list, config_dict, cmd_args) -> None:
-    """Work done once before the processes start, since they would race to do it.
+def _prepare(model, dataset, config_file_list, config_dict, cmd_args, nproc: int) -> None:
+    """Checks and work done once before the processes start, since they would race to do it.
 
-    A named dataset is converted, and RecBole's output folders are made (its ``ensure_dir`` checks,
-    then creates: two processes creating ``./log`` at once make one of them fail).
+    On CUDA every process needs its own GPU (one line naming ``gpu_id`` otherwise). A named dataset
+    is converted, and RecBole's output folders are made (its ``ensure_dir`` checks, then creates:
+    two processes creating ``./log`` at once make one of them fail).
     """
     from pathlib import Path
 
     from recbole_llm.config import Config
     from recbole_llm.data import named_datasets
+    from recbole_llm.validation import ConfigError
 
     probe = Config(model, dataset, config_file_list, config_dict, cmd_args=cmd_args)
+    gpus = str(probe["gpu_id"]).split(",")
+    if probe["device"].type == "cuda" and len(gpus) < nproc:
+        raise ConfigError(
+            f"--nproc={nproc} on CUDA needs one GPU per process: gpu_id '{probe['gpu_id']}' lists {len(gpus)} "
+            f"(set --gpu_id=0,1,... or an empty gpu_id for gloo on the CPU)"
+        )
     named_datasets.prepare_named_dataset(probe)
     for folder in (Path("log") / probe["model"], Path(probe["checkpoint_dir"])):
         folder.mkdir(parents=True, exist_ok=True)
@@ -130,7 +138,7 @@ def run_distributed(
     from recbole_llm.quick_start import run_recbole_llm
 
     settings = distributed_settings(nproc, world_size, ip, port, group_offset)
-    _prepare(model, dataset, config_file_list, config_dict, cmd_args)
+    _prepare(model, dataset, config_file_list, config_dict, cmd_args, nproc)
     return spawn(
         run_recbole_llm,
         nproc,

@@ -172,3 +172,30 @@ def test_bsarec_trains_one_epoch_with_two_processes_from_the_command_line(tmp_pa
     assert len(histories) == 1  # written once, by rank 0
     stages = [entry["stage"] for entry in json.loads(histories[0].read_text())["history"]]
     assert stages == ["init", "valid", "best"]
+
+
+def test_news_checkpoint_gives_the_same_impression_metrics_with_one_and_two_processes(tmp_path):
+    """Per-impression metrics (and the pooled AUC) from the impressions of both processes, none repeated."""
+    from recbole_llm.quick_start import run_recbole_llm
+    from recbole_llm.utils import properties_dir
+
+    files = [str(properties_dir() / "model" / name) for name in ("NewsRecommender.yaml", "NRMS.yaml")]
+    config_dict = {
+        **FAST,
+        "raw_data_path": str(Path(__file__).resolve().parent / "data" / "news"),
+        "data_path": str(tmp_path / "data"),
+        "text_cache_dir": str(tmp_path / "cache"),
+        "num_heads": 2, "head_dim": 8, "attention_dim": 8, "news_dim": 16, "train_batch_size": 16,
+        "eval_batch_size": 7,  # several batches, and a padded impression with two processes
+        "metric_decimal_place": 12,
+    }  # fmt: skip
+    with single_thread():
+        trained = run_recbole_llm("NRMS", "mind-small-sample", files, config_dict=config_dict)
+        one = evaluate_checkpoint(trained["saved_model_file"], "NRMS", "mind-small-sample", files, config_dict)
+    settings = distributed_settings(2, -1, "localhost", free_port(), 0)
+    two = spawn(
+        evaluate_checkpoint, 2, settings, model_file=trained["saved_model_file"], model="NRMS",
+        dataset="mind-small-sample", config_file_list=files, config_dict=config_dict,
+    )  # fmt: skip
+    assert {"impauc", "globalauc", "impmrr"} <= set(one) and set(two) == set(one)
+    assert two == pytest.approx(one, abs=1e-6)
