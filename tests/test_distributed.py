@@ -125,6 +125,27 @@ def test_same_checkpoint_gives_the_same_metrics_with_one_and_two_processes():
     assert {key: two[key] for key in one} == pytest.approx(one, abs=1e-6)
 
 
+def train_and_gather_parameters(config_dict: dict) -> list[list[float]]:
+    """Spawned: one epoch of BPR, then every process's parameter sums (gathered, so rank 0 returns all)."""
+    from recbole_llm.config import Config
+    from recbole_llm.quick_start import build
+
+    config = Config("BPR", "ml-100k", config_dict=config_dict)
+    _, train_data, valid_data, *_, trainer = build(config)
+    trainer.fit(train_data, valid_data, saved=False)
+    sums = [float(p.detach().double().sum()) for p in trainer.model.parameters()]
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, sums)
+    return gathered
+
+
+def test_training_keeps_the_processes_parameters_identical():
+    """RecBole's gradient-sync hooks stay in place: after an epoch on different shares, both models are equal."""
+    settings = distributed_settings(2, -1, "localhost", free_port(), 0)
+    sums = spawn(train_and_gather_parameters, 2, settings, config_dict={**FAST, "train_batch_size": 2048})
+    assert len(sums) == 2 and sums[0] == pytest.approx(sums[1], rel=1e-6)
+
+
 @pytest.fixture
 def tiny_encoder(tmp_path) -> str:
     """A 1-layer, 32-d BERT with random weights and MiniLM's tokenizer (as in tests/test_reviewgnn.py)."""
