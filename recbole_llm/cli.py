@@ -37,11 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", "-m", type=str, default="BPR", help="model name (ours or RecBole's)")
     parser.add_argument("--dataset", "-d", type=str, default=None, help="dataset name (default: ml-100k, bundled)")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated yaml config files")
-    parser.add_argument("--nproc", type=int, default=1, help="processes (only 1 is supported)")
-    parser.add_argument("--ip", type=str, default="localhost")
-    parser.add_argument("--port", type=str, default="5678")
-    parser.add_argument("--world_size", type=int, default=-1)
-    parser.add_argument("--group_offset", type=int, default=0)
+    parser.add_argument("--nproc", type=int, default=1, help="processes on this machine (gloo on CPU, NCCL on GPU)")
+    parser.add_argument("--ip", type=str, default="localhost", help="address of the machine with global rank 0")
+    parser.add_argument("--port", type=str, default="5678", help="free TCP port on that machine")
+    parser.add_argument("--world_size", type=int, default=-1, help="processes on all machines (-1: nproc)")
+    parser.add_argument("--group_offset", type=int, default=0, help="global rank of this machine's first process")
     parser.add_argument("--compare", type=str, default=None, help="comma-separated models to benchmark")
     parser.add_argument(
         "--seeds", type=str, default=None, help="--compare: a count or a list (default 3); --benchmark: the first N"
@@ -102,9 +102,24 @@ def _run(args, argv: list[str], overrides: list[str]) -> int:
     if args.compare:
         return _run_compare(args, argv, config_files, overrides)
     validate_run(args.model, args.dataset, config_files, overrides)
-    from recbole_llm.quick_start import run_recbole_llm
+    if args.nproc > 1 or args.world_size > 1:
+        from recbole_llm.distributed import run_distributed
 
-    result = run_recbole_llm(args.model, args.dataset, config_files, cmd_args=overrides)
+        result = run_distributed(
+            args.model,
+            args.dataset,
+            config_files,
+            cmd_args=overrides,
+            nproc=args.nproc,
+            world_size=args.world_size,
+            ip=args.ip,
+            port=args.port,
+            group_offset=args.group_offset,
+        )
+    else:
+        from recbole_llm.quick_start import run_recbole_llm
+
+        result = run_recbole_llm(args.model, args.dataset, config_files, cmd_args=overrides)
     print(f"best valid: {result['best_valid_result']}")
     print(f"test result: {result['test_result']}")
     return 0
@@ -119,8 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad = [a for a in overrides if not (a.startswith("--") and "=" in a)]
     if bad:
         return _fail(f"unrecognised argument(s) {' '.join(bad)}: config overrides take the form --key=value")
-    if args.nproc != 1 or args.world_size > 1:
-        return _fail("distributed runs (--nproc/--world_size > 1) are not supported by recbole-llm yet")
+    if (args.nproc > 1 or args.world_size > 1) and (args.compare or args.tune or args.benchmark):
+        return _fail("--nproc/--world_size apply to one run; --compare, --tune and --benchmark run in one process")
+    from recbole_llm.distributed import distributed_settings
+
+    try:
+        distributed_settings(args.nproc, args.world_size, args.ip, args.port, args.group_offset)
+    except ValueError as exc:
+        return _fail(str(exc))
 
     import recbole_llm  # noqa: F401  (applies the compatibility layer)
     from recbole_llm.data import DatasetNotFoundError

@@ -24,6 +24,14 @@ an upstream change fails the test suite instead of silently breaking the patch.
    and a NaN gradient anywhere aborts training. It is imported once and anomaly mode turned off.
 5. ``metric_registry``: our metrics (:data:`recbole_llm.metrics.METRICS`) are written into RecBole's
    metric registry (``recbole.evaluator.register``), which RecBole builds once from its own module.
+5. ``distributed_backend``: RecBole 1.2.1 starts every distributed run with NCCL on ``cuda:local_rank``
+   (``Config._init_device``) and wraps the model with ``device_ids=[local_rank]``
+   (``AbstractTrainer.__init__``), so ``--nproc`` > 1 needs one GPU per process. The replacements are
+   RecBole's code with one choice added: NCCL on CUDA as before, gloo on the CPU (no GPU visible, or an empty
+   ``gpu_id``), where the model is wrapped without ``device_ids``. Sparse buffers (graph
+   adjacency built from the dataset, the same in every process) are left out of DDP's buffer
+   broadcast, which cannot send them (ReviewGNN's CSR matrix). Metrics of distributed
+   runs are gathered by :class:`recbole_llm.distributed.DistributedEvalMixin`, not patched here.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import copy
 import hashlib
 import importlib
 import inspect
+import os
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,6 +175,59 @@ def _install_metric_registry() -> None:
             register.smaller_metrics.append(name)
 
 
+def _init_device(self) -> None:
+    """RecBole's ``Config._init_device`` with gloo on the CPU (see item 5)."""
+    config = self.final_config_dict
+    gpu_id = config["gpu_id"]
+    config["gpu_id"] = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
+    gpu_id = config["gpu_id"]
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
+    on_cuda = len(gpu_id) > 0 and torch.cuda.is_available()
+    if "local_rank" not in config:
+        config["single_spec"] = True
+        config["local_rank"] = 0
+        config["device"] = torch.device("cuda") if on_cuda else torch.device("cpu")
+        return
+    if on_cuda and len(gpu_id.split(",")) < config["nproc"]:
+        raise ValueError(f"--nproc={config['nproc']} needs as many GPUs in gpu_id, got gpu_id='{gpu_id}'")
+    torch.distributed.init_process_group(
+        backend="nccl" if on_cuda else "gloo",
+        rank=config["local_rank"] + config["offset"],
+        world_size=config["world_size"],
+        init_method=f"tcp://{config['ip']}:{config['port']}",
+    )
+    config["device"] = torch.device("cuda", config["local_rank"]) if on_cuda else torch.device("cpu")
+    config["single_spec"] = False
+    if on_cuda:
+        torch.cuda.set_device(config["local_rank"])
+    if config["local_rank"] != 0:
+        config["state"] = "error"
+        config["show_progress"] = False
+        config["verbose"] = False
+
+
+def _abstract_trainer_init(self, config, model) -> None:
+    """RecBole's ``AbstractTrainer.__init__``; no ``device_ids`` on the CPU, sparse buffers not broadcast (item 5)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    self.config = config
+    self.model = model
+    if not config["single_spec"]:
+        self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        sparse = [name for name, buffer in self.model.named_buffers() if buffer.layout != torch.strided]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, sparse)
+        device_ids = [config["local_rank"]] if config["device"].type == "cuda" else None
+        self.distributed_model = DistributedDataParallel(self.model, device_ids=device_ids)
+
+
+def _install_distributed_backend() -> None:
+    from recbole.config.configurator import Config
+    from recbole.trainer.trainer import AbstractTrainer
+
+    Config._init_device = _init_device
+    AbstractTrainer.__init__ = _abstract_trainer_init
+
+
 PATCHES: tuple[Patch, ...] = (
     Patch(
         "trainer_torch_load",
@@ -196,6 +258,12 @@ PATCHES: tuple[Patch, ...] = (
         ("recbole.evaluator.register:cluster_info", "recbole.evaluator.register:Register"),
         "021c249c92638c3d",
         _install_metric_registry,
+    ),
+    Patch(
+        "distributed_backend",
+        ("recbole.config.configurator:Config._init_device", "recbole.trainer.trainer:AbstractTrainer.__init__"),
+        "a33770b08a126697",
+        _install_distributed_backend,
     ),
 )
 

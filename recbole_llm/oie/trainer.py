@@ -48,7 +48,10 @@ class OIEMetricsMixin:
         return entry
 
     def save_oie_history(self) -> Path | None:
-        if not self.oie_enabled:
+        """Write the history (rank 0 only in a multi-process run: every process holds the same table)."""
+        from recbole_llm.distributed import is_main_process
+
+        if not self.oie_enabled or not is_main_process(self.config):
             return None
         path = history_path(self.saved_model_file)
         path.parent.mkdir(parents=True, exist_ok=True)

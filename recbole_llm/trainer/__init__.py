@@ -1,7 +1,9 @@
 """Trainer selection, in one place: RecBole's trainer for the model, composed with mixins.
 
 ``get_trainer(config, model_class)`` returns ``<Model>Trainer``, a class built from (outermost first):
-:class:`EpochTimingMixin` (``trainer.epoch_times``); the caller's ``extra_mixins`` (e.g. Ray Tune
+:class:`EpochTimingMixin` (``trainer.epoch_times``); in a multi-process run (``--nproc``)
+:class:`~recbole_llm.distributed.DistributedEvalMixin` (metrics from every process's gathered
+evaluation data, one checkpoint name); the caller's ``extra_mixins`` (e.g. Ray Tune
 reporting); the mixins the model class declares in ``trainer_mixins`` (ReviewGNN: :class:`AdaptiveAlphaMixin`);
 :class:`MinEpochsMixin` when ``min_epochs`` > 0 (early stopping waits that many epochs);
 ``OIEMetricsMixin`` when ``oie_metrics``
@@ -27,9 +29,13 @@ __all__ = ["AdaptiveAlphaMixin", "EpochTimingMixin", "MinEpochsMixin", "get_trai
 
 def trainer_mixins(config, model_class: type, extra_mixins: Sequence[type] = ()) -> tuple[type, ...]:
     """The mixins of ``model_class``'s trainer, outermost first (see the module docstring)."""
+    from recbole_llm.distributed import DistributedEvalMixin, is_distributed
     from recbole_llm.oie.trainer import OIEMetricsMixin
 
-    mixins: list[type] = [EpochTimingMixin, *extra_mixins, *getattr(model_class, "trainer_mixins", ())]
+    mixins: list[type] = [EpochTimingMixin]
+    if is_distributed(config):
+        mixins.append(DistributedEvalMixin)
+    mixins += [*extra_mixins, *getattr(model_class, "trainer_mixins", ())]
     if config["min_epochs"]:
         mixins.append(MinEpochsMixin)
     if config["oie_metrics"] and model_class.type == ModelType.SEQUENTIAL:

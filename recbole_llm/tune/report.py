@@ -22,6 +22,7 @@ _LAST_REPORT_COLUMNS = {
     "epoch": "epochs",
     "finished": "finished",
     "time_total_s": "seconds",
+    "node_id": "node",
 }
 
 
@@ -105,6 +106,7 @@ def trials_table(results, searched: Sequence[str], mode: str) -> pd.DataFrame:
         "status",
         "error",
         "seconds",
+        "node",
     ]
     table = table[[*first, *(c for c in table.columns if c.startswith("valid.")), "trial_dir"]]
     table = table.sort_values("best_valid_score", ascending=mode == "min", na_position="last", kind="stable")

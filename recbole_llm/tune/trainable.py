@@ -27,7 +27,8 @@ class TuneReportMixin:
     Every RecBole trainer validates through ``_valid_epoch``, so reporting there works whatever
     ``fit`` looks like. The running best and whether training ends there follow RecBole's own
     ``early_stopping`` rule on the trainer's state, exactly what ``fit`` applies right after; a
-    trial that reports ``finished`` ran to its end (ASHA did not stop it).
+    trial that reports ``finished`` ran to its end (ASHA did not stop it). ``node_id`` names the
+    Ray node the trial ran on (column ``node`` of ``trials.csv``; on one machine all nodes share an IP).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -35,6 +36,7 @@ class TuneReportMixin:
         self.tune_reports = 0
 
     def _valid_epoch(self, *args: Any, **kwargs: Any):
+        import ray
         from ray.air import session
         from recbole.utils import early_stopping
 
@@ -55,6 +57,8 @@ class TuneReportMixin:
                 "best_valid_score": float(best),
                 "epoch": epoch,
                 "finished": bool(stop or epoch + self.eval_step > self.epochs),
+                # which cluster node ran the trial (None when called outside a Ray worker, e.g. in a test)
+                "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
             }
         )
         return valid_score, valid_result
