@@ -16,6 +16,9 @@ from recbole_llm.model.abstract_recommender import (
     GeneralGraphRecommender,
     checked_choice,
     normalised_adjacency,
+    normalised_edges,
+    sparse_matmul,
+    transposed_csr_matrix,
     yaml_choices,
 )
 from recbole_llm.model.general_recommender.p4r import P4R
@@ -101,7 +104,8 @@ def test_mean_adjacency_is_row_normalised(self_loop):
 
 def test_adjacency_is_a_non_persistent_buffer_and_unknown_norm_is_refused():
     model = ToyGCN(toy_config(), ToyDataset())
-    assert "adjacency" in dict(model.named_buffers()) and "adjacency" not in model.state_dict()
+    for name in ("adjacency", "adjacency_t"):
+        assert name in dict(model.named_buffers()) and name not in model.state_dict()
     with pytest.raises(ValueError, match="normalisation must be one of sym, mean"):
         normalised_adjacency(USERS, ITEMS + N_USERS, N_USERS + N_ITEMS, norm="left")
 
@@ -131,6 +135,42 @@ def test_predict_equals_full_sort_entries():
     scores = model.predict(Interaction({"user_id": users, "item_id": items}))
     full = model.full_sort_predict(Interaction({"user_id": users})).view(len(users), N_ITEMS)
     assert torch.allclose(scores, full[torch.arange(len(users)), items], atol=1e-6)
+
+
+def test_predict_reuses_the_propagation_in_eval_only():
+    model = ToyGCN(toy_config(), ToyDataset()).eval()
+    pairs = Interaction({"user_id": torch.tensor([1, 2]), "item_id": torch.tensor([3, 4])})
+    model.predict(pairs), model.predict(pairs)
+    assert model.forward_calls == 1
+    model.train()
+    scores = model.predict(pairs)
+    model.predict(pairs)
+    assert model.forward_calls == 3 and scores.requires_grad  # training: fresh, differentiable
+
+
+@pytest.mark.parametrize("norm", ["sym", "mean"])
+def test_sparse_matmul_with_prebuilt_transpose_is_bit_identical_to_torch(norm):
+    edge_index, weight = normalised_edges(USERS, ITEMS + N_USERS, N_USERS + N_ITEMS, norm)
+    size = (N_USERS + N_ITEMS, N_USERS + N_ITEMS)
+    model = ToyGCN(toy_config(), ToyDataset(), norm=norm)
+    assert torch.equal(model.adjacency_t.to_dense(), model.adjacency.to_dense().T)
+    rectangular = (edge_index[:, ::2], weight[::2], (size[0], 3))  # a non-square operator too
+    rect_index = torch.stack([rectangular[0][0], torch.arange(rectangular[0].shape[1]) % 3])
+    for matrix, matrix_t in [(model.adjacency, model.adjacency_t),
+                             (csr(rect_index, rectangular[1], rectangular[2]),
+                              transposed_csr_matrix(rect_index, rectangular[1], rectangular[2]))]:
+        dense = torch.randn(matrix.shape[1], 5, requires_grad=True)
+        expected = torch.sparse.mm(matrix, dense)
+        (expected_grad,) = torch.autograd.grad(expected.square().sum(), dense)
+        got = sparse_matmul(matrix, matrix_t, dense)
+        (got_grad,) = torch.autograd.grad(got.square().sum(), dense)
+        assert torch.equal(got, expected) and torch.equal(got_grad, expected_grad)
+
+
+def csr(edge_index: torch.Tensor, weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    from recbole_llm.model.abstract_recommender import csr_matrix
+
+    return csr_matrix(edge_index, weight, size)
 
 
 def triples() -> Interaction:
