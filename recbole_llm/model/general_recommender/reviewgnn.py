@@ -309,7 +309,7 @@ class ReviewGNN(GeneralGraphRecommender):
         keep = torch.ones(self.n_review_edges, device=review_index.device)
         targets = review_index[review_index >= 0]
         cap = max(1, int(self.max_hidden_review_share * self.n_review_edges))
-        distinct = torch.unique(targets)
+        distinct = torch.unique(targets) if len(targets) > cap else targets  # (no sort when under the cap)
         if len(distinct) <= cap:
             keep[targets] = 0.0
             return keep, None
