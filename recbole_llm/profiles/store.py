@@ -1,7 +1,8 @@
 """Append-only JSON-lines store of item profiles, safe to kill and resume.
 
-Line 1 is a header (``"record": "header"``: dataset, backend, model, prompt hash, decoding
-settings, attribute settings, split fingerprint). Every further line is one item's profile
+Line 1 is a header (``"record": "header"``: dataset, backend, model, the model files' hash, prompt
+hash, decoding settings, attribute settings, split fingerprint; the generation batch size for
+information). Every further line is one item's profile
 (``"record": "profile"``: item token, the three sections, ``parsed`` flag, raw output). Lines are
 appended, flushed and fsync'ed batch by batch, so a process killed half-way loses at most the
 batch in flight; a torn last line (killed mid-write) is cut off on the next open. A rerun skips the
@@ -17,7 +18,7 @@ from typing import Any
 
 FORMAT_VERSION = 1
 # Header keys that must match for a rerun to append to an existing file.
-IDENTITY_KEYS = ("format", "dataset", "backend", "model", "prompt_hash", "decoding", "attributes", "split")
+IDENTITY_KEYS = ("format", "dataset", "backend", "model", "model_hash", "prompt_hash", "decoding", "attributes", "split")
 
 
 class ProfileSettingsMismatch(RuntimeError):
