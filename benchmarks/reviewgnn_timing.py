@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +66,7 @@ def interleaved_epoch_times(built: dict, epochs: int, warmup: int) -> dict[str, 
 
 def dataset_line(dataset: str, built: dict) -> str:
     """Sizes that explain the costs: training pairs, steps per epoch, review edges and texts."""
-    trainer, train_data, model = next(iter(built.values()))
+    _, train_data, model = next(iter(built.values()))
     reviewed = next((m for _, _, m in built.values() if getattr(m, "use_reviews", False)), None)
     line = (f"{dataset}: {len(train_data._dataset.inter_feat)} training pairs, {len(train_data)} steps per "
             f"epoch, {model.n_users - 1} users, {model.n_items - 1} items")
@@ -115,11 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--models: unknown {unknown}; choose from {list(MODELS)}")
     command = "python benchmarks/reviewgnn_timing.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    lines = ["# ReviewGNN vs LightGCN: interleaved per-epoch timing", "",
-             f"Command: `{command.strip()}`  ", f"Commit {git_commit()}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+    setup = (f"Commit {git_commit()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
              f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
              f"{args.threads} torch thread(s), {args.epochs} timed epochs per model after {args.warmup} warm-up, "
-             "models alternating every epoch. Goal (issue #16): ReviewGNN / LightGCN <= 1.5.", ""]
+             "models alternating every epoch. Goal (issue #16): ReviewGNN / LightGCN <= 1.5.")
+    lines = ["# ReviewGNN vs LightGCN: interleaved per-epoch timing", "", f"Command: `{command.strip()}`  ", setup, ""]
     for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         built = build_trainers(dataset, labels)
         load_before = os.getloadavg()[0]

@@ -304,7 +304,7 @@ def test_sectioned_generation_prefills_each_header_and_stamps_the_decoding(small
     decoding = read_header(result.path)["decoding"]
     assert decoding == {"generation": "sectioned", "do_sample": False, "temperature": 0.0, "max_new_tokens": 3,
                         "max_prompt_tokens": 1536, "repetition_penalty": 1.3, "no_repeat_ngram_size": 2,
-                        "retries": 0}
+                        "repetition_scope": "answer", "retries": 0}
     # another decoding setting is another file (the key hashes the stamp)
     other = _config(tmp_path, profile_backend="transformers", profile_llm=tiny_llm[1], profile_max_new_tokens=3,
                     profile_batch_size=4, profile_repetition_penalty=1.0, profile_no_repeat_ngram_size=2)

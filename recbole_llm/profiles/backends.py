@@ -180,7 +180,9 @@ class TransformersBackend(ProfileBackend):
     ``free`` lets the model write the whole answer, parses it, and retries an unparsable one once
     with a format reminder and ``Summary:`` prefilled. The tokenizer's chat template is used when
     it has one, else the messages are joined as plain text. ``repetition_penalty`` and
-    ``no_repeat_ngram_size`` act on the answer only (:class:`AnswerWindow`); ``temperature`` 0 is
+    ``no_repeat_ngram_size`` act on the answer only (:class:`AnswerWindow`), or on prompt and answer
+    (``repetition_scope: all``, which also keeps the model from copying the prompt's worked
+    example, and from copying the item's own title); ``temperature`` 0 is
     greedy, above 0 sampling seeded per batch from ``seed`` and the items' tokens.
     """
 
@@ -200,9 +202,13 @@ class TransformersBackend(ProfileBackend):
         no_repeat_ngram_size: int = 0,
         temperature: float = 0.0,
         seed: int = 0,
+        repetition_scope: str = "answer",
     ) -> None:
         if generation not in ("sectioned", "free"):
             raise ValueError(f"profile_generation must be one of sectioned, free, got '{generation}'")
+        if repetition_scope not in ("answer", "all"):
+            raise ValueError(f"profile_repetition_scope must be one of answer, all, got '{repetition_scope}'")
+        self.repetition_scope = repetition_scope
         self.device = torch.device(device)
         self.prompt = prompt
         self.model_id = str(model_name_or_path)
@@ -222,7 +228,8 @@ class TransformersBackend(ProfileBackend):
         self.generated_tokens = 0  # new tokens written so far (throughput)
         self._newline_ids: torch.Tensor | None = None
         self.decoding = decoding_stamp(generation, self.max_new_tokens, self.max_prompt_tokens,
-                                       self.repetition_penalty, self.no_repeat_ngram_size, self.temperature)
+                                       self.repetition_penalty, self.no_repeat_ngram_size, self.temperature,
+                                       repetition_scope)
 
     def newline_token_ids(self) -> torch.Tensor:
         """Ids of every token whose text holds a line break (computed once). transformers'
@@ -252,6 +259,8 @@ class TransformersBackend(ProfileBackend):
         )
 
         processors = []
+        if self.repetition_scope == "all":
+            answer_starts = [0] * len(answer_starts)
         if self.repetition_penalty != 1.0:
             processors.append(AnswerWindow(RepetitionPenaltyLogitsProcessor(self.repetition_penalty), answer_starts))
         if self.no_repeat_ngram_size > 0:
@@ -262,7 +271,10 @@ class TransformersBackend(ProfileBackend):
             options.update(temperature=self.temperature, top_k=0, top_p=1.0)
             torch.manual_seed(int(hashlib.sha256(f"{self.seed}|{seed_key}".encode()).hexdigest()[:8], 16))
         if stop_at_newline:
-            options["stopping_criteria"] = StoppingCriteriaList([StopAtTokens(self.newline_token_ids())])
+            newline = self.newline_token_ids()
+            options["stopping_criteria"] = StoppingCriteriaList([StopAtTokens(newline)])
+            # a section may not end before it starts (an empty section is a lost profile part)
+            options["begin_suppress_tokens"] = newline.tolist() + [self.tokenizer.eos_token_id]
         return options
 
     def _encode_prompts(self, prompts: list[str]):
@@ -372,9 +384,9 @@ class TransformersBackend(ProfileBackend):
 
 
 def decoding_stamp(generation: str, max_new_tokens: int, max_prompt_tokens: int, repetition_penalty: float,
-                   no_repeat_ngram_size: int, temperature: float) -> dict[str, Any]:
+                   no_repeat_ngram_size: int, temperature: float, repetition_scope: str = "answer") -> dict[str, Any]:
     """The decoding settings that change the profiles, as recorded in a profile file's header."""
     return {"generation": generation, "do_sample": temperature > 0, "temperature": float(temperature),
             "max_new_tokens": int(max_new_tokens), "max_prompt_tokens": int(max_prompt_tokens),
             "repetition_penalty": float(repetition_penalty), "no_repeat_ngram_size": int(no_repeat_ngram_size),
-            "retries": 1 if generation == "free" else 0}
+            "repetition_scope": repetition_scope, "retries": 1 if generation == "free" else 0}

@@ -70,7 +70,7 @@ def decoding_settings(config) -> dict[str, Any]:
     generation = yaml_checked(config, "profile_generation")
     return decoding_stamp(generation, int(config["profile_max_new_tokens"]), int(config["profile_max_prompt_tokens"]),
                           float(config["profile_repetition_penalty"]), int(config["profile_no_repeat_ngram_size"]),
-                          float(config["profile_temperature"]))
+                          float(config["profile_temperature"]), yaml_checked(config, "profile_repetition_scope"))
 
 
 def yaml_checked(config, key: str) -> str:
@@ -144,6 +144,7 @@ def build_backend(config) -> ProfileBackend:
         no_repeat_ngram_size=decoding["no_repeat_ngram_size"],
         temperature=decoding["temperature"],
         seed=int(config["seed"]),
+        repetition_scope=decoding["repetition_scope"],
     )
 
 

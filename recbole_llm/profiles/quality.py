@@ -138,8 +138,9 @@ def report_markdown(report: QualityReport) -> list[str]:
         lines += [f"**Item {row['token']}** ({attributes})", ""]
         lines += ["> " + line for line in (row["text"] or "(empty)").splitlines()]
         names = ", ".join(dict.fromkeys(row["unsupported"])) or "none"
-        lines += ["", f"Not in the attributes: {names}. Repeated sentence: {'yes' if row['repeated'] else 'no'}. "
-                      f"Copied from the prompt: {'yes' if row['copied'] else 'no'}.", ""]
+        flags = (f"Not in the attributes: {names}. Repeated sentence: {'yes' if row['repeated'] else 'no'}. "
+                 f"Copied from the prompt: {'yes' if row['copied'] else 'no'}.")
+        lines += ["", flags, ""]
     return lines
 
 
