@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's recbole_llm, not an installed copy
 
 
 def prompt_of(header: dict, prompt_files: str):

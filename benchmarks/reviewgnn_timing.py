@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's recbole_llm, not an installed copy
 DATASETS = ["amazon-beauty", "amazon-gift-cards"]
 # label -> (model class name, settings over its yaml)
 MODELS = {
