@@ -4,6 +4,7 @@ full-sort cache, predict vs full_sort_predict, the BPR helper's value and gradie
 A toy bipartite graph (3 users, 4 items, one duplicated interaction) and a tiny LightGCN-like
 subclass keep these tests independent of any dataset.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -16,6 +17,9 @@ from recbole_llm.model.abstract_recommender import (
     GeneralGraphRecommender,
     checked_choice,
     normalised_adjacency,
+    normalised_edges,
+    sparse_matmul,
+    transposed_csr_matrix,
 )
 from recbole_llm.model.general_recommender.p4r import P4R
 from recbole_llm.model.general_recommender.reviewgnn import ReviewGCN, ReviewGNN
@@ -36,8 +40,15 @@ class ToyDataset:
 
 
 def toy_config(**overrides) -> dict:
-    return {"USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg_",
-            "device": torch.device("cpu"), "reg_weight": 0.01, "require_pow": False, **overrides}
+    return {
+        "USER_ID_FIELD": "user_id",
+        "ITEM_ID_FIELD": "item_id",
+        "NEG_PREFIX": "neg_",
+        "device": torch.device("cpu"),
+        "reg_weight": 0.01,
+        "require_pow": False,
+        **overrides,
+    }
 
 
 class ToyGCN(GeneralGraphRecommender):
@@ -60,8 +71,14 @@ class ToyGCN(GeneralGraphRecommender):
         self.invalidate_cache()
         user, pos, neg = interaction["user_id"], interaction["item_id"], interaction["neg_item_id"]
         user_all, item_all, _ = self.forward()
-        return self.bpr_loss(user_all[user], item_all[pos], item_all[neg],
-                             self.user_embedding(user), self.item_embedding(pos), self.item_embedding(neg))
+        return self.bpr_loss(
+            user_all[user],
+            item_all[pos],
+            item_all[neg],
+            self.user_embedding(user),
+            self.item_embedding(pos),
+            self.item_embedding(neg),
+        )
 
 
 def dense_adjacency(self_loop: bool) -> torch.Tensor:
@@ -100,7 +117,8 @@ def test_mean_adjacency_is_row_normalised(self_loop):
 
 def test_adjacency_is_a_non_persistent_buffer_and_unknown_norm_is_refused():
     model = ToyGCN(toy_config(), ToyDataset())
-    assert "adjacency" in dict(model.named_buffers()) and "adjacency" not in model.state_dict()
+    for name in ("adjacency", "adjacency_t"):
+        assert name in dict(model.named_buffers()) and name not in model.state_dict()
     with pytest.raises(ValueError, match="normalisation must be one of sym, mean"):
         normalised_adjacency(USERS, ITEMS + N_USERS, N_USERS + N_ITEMS, norm="left")
 
@@ -111,9 +129,12 @@ def test_full_sort_cache_is_reused_then_invalidated():
     first = model.full_sort_predict(users)
     model.full_sort_predict(users)
     assert model.forward_calls == 1 and not model.restore_user_e.requires_grad
-    for invalidate in (lambda: model.train(), lambda: model.eval(),
-                       lambda: model.load_state_dict(model.state_dict()),
-                       lambda: model.calculate_loss(triples())):
+    for invalidate in (
+        lambda: model.train(),
+        lambda: model.eval(),
+        lambda: model.load_state_dict(model.state_dict()),
+        lambda: model.calculate_loss(triples()),
+    ):
         model.full_sort_predict(users)
         invalidate()
         assert model.restore_user_e is None and model.restore_item_e is None
@@ -132,9 +153,50 @@ def test_predict_equals_full_sort_entries():
     assert torch.allclose(scores, full[torch.arange(len(users)), items], atol=1e-6)
 
 
+def test_predict_reuses_the_propagation_in_eval_only():
+    model = ToyGCN(toy_config(), ToyDataset()).eval()
+    pairs = Interaction({"user_id": torch.tensor([1, 2]), "item_id": torch.tensor([3, 4])})
+    model.predict(pairs), model.predict(pairs)
+    assert model.forward_calls == 1
+    model.train()
+    scores = model.predict(pairs)
+    model.predict(pairs)
+    assert model.forward_calls == 3 and scores.requires_grad  # training: fresh, differentiable
+
+
+@pytest.mark.parametrize("norm", ["sym", "mean"])
+def test_sparse_matmul_with_prebuilt_transpose_is_bit_identical_to_torch(norm):
+    edge_index, weight = normalised_edges(USERS, ITEMS + N_USERS, N_USERS + N_ITEMS, norm)
+    size = (N_USERS + N_ITEMS, N_USERS + N_ITEMS)
+    model = ToyGCN(toy_config(), ToyDataset(), norm=norm)
+    assert torch.equal(model.adjacency_t.to_dense(), model.adjacency.to_dense().T)
+    rectangular = (edge_index[:, ::2], weight[::2], (size[0], 3))  # a non-square operator too
+    rect_index = torch.stack([rectangular[0][0], torch.arange(rectangular[0].shape[1]) % 3])
+    for matrix, matrix_t in [
+        (model.adjacency, model.adjacency_t),
+        (
+            csr(rect_index, rectangular[1], rectangular[2]),
+            transposed_csr_matrix(rect_index, rectangular[1], rectangular[2]),
+        ),
+    ]:
+        dense = torch.randn(matrix.shape[1], 5, requires_grad=True)
+        expected = torch.sparse.mm(matrix, dense)
+        (expected_grad,) = torch.autograd.grad(expected.square().sum(), dense)
+        got = sparse_matmul(matrix, matrix_t, dense)
+        (got_grad,) = torch.autograd.grad(got.square().sum(), dense)
+        assert torch.equal(got, expected) and torch.equal(got_grad, expected_grad)
+
+
+def csr(edge_index: torch.Tensor, weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    from recbole_llm.model.abstract_recommender import csr_matrix
+
+    return csr_matrix(edge_index, weight, size)
+
+
 def triples() -> Interaction:
-    return Interaction({"user_id": torch.tensor([1, 2, 3]), "item_id": torch.tensor([1, 2, 4]),
-                        "neg_item_id": torch.tensor([4, 3, 1])})
+    return Interaction(
+        {"user_id": torch.tensor([1, 2, 3]), "item_id": torch.tensor([1, 2, 4]), "neg_item_id": torch.tensor([4, 3, 1])}
+    )
 
 
 def test_bpr_loss_value_and_gradients():
@@ -144,8 +206,11 @@ def test_bpr_loss_value_and_gradients():
     user_all, item_all, _ = model.forward()
     u, p, n = user_all[batch["user_id"]], item_all[batch["item_id"]], item_all[batch["neg_item_id"]]
     bpr = -F.logsigmoid((u * p).sum(1) - (u * n).sum(1)).mean()
-    layer0 = [model.user_embedding.weight[batch["user_id"]], model.item_embedding.weight[batch["item_id"]],
-              model.item_embedding.weight[batch["neg_item_id"]]]
+    layer0 = [
+        model.user_embedding.weight[batch["user_id"]],
+        model.item_embedding.weight[batch["item_id"]],
+        model.item_embedding.weight[batch["neg_item_id"]],
+    ]
     reg = sum(e.norm(p=2) for e in layer0) / 3  # RecBole's EmbLoss (require_pow False)
     assert torch.allclose(loss, bpr + 0.5 * reg, atol=1e-6)
     loss.backward()
@@ -158,7 +223,9 @@ def test_bpr_loss_value_and_gradients():
 
 def test_choices_are_read_from_the_schema():
     assert checked_choice(P4R, "projector", "mlp") == "mlp"
-    with pytest.raises(ValueError, match="text_fusion = 'multiply' is not allowed: expected one of add, replace, concat"):
+    with pytest.raises(
+        ValueError, match="text_fusion = 'multiply' is not allowed: expected one of add, replace, concat"
+    ):
         checked_choice(P4R, "text_fusion", "multiply")
     # ReviewGCN has no schema section of its own: ReviewGNN's rules apply through the MRO
     assert checked_choice(ReviewGCN, "normalisation", "mean") == "mean"

@@ -1,5 +1,6 @@
 """P4R model: trains on real data (ml-100k, the 69 items with >= 250 ratings), fusion modes, masks, cache,
 profiles prepared in the data step."""
+
 from __future__ import annotations
 
 import json
@@ -14,15 +15,26 @@ from recbole_llm.profiles import ProfileSettingsMismatch, ProfilesMissingError, 
 from recbole_llm.profiles.store import read_header
 from recbole_llm.quick_start import build
 
-SMALL = {"item_inter_num_interval": "[250,inf)", "epochs": 1, "show_progress": False, "state": "ERROR",
-         "use_gpu": False, "train_batch_size": 4096, "eval_batch_size": 409600,
-         "metrics": ["Recall", "NDCG"], "topk": [10], "valid_metric": "NDCG@10"}
+SMALL = {
+    "item_inter_num_interval": "[250,inf)",
+    "epochs": 1,
+    "show_progress": False,
+    "state": "ERROR",
+    "use_gpu": False,
+    "train_batch_size": 4096,
+    "eval_batch_size": 409600,
+    "metrics": ["Recall", "NDCG"],
+    "topk": [10],
+    "valid_metric": "NDCG@10",
+}
 
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
-    return {"profile_dir": str(tmp_path_factory.mktemp("profiles")),
-            "text_cache_dir": str(tmp_path_factory.mktemp("text_cache"))}
+    return {
+        "profile_dir": str(tmp_path_factory.mktemp("profiles")),
+        "text_cache_dir": str(tmp_path_factory.mktemp("text_cache")),
+    }
 
 
 def _config(dirs, **extra):
@@ -77,8 +89,14 @@ def test_adjacency_is_symmetric_normalised_and_built_once(trained):
     rows, cols = dense.nonzero(as_tuple=True)
     expected = 1 / torch.sqrt(degree[rows] * degree[cols])
     assert torch.allclose(dense[rows, cols], expected, atol=1e-6)
-    n_train_pairs = len(set(zip(train_data._dataset.inter_feat[model.USER_ID].tolist(),
-                                train_data._dataset.inter_feat[model.ITEM_ID].tolist())))
+    n_train_pairs = len(
+        set(
+            zip(
+                train_data._dataset.inter_feat[model.USER_ID].tolist(),
+                train_data._dataset.inter_feat[model.ITEM_ID].tolist(),
+            )
+        )
+    )
     assert len(rows) == 2 * n_train_pairs  # only training interactions, no validation/test edge
     adjacency = model.adjacency
     model.forward()
@@ -108,8 +126,13 @@ def test_items_without_profile_are_masked(trained, dirs, tmp_path):
         for record in kept.values():
             handle.write(json.dumps(record) + "\n")
     for fusion in ("add", "replace"):
-        cfg = _config(dirs, text_fusion=fusion, profile_file=str(partial), profile_backend="transformers",
-                      profile_llm="an-llm-we-do-not-load")
+        cfg = _config(
+            dirs,
+            text_fusion=fusion,
+            profile_file=str(partial),
+            profile_backend="transformers",
+            profile_llm="an-llm-we-do-not-load",
+        )
         masked = P4R(cfg, train_data._dataset)
         assert int(masked.profile_mask.sum()) == len(kept)
         _, items = masked.ego_embeddings()
@@ -131,8 +154,10 @@ def test_llm_profile_file_of_another_split_is_refused(trained, dirs, tmp_path):
     headerless = tmp_path / "headerless.jsonl"
     headerless.write_text(json.dumps(next(iter(read_profiles(model.profile_file).values()))) + "\n")
     with pytest.raises(ProfileSettingsMismatch, match="no header"):
-        P4R(_config(dirs, profile_file=str(headerless), profile_backend="transformers", profile_llm="x"),
-            train_data._dataset)
+        P4R(
+            _config(dirs, profile_file=str(headerless), profile_backend="transformers", profile_llm="x"),
+            train_data._dataset,
+        )
 
 
 def test_prepare_data_attaches_profiles_the_model_reuses(trained, dirs, monkeypatch):

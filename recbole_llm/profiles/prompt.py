@@ -1,4 +1,5 @@
 """The editable P4R prompt (``properties/prompts/p4r_item.txt``) and the parser of its answers."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,9 +14,7 @@ DEFAULT_PROMPT_FILE = "p4r_item.txt"
 SECTIONS = ("summary", "audience", "reasoning")
 HEADERS = {"summary": "Summary", "audience": "Who would like it", "reasoning": "Why"}
 # Appended to a retry, and the start of the answer the model must continue.
-RETRY_REMINDER = (
-    "Answer in exactly this format, three lines:\nSummary: ...\nWho would like it: ...\nWhy: ..."
-)
+RETRY_REMINDER = "Answer in exactly this format, three lines:\nSummary: ...\nWho would like it: ...\nWhy: ..."
 ANSWER_PREFIX = "Summary:"
 
 
@@ -106,7 +105,7 @@ def parse_profile(text: str) -> dict[str, str] | None:
         end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
         if key in found:
             continue
-        value = text[match.end(): end].strip()
+        value = text[match.end() : end].strip()
         if key == "reasoning":
             value = value.split("\n\n")[0].strip()
         found[key] = " ".join(value.replace("**", "").split())

@@ -1,12 +1,14 @@
 """Append-only JSON-lines store of item profiles, safe to kill and resume.
 
-Line 1 is a header (``"record": "header"``: dataset, backend, model, prompt hash, decoding
-settings, attribute settings, split fingerprint). Every further line is one item's profile
+Line 1 is a header (``"record": "header"``: dataset, backend, model, the model files' hash, prompt
+hash, decoding settings, attribute settings, split fingerprint; the generation batch size for
+information). Every further line is one item's profile
 (``"record": "profile"``: item token, the three sections, ``parsed`` flag, raw output). Lines are
 appended, flushed and fsync'ed batch by batch, so a process killed half-way loses at most the
 batch in flight; a torn last line (killed mid-write) is cut off on the next open. A rerun skips the
 items already stored.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +19,17 @@ from typing import Any
 
 FORMAT_VERSION = 1
 # Header keys that must match for a rerun to append to an existing file.
-IDENTITY_KEYS = ("format", "dataset", "backend", "model", "prompt_hash", "decoding", "attributes", "split")
+IDENTITY_KEYS = (
+    "format",
+    "dataset",
+    "backend",
+    "model",
+    "model_hash",
+    "prompt_hash",
+    "decoding",
+    "attributes",
+    "split",
+)
 
 
 class ProfileSettingsMismatch(RuntimeError):
@@ -115,8 +127,11 @@ class ProfileStore:
             if existing is None and self.path.stat().st_size > 0:
                 raise ProfileSettingsMismatch(f"{self.path} is not a profile file (no header line); pass overwrite.")
             if existing is not None:
-                diffs = {k: (existing.get(k), self.header.get(k)) for k in IDENTITY_KEYS
-                         if existing.get(k) != self.header.get(k)}
+                diffs = {
+                    k: (existing.get(k), self.header.get(k))
+                    for k in IDENTITY_KEYS
+                    if existing.get(k) != self.header.get(k)
+                }
                 if diffs:
                     detail = "; ".join(f"{k}: file has {a!r}, now {b!r}" for k, (a, b) in diffs.items())
                     raise ProfileSettingsMismatch(

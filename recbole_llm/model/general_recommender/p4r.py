@@ -16,6 +16,7 @@ embedding alone; ``replace``: they fall back to their ID embedding; ``concat``: 
 learned "no profile" vector). Users have ID embeddings only (padded by a learned vector in
 ``concat``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -93,8 +94,9 @@ class P4R(GeneralGraphRecommender):
         profiles, self.profile_file = item_profiles.features, item_profiles.file
         self.register_buffer("profile_embeddings", profiles.embeddings, persistent=False)
         self.register_buffer("profile_mask", profiles.mask, persistent=False)
-        logger.info("P4R: %d of %d items have a profile (%s)", int(profiles.mask.sum()), self.n_items - 1,
-                    self.profile_file)
+        logger.info(
+            "P4R: %d of %d items have a profile (%s)", int(profiles.mask.sum()), self.n_items - 1, self.profile_file
+        )
 
         d = self.embedding_size
         self.user_embedding = nn.Embedding(self.n_users, d)
@@ -150,5 +152,11 @@ class P4R(GeneralGraphRecommender):
         pos_item = interaction[self.ITEM_ID]
         neg_item = interaction[self.NEG_ITEM_ID]
         user_all, item_all, user_ego, item_ego = self.forward()
-        return self.bpr_loss(user_all[user], item_all[pos_item], item_all[neg_item],
-                             user_ego[user], item_ego[pos_item], item_ego[neg_item])
+        return self.bpr_loss(
+            user_all[user],
+            item_all[pos_item],
+            item_all[neg_item],
+            user_ego[user],
+            item_ego[pos_item],
+            item_ego[neg_item],
+        )

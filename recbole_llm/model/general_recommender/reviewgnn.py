@@ -24,6 +24,15 @@ sparse product with the review adjacency and one with the (node x review edge) i
 Scores are dot products of the final vectors; the loss is BPR + ``alpha`` * MSE(review, user/item)
 with ``alpha`` adapted after each validation (:meth:`ReviewGNN.update_alpha`, called by the trainer).
 
+``backbone: lightgcn`` swaps the collaborative part for LightGCN's propagation (no W_1, no W_s,
+no activation, ``n_layers`` layers, final = mean of layers 0..L); the review relation
+``W_r [h || r]`` joins the last layer's message and the alignment loss stays: reviews on top of
+the strongest graph baseline rather than on the paper's GCN.
+
+Speed: every sparse product multiplies by a transpose built once in backward
+(:func:`~recbole_llm.model.abstract_recommender.sparse_matmul`); what remains per step is what
+depends on the weights (FC-Tanh over the distinct training reviews, once per step).
+
 ``use_reviews: false`` removes the review branch (no FC-Tanh, no W_r, no MSE): the GCN baseline
 through the same code. :class:`ReviewGCN` is that baseline under its own name, for comparisons
 (``config_overrides``: Config merges ReviewGNN.yaml, then ``use_reviews: false``).
@@ -32,6 +41,7 @@ Leakage: the model only sees the dataset it is constructed with, which RecBole's
 passes as ``train_data._dataset`` (training rows only); review texts of validation and test
 interactions are never read, encoded, or put in the graph.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,7 +53,14 @@ import torch.nn.functional as F
 from recbole.model.init import xavier_uniform_initialization
 from torch import nn
 
-from recbole_llm.model.abstract_recommender import GeneralGraphRecommender, checked_choice, csr_matrix, normalised_edges
+from recbole_llm.model.abstract_recommender import (
+    GeneralGraphRecommender,
+    checked_choice,
+    csr_matrix,
+    normalised_edges,
+    sparse_matmul,
+    transposed_csr_matrix,
+)
 from recbole_llm.trainer.adaptive_alpha import AdaptiveAlphaMixin
 
 logger = logging.getLogger(__name__)
@@ -89,6 +106,13 @@ class ReviewGNN(GeneralGraphRecommender):
         # Config already applies config_overrides; reading it here too keeps the alias right when
         # the model is built with a config made for ReviewGNN.
         self.use_reviews: bool = bool(self.config_overrides.get("use_reviews", config["use_reviews"]))
+        self.backbone = checked_choice(model, "backbone", config["backbone"])
+        self.n_layers = int(config["n_layers"])
+        if self.n_layers < 1 or (self.backbone == "gcn" and self.n_layers != 2):
+            raise ValueError(
+                f"ReviewGNN: n_layers must be 2 with backbone gcn (the paper's two layers) and >= 1 "
+                f"with backbone lightgcn, got {self.n_layers} with backbone {self.backbone}."
+            )
         self.layer1_transform = checked_choice(model, "layer1_transform", config["layer1_transform"])
         self.activation = checked_choice(model, "activation", config["activation"])
         self.layer_combine = checked_choice(model, "layer_combine", config["layer_combine"])
@@ -97,6 +121,11 @@ class ReviewGNN(GeneralGraphRecommender):
         self.alpha_0: float = float(config["alpha_0"])
         self.alpha_min: float = float(config["alpha_min"])
         self.hide_target_reviews: bool = bool(config["hide_target_reviews"])
+        self.max_hidden_review_share = float(config["max_hidden_review_share"])
+        if not 0.0 < self.max_hidden_review_share <= 1.0:
+            raise ValueError(
+                f"ReviewGNN: max_hidden_review_share must be in (0, 1], got {self.max_hidden_review_share}."
+            )
         self.center_reviews: bool = bool(config["center_reviews"])
         if not 0.0 <= self.alpha_min <= self.alpha_0:
             raise ValueError(f"ReviewGNN: need 0 <= alpha_min <= alpha_0, got {self.alpha_min}, {self.alpha_0}.")
@@ -112,12 +141,14 @@ class ReviewGNN(GeneralGraphRecommender):
         """Parameters in a fixed creation order (it decides the seeded initialisation)."""
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        gcn = self.backbone == "gcn"  # the lightgcn backbone has no weights besides the embeddings
         self.layer1_weight = (
             nn.Linear(self.embedding_size, self.embedding_size, bias=False)
-            if self.layer1_transform == "linear" else None
+            if gcn and self.layer1_transform == "linear"
+            else None
         )
         # W_s: purchase relation of layer 2; W_r: review relation on [h_i || r_ui].
-        self.purchase_weight = nn.Linear(self.embedding_size, self.embedding_size, bias=False)
+        self.purchase_weight = nn.Linear(self.embedding_size, self.embedding_size, bias=False) if gcn else None
         # alpha lives in buffers so RecBole's checkpoints save and restore it with the weights.
         self.register_buffer("alpha", torch.tensor(self.alpha_0))
         self.register_buffer("alpha_best_valid", torch.tensor(0.0))
@@ -127,13 +158,8 @@ class ReviewGNN(GeneralGraphRecommender):
             return
         self.review_fields = review_fields_from_config(config)
         self._build_review_graph(config, dataset)
-        self.review_fc = nn.Linear(self.review_embeddings.shape[1], self.embedding_size)
+        self.review_fc = nn.Linear(self.distinct_review_embeddings.shape[1], self.embedding_size)
         self.review_weight = nn.Linear(2 * self.embedding_size, self.embedding_size, bias=False)
-        if self.hide_target_reviews and config["train_batch_size"] >= len(dataset.inter_feat):
-            logger.warning(
-                "ReviewGNN: train_batch_size %s covers every training pair, so hide_target_reviews "
-                "hides every review from layer 2 during training; use a smaller batch or "
-                "hide_target_reviews: false.", config["train_batch_size"])
 
     # ------------------------------------------------------------------ graph construction
     def _build_review_graph(self, config, dataset) -> None:
@@ -152,8 +178,10 @@ class ReviewGNN(GeneralGraphRecommender):
         keys, inverse = np.unique(users * self.n_items + items, return_inverse=True)
         n_edges = len(keys)
         if n_edges == 0:
-            logger.warning("ReviewGNN: no training interaction has review text in %s; layer 2 uses "
-                           "purchase edges only.", self.review_fields)
+            logger.warning(
+                "ReviewGNN: no training interaction has review text in %s; layer 2 uses purchase edges only.",
+                self.review_fields,
+            )
         inverse_t = torch.from_numpy(inverse.reshape(-1))
         summed = torch.zeros(n_edges, row_embeddings.shape[1]).index_add_(0, inverse_t, row_embeddings)
         counts = torch.bincount(inverse_t, minlength=n_edges).clamp(min=1).unsqueeze(1).float()
@@ -166,55 +194,95 @@ class ReviewGNN(GeneralGraphRecommender):
             # grows with the node's degree and turns layer 2 into a popularity score
             edge_embeddings = edge_embeddings - edge_embeddings.mean(dim=0, keepdim=True)
         self.n_review_edges = n_edges
-        self.register_buffer("review_embeddings", edge_embeddings, persistent=False)
+        # identical texts (one review copied onto several products, stock phrases) are transformed
+        # once per step: FC-Tanh runs over the distinct embeddings, edges index into them
+        distinct, edge_review = torch.unique(edge_embeddings, dim=0, return_inverse=True)
+        self.register_buffer("distinct_review_embeddings", distinct, persistent=False)
+        self.register_buffer("edge_review", edge_review.reshape(-1), persistent=False)
         # sorted pair keys: a batch's (user, item) finds its review edge by binary search
         self.register_buffer("review_pair_keys", torch.from_numpy(keys), persistent=False)
         self._register_review_operators(keys, edge_users, edge_items)
-        logger.info("ReviewGNN: %d review edges from %d training rows with text (fields %s).",
-                    n_edges, int(mask.sum()), self.review_fields)
+        logger.info(
+            "ReviewGNN: %d review edges (%d distinct texts) from %d training rows with text (fields %s).",
+            n_edges,
+            len(distinct),
+            int(mask.sum()),
+            self.review_fields,
+        )
 
     def _register_review_operators(self, keys: np.ndarray, edge_users: torch.Tensor, edge_items: torch.Tensor) -> None:
         """The normalised review adjacency (``c'_ui``) and the node x review-edge incidence matrix
         with the same coefficients: row ``v``, column ``e`` holds ``A[v, other end of e]``, so one
         sparse product sums each node's ``c'_ui r_ui``."""
         edge_index, weight = normalised_edges(edge_users, edge_items, self.n_nodes, self.normalisation)
-        self.register_buffer("review_adj", csr_matrix(edge_index, weight, (self.n_nodes, self.n_nodes)),
-                             persistent=False)
+        square = (self.n_nodes, self.n_nodes)
+        self.register_buffer("review_adj", csr_matrix(edge_index, weight, square), persistent=False)
+        self.register_buffer("review_adj_t", transposed_csr_matrix(edge_index, weight, square), persistent=False)
         rows, cols = edge_index
         users, items = torch.minimum(rows, cols), torch.maximum(rows, cols) - self.n_users
         edge_ids = torch.searchsorted(torch.from_numpy(keys), users * self.n_items + items)
-        incidence = csr_matrix(torch.stack([rows, edge_ids]), weight, (self.n_nodes, self.n_review_edges))
-        self.register_buffer("review_incidence", incidence, persistent=False)
+        incidence_index, shape = torch.stack([rows, edge_ids]), (self.n_nodes, self.n_review_edges)
+        self.register_buffer("review_incidence", csr_matrix(incidence_index, weight, shape), persistent=False)
+        self.register_buffer(
+            "review_incidence_t", transposed_csr_matrix(incidence_index, weight, shape), persistent=False
+        )
 
     # ------------------------------------------------------------------ propagation
     def _act(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x) if self.activation == "relu" else x
 
+    @property
+    def review_embeddings(self) -> torch.Tensor:
+        """The frozen (centred) text embedding of every review edge, ``[n_review_edges, dim]``."""
+        return self.distinct_review_embeddings[self.edge_review]
+
     def review_vectors(self) -> torch.Tensor:
-        """r_ui = tanh(FC(e_ui)) for every review edge, ``[n_review_edges, embedding_size]``."""
-        return torch.tanh(self.review_fc(self.review_embeddings))
+        """r_ui = tanh(FC(e_ui)) for every review edge, ``[n_review_edges, embedding_size]``,
+        computed once per distinct review text."""
+        return torch.tanh(self.review_fc(self.distinct_review_embeddings))[self.edge_review]
+
+    def review_message(
+        self, h: torch.Tensor, reviews: torch.Tensor, review_keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The review relation ``sum c' W_r [h_i || r_ui]`` of every node, from the previous
+        layer's vectors ``h`` and the review vectors (weighted by ``review_keep`` when given)."""
+        neighbour_sum = sparse_matmul(self.review_adj, self.review_adj_t, h)
+        kept = reviews if review_keep is None else reviews * review_keep.unsqueeze(1)
+        review_sum = sparse_matmul(self.review_incidence, self.review_incidence_t, kept)
+        return self.review_weight(torch.cat([neighbour_sum, review_sum], dim=1))
+
+    def collaborative_layers(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Layers ``h0 .. h_{L-1}`` and the purchase part of the last layer's message.
+
+        ``gcn`` (the paper): h1 = act(A H0 W_1), message = A h1 W_s. ``lightgcn``: h_k = A h_{k-1}
+        without weights or activation, message = A h_{L-1} (LightGCN's next layer).
+        """
+        h0 = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
+        if self.backbone == "gcn":
+            x1 = self.layer1_weight(h0) if self.layer1_weight is not None else h0
+            h1 = self._act(self.propagate(x1))
+            return [h0, h1], self.propagate(self.purchase_weight(h1))
+        layers = [h0]
+        for _ in range(self.n_layers - 1):
+            layers.append(self.propagate(layers[-1]))
+        return layers, self.propagate(layers[-1])
 
     def forward(
         self, review_keep: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Final user and item vectors (and the review vectors, for the MSE term).
 
-        ``review_keep``: optional [n_review_edges] 0/1 weights on the review vectors in layer 2
-        (training hides the batch's own reviews, see ``hide_target_reviews``).
+        ``review_keep``: optional [n_review_edges] 0/1 weights on the review vectors in the last
+        layer (training hides the batch's own reviews, see ``hide_target_reviews``).
         """
-        h0 = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
-        x1 = self.layer1_weight(h0) if self.layer1_weight is not None else h0
-        h1 = self._act(torch.sparse.mm(self.adjacency, x1))
-        message = torch.sparse.mm(self.adjacency, self.purchase_weight(h1))
+        layers, message = self.collaborative_layers()
         reviews = None
         if self.use_reviews:
             reviews = self.review_vectors()
-            neighbour_sum = torch.sparse.mm(self.review_adj, h1)
-            kept = reviews if review_keep is None else reviews * review_keep.unsqueeze(1)
-            review_sum = torch.sparse.mm(self.review_incidence, kept)
-            message = message + self.review_weight(torch.cat([neighbour_sum, review_sum], dim=1))
-        h2 = self._act(message)
-        final = (h0 + h1 + h2) / 3.0 if self.layer_combine == "mean" else h2
+            message = message + self.review_message(layers[-1], reviews, review_keep)
+        last = self._act(message) if self.backbone == "gcn" else message
+        layers.append(last)
+        final = sum(layers[1:], layers[0]) / float(len(layers)) if self.layer_combine == "mean" else last
         user_e, item_e = torch.split(final, [self.n_users, self.n_items])
         return user_e, item_e, reviews
 
@@ -245,6 +313,29 @@ class ReviewGNN(GeneralGraphRecommender):
             error = (u * i - r).square()
         return (weight * error).sum() / (weight.sum() * r.shape[1]).clamp(min=1.0)
 
+    def hidden_target_reviews(self, review_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Keep weights over the review edges for one training step, and the batch rows that
+        enter its loss (``None``: every row).
+
+        The batch's own review would identify its positive pair in both end nodes (a shortcut
+        test pairs never have), so it is left out of the step's messages. When the batch holds
+        more reviewed pairs than ``max_hidden_review_share`` of the review edges (a small
+        dataset in one batch would hide every review, and the review messages would never reach
+        a training step), a random subset of that size is hidden and only the pairs whose review
+        is hidden, or who have none, enter the loss; the other reviews stay in the messages.
+        """
+        keep = torch.ones(self.n_review_edges, device=review_index.device)
+        targets = review_index[review_index >= 0]
+        cap = max(1, int(self.max_hidden_review_share * self.n_review_edges))
+        distinct = torch.unique(targets) if len(targets) > cap else targets  # (no sort when under the cap)
+        if len(distinct) <= cap:
+            keep[targets] = 0.0
+            return keep, None
+        hidden = distinct[torch.randperm(len(distinct), device=distinct.device)[:cap]]
+        keep[hidden] = 0.0
+        rows = (review_index < 0) | (keep[review_index.clamp(min=0)] == 0.0)
+        return keep, rows
+
     def calculate_loss(self, interaction):
         self.invalidate_cache()
         user = interaction[self.USER_ID]
@@ -254,14 +345,19 @@ class ReviewGNN(GeneralGraphRecommender):
         if self.use_reviews:
             review_index = self.review_edge_index(user, pos_item)
             if self.hide_target_reviews:
-                # the batch's own review would identify its positive pair in both end nodes
-                # (a shortcut test pairs never have): leave it out of this step's messages
-                review_keep = torch.ones(self.n_review_edges, device=user.device)
-                review_keep[review_index[review_index >= 0]] = 0.0
+                review_keep, rows = self.hidden_target_reviews(review_index)
+                if rows is not None:
+                    user, pos_item, neg_item, review_index = (
+                        user[rows],
+                        pos_item[rows],
+                        neg_item[rows],
+                        review_index[rows],
+                    )
         user_all, item_all, reviews = self.forward(review_keep)
         u_e, pos_e, neg_e = user_all[user], item_all[pos_item], item_all[neg_item]
-        loss = self.bpr_loss(u_e, pos_e, neg_e,
-                             self.user_embedding(user), self.item_embedding(pos_item), self.item_embedding(neg_item))
+        loss = self.bpr_loss(
+            u_e, pos_e, neg_e, self.user_embedding(user), self.item_embedding(pos_item), self.item_embedding(neg_item)
+        )
         if self.use_reviews:
             loss = loss + self.alpha * self.alignment_loss(reviews, u_e, pos_e, review_index)
         return loss
