@@ -37,6 +37,8 @@ from recbole_llm.sampler import is_popk  # noqa: E402
 
 ACCURACY = ["recall@10", "mrr@10", "ndcg@10"]
 BEYOND = ["averagepopularity@10", "giniindex@10", "itemcoverage@10", "tailpercentage@10"]
+# RecBole metric names of every run (CategoryDiversity is added where categories exist).
+METRICS = ["Recall", "MRR", "NDCG", "Hit", "AveragePopularity", "GiniIndex", "ItemCoverage", "TailPercentage"]
 
 # Per-dataset settings: the time unit decides the bucket (ml-100k: seconds over ~7 months -> one
 # day; lastfm: milliseconds, tag times at day resolution at best -> one day).
@@ -46,17 +48,7 @@ DATASETS: dict[str, dict[str, Any]] = {
             "normalize_all": False,
             "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"], "item": ["item_id", "class"]},
             "category_field": "class",
-            "metrics": [
-                "Recall",
-                "MRR",
-                "NDCG",
-                "Hit",
-                "AveragePopularity",
-                "GiniIndex",
-                "ItemCoverage",
-                "TailPercentage",
-                "CategoryDiversity",
-            ],
+            "metrics": [*METRICS, "CategoryDiversity"],
         },
         "bucket": 86400,
         "extra_metrics": ["categorydiversity@10"],
@@ -65,16 +57,7 @@ DATASETS: dict[str, dict[str, Any]] = {
         "config": {
             "normalize_all": False,
             "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-            "metrics": [
-                "Recall",
-                "MRR",
-                "NDCG",
-                "Hit",
-                "AveragePopularity",
-                "GiniIndex",
-                "ItemCoverage",
-                "TailPercentage",
-            ],
+            "metrics": METRICS,
         },
         "bucket": 86_400_000,
         "extra_metrics": [],

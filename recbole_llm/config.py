@@ -122,6 +122,13 @@ class Config(RecBoleConfig):
         logging.getLogger(__name__).debug("recbole-llm defaults merged for %s on %s", model, dataset)
 
 
+#: Settings that say where a run happens (paths, devices, processes), not what it computes: a search
+#: never varies them and a result's key leaves them out.
+PLACEMENT_KEYS = frozenset(
+    {"data_path", "checkpoint_dir", "device", "gpu_id", "use_gpu", "local_rank", "nproc", "world_size"}
+)
+
+
 def setting(config, key: str) -> Any:
     """``config[key]`` for a key that must exist (a yaml default or a user value).
 

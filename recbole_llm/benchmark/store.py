@@ -17,17 +17,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from recbole_llm.config import PLACEMENT_KEYS
+
 # Settings that say where or how verbosely a run happens, not what it computes.
-VOLATILE_KEYS = frozenset(
+VOLATILE_KEYS = PLACEMENT_KEYS | frozenset(
     {
-        "data_path",
-        "checkpoint_dir",
-        "device",
-        "gpu_id",
-        "use_gpu",
-        "local_rank",
-        "nproc",
-        "world_size",
         "ip",
         "port",
         "offset",

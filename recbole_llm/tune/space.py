@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_llm.config import PLACEMENT_KEYS
 from recbole_llm.utils import UnknownModelError
 
 # Distribution name -> number of arguments it takes (None: a non-empty list of values).
@@ -29,17 +30,9 @@ DISTRIBUTIONS: dict[str, int | None] = {
     "randint": 2,
 }
 # Keys a search may not vary: they select what is run and where, not how it is trained.
-NOT_SEARCHABLE = {
+NOT_SEARCHABLE = PLACEMENT_KEYS | {
     "model",
     "dataset",
-    "data_path",
-    "checkpoint_dir",
-    "device",
-    "gpu_id",
-    "use_gpu",
-    "local_rank",
-    "nproc",
-    "world_size",
     "valid_metric",
     "metrics",
     "eval_args",
