@@ -135,7 +135,9 @@ class LanguageModel(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
 
     @torch.no_grad()
-    def beam_search(self, prompts: Sequence[str], trie, num_beams: int) -> tuple[list[list[tuple[int, ...]]], torch.Tensor]:
+    def beam_search(
+        self, prompts: Sequence[str], trie, num_beams: int
+    ) -> tuple[list[list[tuple[int, ...]]], torch.Tensor]:
         """The ``num_beams`` best trie sequences per prompt and their beam scores [len(prompts), num_beams].
 
         Beam search can only extend a hypothesis along the trie (``prefix_allowed_tokens_fn``), so every

@@ -11,7 +11,9 @@ import numpy as np
 FIRST_INDEX = 1001
 
 
-def sequential_numbers(item_id_list: np.ndarray, item_length: np.ndarray, item_id: np.ndarray, n_items: int) -> np.ndarray:
+def sequential_numbers(
+    item_id_list: np.ndarray, item_length: np.ndarray, item_id: np.ndarray, n_items: int
+) -> np.ndarray:
     """Item number of every RecBole item id (``numbers[0]`` is the padding id, 0).
 
     ``item_id_list`` [rows, max_len], ``item_length`` [rows] and ``item_id`` [rows] are RecBole's

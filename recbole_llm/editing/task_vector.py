@@ -6,9 +6,12 @@ negate and scale, and ``apply_to(theta, coef)`` gives ``theta + coef * tau``.
 
 Differences are kept in float64 and an edit is rounded once to the weights' dtype: the difference of
 two float32 (or bf16/fp16) tensors is exact in float64 whenever their exponents differ by at most 29,
-so ``base + (finetuned - base)`` returns ``finetuned`` bit for bit, and adding then subtracting the
-same scaled vector returns the original weights. Every vector of an experiment is taken from the same
-saved base weights (``save_state`` / ``load_state``), so they live in one coordinate system.
+so ``base + (finetuned - base)`` returns ``finetuned`` bit for bit. Rounding an edited model to float32
+loses bits, so edits are never stacked on edited weights: :class:`WeightEditor` keeps the origin and the
+float64 sum of the applied vectors, and writes ``origin + sum`` (rounded once) into the model; adding
+then subtracting a vector leaves an exactly zero sum, so the origin comes back bit for bit. Every
+vector of an experiment is taken from the same saved base weights (``save_state`` / ``load_state``),
+so they live in one coordinate system.
 """
 from __future__ import annotations
 
@@ -42,7 +45,8 @@ class TaskVector:
             if not is_task_tensor(value):
                 continue
             if value.shape != base[key].shape:
-                raise ValueError(f"TaskVector.between: '{key}' has shape {tuple(value.shape)} vs {tuple(base[key].shape)}")
+                shapes = f"{tuple(value.shape)} vs {tuple(base[key].shape)}"
+                raise ValueError(f"TaskVector.between: '{key}' has shape {shapes}")
             vector[key] = value.detach().cpu().double() - base[key].detach().cpu().double()
         return cls(vector)
 
@@ -73,8 +77,9 @@ class TaskVector:
             if delta is None:
                 edited[key] = value.clone()
                 continue
-            total = value.detach().cpu().double() + float(coef) * delta
-            edited[key] = total.to(dtype=value.dtype, device=value.device)
+            step = float(coef) * delta
+            total = (value.detach().cpu().double() + step).to(value.dtype)
+            edited[key] = torch.where(step == 0, value.detach().cpu(), total).to(value.device)  # +0 keeps -0.0
         return edited
 
     def norm(self) -> float:
@@ -87,6 +92,29 @@ class TaskVector:
     @classmethod
     def load(cls, path: str | Path) -> TaskVector:
         return cls(load_state(path))
+
+
+class WeightEditor:
+    """A model edited from fixed origin weights: ``origin + sum(coef_i * tau_i)``, rounded once per write."""
+
+    def __init__(self, model: torch.nn.Module, origin: StateDict | None = None) -> None:
+        self.model = model
+        self.origin = {k: v.detach().clone() for k, v in (origin or model.state_dict()).items()}
+        self.total: TaskVector | None = None
+
+    def add(self, tau: TaskVector, coef: float = 1.0) -> None:
+        """Add ``coef * tau`` to the model (the float64 sum is kept; the model gets origin + sum)."""
+        scaled = tau * coef
+        self.total = scaled if self.total is None else self.total + scaled
+        self.model.load_state_dict(self.total.apply_to(self.origin))
+
+    def subtract(self, tau: TaskVector, coef: float = 1.0) -> None:
+        self.add(tau, -coef)
+
+    def reset(self) -> None:
+        """Back to the origin weights."""
+        self.total = None
+        self.model.load_state_dict(self.origin)
 
 
 def save_state(state: StateDict, path: str | Path) -> None:
