@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from contextlib import chdir
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from recbole_llm.editing.trie import Trie
 
 from oie_helpers import single_thread
 
+MINI_RAW = Path(__file__).resolve().parent / "data" / "raw"
 FIXTURE = "lastfm"  # tests/data/raw/lastfm: 30 users, 198 artists; the next play repeats the last one for 70%
 FAST = {
     "backbone": "random-t5", "MAX_ITEM_LIST_LENGTH": 1, "beam_size": 10, "train_batch_size": 8, "sample_num": 2,
@@ -40,7 +42,8 @@ def tiny(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("p5edit")
     with chdir(folder), single_thread():
-        config = Config("P5Edit", FIXTURE, config_dict={**FAST, "data_path": str(folder / "data")})
+        config = Config("P5Edit", FIXTURE, config_dict={**FAST, "data_path": str(folder / "data"),
+                                                           "raw_data_path": str(MINI_RAW)})
         _, train_data, valid_data, test_data, model, _ = build(config)
     return folder, config, train_data, valid_data, test_data, model
 
