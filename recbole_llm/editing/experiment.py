@@ -166,8 +166,10 @@ def main(argv=None) -> int:
             init_logger(run.config)
             logging.getLogger().setLevel(logging.WARNING)
         run.run(lambdas)
-        print(f"seed {seed} done: lambda* = {run.results['lambda']}", flush=True)
-    write_report(args, Path(args.work_dir), Path(args.out), time.perf_counter() - start)
+        print(f"{args.dataset} seed {seed} done: lambda* = {run.results['lambda']}", flush=True)
+    summary = {**vars(args), "minutes": (time.perf_counter() - start) / 60}
+    (Path(args.work_dir) / args.dataset / "run.json").write_text(json.dumps(summary))
+    write_report(Path(args.work_dir), Path(args.out))
     print(f"wrote {args.out}")
     return 0
 

@@ -59,32 +59,47 @@ def _paired(seeds: dict[int, dict], arm: str, prompt: str) -> str:
     return f"{wilcoxon(ours, rec, zero_method='zsplit').pvalue:.3g}"
 
 
-def write_report(args, work_dir: Path, out: Path, seconds: float) -> None:
-    """Write the markdown report for ``args.dataset`` (every seed found under ``work_dir``)."""
-    seeds = load_seeds(work_dir, args.dataset)
+def _dataset_section(dataset: str, run: dict, seeds: dict[int, dict]) -> list[str]:
+    """Budget, lambda choice and the arms table of one dataset."""
     lines = [
-        "# Editing P5Edit by task arithmetic (issue #17)", "",
-        f"Command: `python -m recbole_llm.editing.experiment --dataset={args.dataset} --seeds={args.seeds} "
-        f"--device={args.device} --epochs={args.epochs} --max-his={args.max_his} "
-        f"--prefixes-per-user={args.prefixes_per_user} --beam-size={args.beam_size} --backbone={args.backbone}`", "",
-        f"Budget: backbone {args.backbone}; {args.epochs} epochs on each user's last {args.prefixes_per_user} training "
-        f"prefixes (OpenP5: 20 epochs on all prefixes, 3 prompts each); history {args.max_his} items; beam "
-        f"{args.beam_size}; arithmetic arm: as many steps as the rec arm; lambda grid {args.lambdas} chosen on "
-        f"validation NDCG@10 (seen prompt); device {args.device}; this invocation took {seconds / 60:.1f} min "
-        f"(per-arm training seconds are in each seed's results.json).", "",
-        f"Seeds: {sorted(seeds)}; lambda*: " + ", ".join(f"{s}: {r.get('lambda')}" for s, r in seeds.items()), "",
+        f"## {dataset}", "",
+        f"Command: `python -m recbole_llm.editing.experiment --dataset={dataset} --seeds={run['seeds']} "
+        f"--device={run['device']} --epochs={run['epochs']} --max-his={run['max_his']} "
+        f"--prefixes-per-user={run['prefixes_per_user']} --beam-size={run['beam_size']} --backbone={run['backbone']} "
+        f"--lambdas={run['lambdas']}`", "",
+        f"Budget: backbone {run['backbone']}; {run['epochs']} epochs on each user's last {run['prefixes_per_user']} "
+        f"training prefixes, 1 prompt each (OpenP5: 20 epochs on all prefixes, 3 prompts each); history "
+        f"{run['max_his']} items; beam {run['beam_size']}; arithmetic arm: as many steps as the rec arm; lambda "
+        f"chosen on validation NDCG@10 (seen prompt); device {run['device']}; training seconds per seed and arm: "
+        + "; ".join(f"{s}: " + ", ".join(f"{k[5:]} {v:.0f}" for k, v in r.items() if k.startswith("time/"))
+                    for s, r in seeds.items()) + f"; last invocation {run['minutes']:.1f} min.", "",
+        "lambda*: " + ", ".join(f"seed {s}: {r.get('lambda')}" for s, r in seeds.items()), "",
         "Validation NDCG@10 (seen prompt) per lambda: " + "; ".join(
             f"seed {s}: " + ", ".join(f"{k.split('/')[0][5:]}={np.mean(v['ndcg@10']):.4f}"
                                       for k, v in r.items() if k.startswith("edit@") and k.endswith("/valid/seen:0"))
             for s, r in seeds.items()), "",
-        "## Ours (test, mean ± std over seeds; change vs rec-only; p: paired Wilcoxon on per-user NDCG@10 vs rec)", "",
+        "Test, mean ± std over seeds; change vs rec-only; p: paired Wilcoxon signed-rank on per-user NDCG@10 vs rec "
+        "(users of all seeds pooled).", "",
         "| arm | prompt | hit@5 | hit@10 | ndcg@5 | ndcg@10 | p vs rec |", "|---|---|---|---|---|---|---|",
     ]
     for prompt in PROMPT_LABELS:
         if seeds and all(f"rec/test/{prompt}" in r for r in seeds.values()):
             lines += _arm_rows(seeds, prompt)
-    lines += ["", "Arms: rec = theta_0 trained on next-item prompts; edit = rec + lambda* tau_arith; negation = "
-              "rec - lambda* tau_arith; joint = theta_0 trained on next-item and arithmetic prompts mixed 1:1.", "",
-              "## Published figures", "", REFERENCE]
+    return lines + [""]
+
+
+def write_report(work_dir: Path, out: Path) -> None:
+    """Write the markdown report for every dataset run into ``work_dir`` (``<dataset>/run.json``)."""
+    lines = [
+        "# Editing P5Edit by task arithmetic (issue #17)", "",
+        "Arms: rec = theta_0 trained on next-item prompts; edit = rec + lambda* tau_arith (tau_arith = theta_arith - "
+        "theta_0, theta_arith = theta_0 trained on successor / predecessor / small-sum questions over the item-number "
+        "range); negation = rec - lambda* tau_arith (identical to rec when lambda* = 0); joint = theta_0 trained on "
+        "next-item and arithmetic prompts mixed 1:1. Every vector is taken from the same saved theta_0 per seed.", "",
+    ]
+    for run_file in sorted(work_dir.glob("*/run.json")):
+        run = json.loads(run_file.read_text())
+        lines += _dataset_section(run_file.parent.name, run, load_seeds(work_dir, run_file.parent.name))
+    lines += ["## Published figures", "", REFERENCE]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
