@@ -218,3 +218,17 @@ def test_local_model_folders_train_and_search(kind, tmp_path):
     assert scores.shape == (2, 5) and torch.isfinite(scores).all()
     assert all(tokens in trie for row in answers for tokens in row)
     assert all(len(set(row)) == 5 for row in answers)
+
+
+def test_arithmetic_exact_match_counts_right_first_beams():
+    from recbole_llm.editing.arithmetic import exact_match
+
+    class EchoLM:  # answers "1005" to everything
+        def target_tokens(self, text):
+            return [int(text), 0]
+
+        def beam_search(self, prompts, trie, num_beams):
+            return [[(1005, 0), (1006, 0)] for _ in prompts], None
+
+    examples = [("What is 1004 + 1 ?", "1005"), ("What is 1007 - 1 ?", "1006"), ("q", "1005"), ("q", "1010")]
+    assert exact_match(EchoLM(), None, examples, batch_size=3) == 0.5

@@ -22,7 +22,7 @@ class ArithmeticTask:
 
     low: int
     high: int
-    max_addend: int = 9
+    max_addend: int
 
     def __post_init__(self) -> None:
         if self.high - self.low < self.max_addend + 1 or self.max_addend < 2:
@@ -45,3 +45,13 @@ class ArithmeticTask:
         """``n`` (question, answer) pairs, the same for the same seed."""
         rng = np.random.default_rng(seed)
         return [self.one(rng) for _ in range(n)]
+
+
+def exact_match(lm, trie, examples: list[tuple[str, str]], batch_size: int) -> float:
+    """Share of questions whose best answer (beam 2, constrained to the item-number trie) is exactly right."""
+    right = 0
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start: start + batch_size]
+        answers, _ = lm.beam_search([q for q, _ in chunk], trie, 2)
+        right += sum(beams[0] == tuple(lm.target_tokens(a)) for beams, (_, a) in zip(answers, chunk))
+    return right / len(examples)

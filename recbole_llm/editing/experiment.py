@@ -26,12 +26,14 @@ from recbole.utils import init_logger, init_seed
 
 from recbole_llm.config import Config
 from recbole_llm.data import create_dataset, data_preparation
+from recbole_llm.editing.arithmetic import exact_match
 from recbole_llm.editing.evaluation import per_user_metrics
 from recbole_llm.editing.task_vector import TaskVector, load_state, save_state
 from recbole_llm.editing.trainer import PrefixBudgetMixin, budget_train_data
 
 DEFAULT_LAMBDAS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
 PROMPTS = ("seen:0", "unseen:0")
+ARITH_HELD_OUT = 200  # arithmetic questions scored per arm (exact match)
 
 
 class EditingTrainer(PrefixBudgetMixin, Trainer):
@@ -135,6 +137,18 @@ class SeedRun:
         for prompt in PROMPTS:
             for arm, state in arms.items():
                 self.evaluate(arm, state, "test", prompt)
+        for arm, state in {**arms, "arith": tau.apply_to(self.theta0)}.items():
+            self.arithmetic_accuracy(arm, state)
+
+    def arithmetic_accuracy(self, arm: str, state) -> float:
+        """Exact-match accuracy of ``state`` on ARITH_HELD_OUT questions never trained on (other seed)."""
+        key = f"arith_acc/{arm}"
+        if key not in self.results:
+            self.model.load_state_dict(state)
+            self.model.eval()
+            examples = self.model.arithmetic.examples(ARITH_HELD_OUT, self.seed + 10_000)
+            self._record(key, exact_match(self.model.lm, self.model.trie, examples, self.config["train_batch_size"]))
+        return self.results[key]
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -78,6 +78,9 @@ def _dataset_section(dataset: str, run: dict, seeds: dict[int, dict]) -> list[st
             f"seed {s}: " + ", ".join(f"{k.split('/')[0][5:]}={np.mean(v['ndcg@10']):.4f}"
                                       for k, v in r.items() if k.startswith("edit@") and k.endswith("/valid/seen:0"))
             for s, r in seeds.items()), "",
+        "Arithmetic exact-match accuracy (200 held-out questions, mean over seeds): " + ", ".join(
+            f"{arm} {np.mean([r[f'arith_acc/{arm}'] for r in seeds.values()]):.3f}"
+            for arm in ("arith", *ARMS) if seeds and all(f"arith_acc/{arm}" in r for r in seeds.values())), "",
         "Test, mean ± std over seeds; change vs rec-only; p: paired Wilcoxon signed-rank on per-user NDCG@10 vs rec "
         "(users of all seeds pooled).", "",
         "| arm | prompt | hit@5 | hit@10 | ndcg@5 | ndcg@10 | p vs rec |", "|---|---|---|---|---|---|---|",
