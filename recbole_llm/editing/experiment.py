@@ -44,7 +44,7 @@ def build_config(args, seed: int) -> Config:
     """P5Edit's config for one seed, with the experiment's budget flags on top of the yaml."""
     values = {
         "seed": seed, "epochs": args.epochs, "MAX_ITEM_LIST_LENGTH": args.max_his, "beam_size": args.beam_size,
-        "train_prefixes_per_user": args.prefixes_per_user, "backbone": args.backbone,
+        "train_prefixes_per_user": args.prefixes_per_user or None, "backbone": args.backbone,
         "use_gpu": args.device.startswith("cuda"), "show_progress": False, "eval_step": 0,
         "checkpoint_dir": str(Path(args.work_dir) / "checkpoints"),
     }
@@ -158,7 +158,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-his", type=int, default=10, help="history items per prompt (OpenP5: 20)")
-    parser.add_argument("--prefixes-per-user", type=int, default=3, help="training prefixes per user and epoch")
+    parser.add_argument("--prefixes-per-user", type=int, default=3,
+                        help="training prefixes per user and epoch; 0 = all (OpenP5)")
     parser.add_argument("--beam-size", type=int, default=20)
     parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
     parser.add_argument("--lambdas", default=DEFAULT_LAMBDAS, help="comma-separated grid for lambda")

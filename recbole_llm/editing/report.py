@@ -67,8 +67,9 @@ def _dataset_section(dataset: str, run: dict, seeds: dict[int, dict]) -> list[st
         f"--device={run['device']} --epochs={run['epochs']} --max-his={run['max_his']} "
         f"--prefixes-per-user={run['prefixes_per_user']} --beam-size={run['beam_size']} --backbone={run['backbone']} "
         f"--lambdas={run['lambdas']}`", "",
-        f"Budget: backbone {run['backbone']}; {run['epochs']} epochs on each user's last {run['prefixes_per_user']} "
-        f"training prefixes, 1 prompt each (OpenP5: 20 epochs on all prefixes, 3 prompts each); history "
+        f"Budget: backbone {run['backbone']}; {run['epochs']} epoch(s) on each user's last "
+        f"{run['prefixes_per_user'] or 'all'} training prefixes, 1 prompt each (OpenP5: 20 epochs on all prefixes, "
+        f"3 prompts each); history "
         f"{run['max_his']} items; beam {run['beam_size']}; arithmetic arm: as many steps as the rec arm; lambda "
         f"chosen on validation NDCG@10 (seen prompt); device {run['device']}; training seconds per seed and arm: "
         + "; ".join(f"{s}: " + ", ".join(f"{k[5:]} {v:.0f}" for k, v in r.items() if k.startswith("time/"))
