@@ -66,7 +66,8 @@ def _dataset_section(dataset: str, run: dict, seeds: dict[int, dict]) -> list[st
         f"Command: `python -m recbole_llm.editing.experiment --dataset={dataset} --seeds={run['seeds']} "
         f"--device={run['device']} --epochs={run['epochs']} --max-his={run['max_his']} "
         f"--prefixes-per-user={run['prefixes_per_user']} --beam-size={run['beam_size']} --backbone={run['backbone']} "
-        f"--lambdas={run['lambdas']}`", "",
+        f"--lambdas={run['lambdas']}"
+        + (f" --config-json='{run['config_json']}'" if run.get("config_json", "{}") != "{}" else "") + "`", "",
         f"Budget: backbone {run['backbone']}; {run['epochs']} epoch(s) on each user's last "
         f"{run['prefixes_per_user'] or 'all'} training prefixes, 1 prompt each (OpenP5: 20 epochs on all prefixes, "
         f"3 prompts each); history "
