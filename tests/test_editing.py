@@ -74,6 +74,10 @@ def test_beam_search_yields_only_valid_distinct_items(tiny):
     finite = torch.isfinite(scores)
     assert (finite.sum(dim=1) == config["beam_size"]).all()  # beam_size distinct items per user
     assert not finite[:, 0].any()  # never the padding id
+    model.beam_batch_size = 3  # searched in chunks of 3 users: the same scores
+    with single_thread():
+        assert torch.equal(model.full_sort_predict(interaction), scores)
+    model.beam_batch_size = config["beam_batch_size"]
     prompts = model.prompts(interaction, [model.test_template] * 8)
     answers, _ = model.lm.beam_search(prompts, model.trie, config["beam_size"])
     assert all(tokens in model.trie and tokens in model.token_to_item for row in answers for tokens in row)

@@ -42,6 +42,7 @@ class P5Edit(SequentialRecommender):
         self.dataset_label = str(config["dataset"])
         self.sample_num = int(config["sample_num"])
         self.beam_size = int(config["beam_size"])
+        self.beam_batch_size = int(config["beam_batch_size"])
         self.arith_mix = float(config["arith_mix"])
         if self.beam_size < max(config["topk"]):
             raise ValueError(f"beam_size ({self.beam_size}) must be >= the largest topk ({max(config['topk'])})")
@@ -90,18 +91,24 @@ class P5Edit(SequentialRecommender):
         raise NotImplementedError("P5Edit ranks by constrained beam search: use full-sort evaluation (mode: full)")
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
-        """Beam scores of the ``beam_size`` generated items, -inf for every other item: [rows, n_items]."""
+        """Beam scores of the ``beam_size`` generated items, -inf for every other item: [rows, n_items].
+
+        Users are searched ``beam_batch_size`` at a time: each step of the search holds
+        users x beams x vocabulary scores (RecBole gives a sequential model ``eval_batch_size`` users at once).
+        """
         prompts = self.prompts(interaction, [self.test_template] * len(interaction))
-        answers, beam_scores = self.lm.beam_search(prompts, self.trie, self.beam_size)
-        scores = torch.full((len(prompts), self.n_items), -np.inf, device=beam_scores.device)
-        rows, items, values = [], [], []
-        for row, row_answers in enumerate(answers):
-            for beam, tokens in enumerate(row_answers):
-                item = self.token_to_item.get(tokens)
-                if item is not None:  # always, since the trie holds only item numbers
-                    rows.append(row)
-                    items.append(item)
-                    values.append(beam_scores[row, beam])
-        if rows:
-            scores[rows, items] = torch.stack(values).to(scores.dtype)
+        scores = torch.full((len(prompts), self.n_items), -np.inf, device=self.device)
+        for start in range(0, len(prompts), self.beam_batch_size):
+            answers, beam_scores = self.lm.beam_search(prompts[start: start + self.beam_batch_size], self.trie,
+                                                       self.beam_size)
+            rows, items, values = [], [], []
+            for row, row_answers in enumerate(answers):
+                for beam, tokens in enumerate(row_answers):
+                    item = self.token_to_item.get(tokens)
+                    if item is not None:  # always, since the trie holds only item numbers
+                        rows.append(start + row)
+                        items.append(item)
+                        values.append(beam_scores[row, beam])
+            if rows:
+                scores[rows, items] = torch.stack(values).to(scores.dtype)
         return scores
