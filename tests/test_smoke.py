@@ -47,6 +47,17 @@ CASES = [
     ("ReviewGCN", GRAPH_DATA, {}),
     ("SASRec", SEQUENCE_DATA, SEQUENCE),
     ("BSARec", SEQUENCE_DATA, SEQUENCE),
+    (
+        "P5Edit",
+        SEQUENCE_DATA,
+        {
+            "backbone": "random-t5",
+            "MAX_ITEM_LIST_LENGTH": 5,
+            "beam_size": 10,
+            "train_batch_size": 64,
+            "oie_metrics": False,
+        },
+    ),
     ("NRMS", NEWS_DATA, NEWS),
     ("NAML", NEWS_DATA, NEWS),
     ("LSTUR", NEWS_DATA, NEWS),

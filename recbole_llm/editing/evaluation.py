@@ -1,0 +1,38 @@
+"""Per-user Hit/NDCG@k of a P5Edit model from RecBole's own metric code (means equal RecBole's evaluator).
+
+The experiment needs per-user values for its paired test, which RecBole's ``Trainer.evaluate`` averages
+away; this loop is RecBole's full-sort evaluation (``Trainer._full_sort_batch_eval`` and the
+collector's ``rec.topk``) feeding ``recbole.evaluator.metrics.Hit`` / ``NDCG.metric_info``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from recbole.evaluator.metrics import NDCG, Hit
+
+
+@torch.no_grad()
+def per_user_metrics(model, eval_data, config) -> dict[str, np.ndarray]:
+    """``{"hit@5": [users], "ndcg@10": [users], ...}`` for ``config["topk"]``, users in loader order."""
+    model.eval()
+    topk = list(config["topk"])
+    positions, lengths = [], []
+    for interaction, history_index, positive_u, positive_i in eval_data:
+        scores = model.full_sort_predict(interaction.to(model.device)).view(len(interaction), -1)
+        scores[:, 0] = -np.inf
+        if history_index is not None:
+            scores[history_index] = -np.inf
+        top = torch.topk(scores, max(topk), dim=-1).indices.cpu()
+        relevant = torch.zeros_like(scores, dtype=torch.int, device="cpu")
+        relevant[positive_u, positive_i] = 1
+        positions.append(torch.gather(relevant, 1, top).bool().numpy())
+        lengths.append(relevant.sum(dim=1).numpy())
+    pos_index, pos_len = np.concatenate(positions), np.concatenate(lengths)
+    hit = Hit(config).metric_info(pos_index)
+    ndcg = NDCG(config).metric_info(pos_index, pos_len)
+    metrics = {}
+    for k in topk:
+        metrics[f"hit@{k}"] = hit[:, k - 1].astype(float)
+        metrics[f"ndcg@{k}"] = ndcg[:, k - 1].astype(float)
+    return metrics

@@ -1,0 +1,204 @@
+"""The editing experiment as one command (issue #17): does adding an arithmetic task vector help P5Edit?
+
+    python -m recbole_llm.editing.experiment --dataset=ml-100k --seeds=3 [--device=cuda]
+
+Per dataset and seed, from one saved base theta_0 (the backbone with its random cross-attention):
+``rec`` (theta_0 trained on next-item prompts), ``arith`` (theta_0 trained on as many arithmetic
+steps), tau_arith = theta_arith - theta_0, ``edit`` = theta_rec + lambda* tau_arith with lambda* chosen
+on VALIDATION NDCG@10 (seen prompt) from ``--lambdas``, the ``negation`` control theta_rec - lambda*
+tau_arith, and ``joint`` (theta_0 trained on rec + arithmetic prompts mixed 1:1). Each arm is tested
+with the seen and the unseen prompt. Every trained state and every evaluation is written under
+``--work-dir`` as soon as it exists, so a killed run resumes where it stopped; the report
+(``--out``, default ``benchmarks/results/editing.md``) is rebuilt from those files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from recbole.trainer import Trainer
+from recbole.utils import init_logger, init_seed
+
+from recbole_llm.config import Config
+from recbole_llm.data import create_dataset, data_preparation
+from recbole_llm.editing.arithmetic import exact_match
+from recbole_llm.editing.evaluation import per_user_metrics
+from recbole_llm.editing.task_vector import TaskVector, load_state, save_state
+from recbole_llm.editing.trainer import PrefixBudgetMixin, budget_train_data
+
+DEFAULT_LAMBDAS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
+PROMPTS = ("seen:0", "unseen:0")
+ARITH_HELD_OUT = 200  # arithmetic questions scored per arm (exact match)
+
+
+class EditingTrainer(PrefixBudgetMixin, Trainer):
+    """RecBole's trainer on each user's last ``train_prefixes_per_user`` prefixes."""
+
+
+def build_config(args, seed: int) -> Config:
+    """P5Edit's config for one seed, with the experiment's budget flags on top of the yaml."""
+    values = {
+        "seed": seed,
+        "epochs": args.epochs,
+        "MAX_ITEM_LIST_LENGTH": args.max_his,
+        "beam_size": args.beam_size,
+        "train_prefixes_per_user": args.prefixes_per_user or None,
+        "backbone": args.backbone,
+        "use_gpu": args.device.startswith("cuda"),
+        "show_progress": False,
+        "eval_step": 0,
+        "checkpoint_dir": str(Path(args.work_dir) / "checkpoints"),
+    }
+    values.update(json.loads(args.config_json))
+    return Config("P5Edit", args.dataset, config_dict=values)
+
+
+class SeedRun:
+    """One (dataset, seed): data, model and the files of its arms (``<work>/<dataset>/seed<k>/``)."""
+
+    def __init__(self, args, seed: int) -> None:
+        self.args, self.seed = args, seed
+        self.config = build_config(args, seed)
+        init_seed(seed, True)
+        dataset = create_dataset(self.config)
+        self.train_data, self.valid_data, self.test_data = data_preparation(self.config, dataset)
+        from recbole_llm.model.sequential_recommender.p5edit import P5Edit
+
+        init_seed(seed, True)
+        self.model = P5Edit(self.config, self.train_data._dataset).to(self.config["device"])
+        self.folder = Path(args.work_dir) / args.dataset / f"seed{seed}"
+        self.results_file = self.folder / "results.json"
+        self.results = json.loads(self.results_file.read_text()) if self.results_file.is_file() else {}
+        self.theta0 = self._state("theta0", lambda: None)  # saved once: every task vector starts here
+
+    def _state(self, name: str, train) -> dict[str, torch.Tensor]:
+        """The saved state ``name``, or train it (``train()``, from theta_0) and save it first."""
+        path = self.folder / f"{name}.pt"
+        if not path.is_file():
+            if name != "theta0":
+                self.model.load_state_dict(self.theta0)
+                init_seed(self.seed, True)
+                start = time.perf_counter()
+                train()
+                self._record(f"time/{name}", time.perf_counter() - start)
+            save_state(self.model.state_dict(), path)
+        return load_state(path)
+
+    def _record(self, key: str, value) -> None:
+        self.results[key] = value
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.results_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.results))
+        tmp.replace(self.results_file)
+
+    def train_rec(self, arith_mix: float = 0.0) -> None:
+        self.model.arith_mix = arith_mix
+        trainer = EditingTrainer(self.config, self.model)
+        trainer.fit(self.train_data, None, verbose=False, saved=False)
+        self.model.arith_mix = 0.0
+
+    def train_arith(self) -> None:
+        """As many AdamW steps of arithmetic questions as the rec arm took, same batch size and learning rate."""
+        batch = self.config["train_batch_size"]
+        steps = self.config["epochs"] * len(budget_train_data(self.config, self.train_data))
+        examples = self.model.arithmetic.examples(steps * batch, self.seed)
+        optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.config["learning_rate"], weight_decay=self.config["weight_decay"]
+        )
+        self.model.train()
+        for step in range(steps):
+            chunk = examples[step * batch : (step + 1) * batch]
+            loss = self.model.lm.loss([q for q, _ in chunk], [self.model.lm.target_tokens(a) for _, a in chunk])
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.config["clip_grad_norm"])
+            optimizer.step()
+
+    def evaluate(self, key: str, state, split: str, prompt: str) -> dict[str, list[float]]:
+        """Per-user metrics of ``state`` on ``split`` with ``prompt`` (read back when already computed)."""
+        key = f"{key}/{split}/{prompt}"
+        if key not in self.results:
+            self.model.load_state_dict(state)
+            self.model.set_test_prompt(prompt)
+            data = self.valid_data if split == "valid" else self.test_data
+            metrics = per_user_metrics(self.model, data, self.config)
+            self._record(key, {name: values.tolist() for name, values in metrics.items()})
+        return self.results[key]
+
+    def run(self, lambdas: list[float]) -> None:
+        """Every arm of this seed (skipping what is already on disk)."""
+        rec = self._state("rec", self.train_rec)
+        tau = TaskVector.between(self.theta0, self._state("arith", self.train_arith))
+        joint = self._state("joint", lambda: self.train_rec(arith_mix=1.0))
+        grid = {
+            lam: np.mean(self.evaluate(f"edit@{lam:g}", tau.apply_to(rec, lam), "valid", "seen:0")["ndcg@10"])
+            for lam in lambdas
+        }
+        best = max(grid, key=lambda lam: (grid[lam], -lam))  # ties: the smaller edit
+        self._record("lambda", best)
+        self._record("tau_norm", tau.norm())
+        arms = {"rec": rec, "edit": tau.apply_to(rec, best), "negation": tau.apply_to(rec, -best), "joint": joint}
+        for prompt in PROMPTS:
+            for arm, state in arms.items():
+                self.evaluate(arm, state, "test", prompt)
+        for arm, state in {**arms, "arith": tau.apply_to(self.theta0)}.items():
+            self.arithmetic_accuracy(arm, state)
+
+    def arithmetic_accuracy(self, arm: str, state) -> float:
+        """Exact-match accuracy of ``state`` on ARITH_HELD_OUT questions never trained on (other seed)."""
+        key = f"arith_acc/{arm}"
+        if key not in self.results:
+            self.model.load_state_dict(state)
+            self.model.eval()
+            examples = self.model.arithmetic.examples(ARITH_HELD_OUT, self.seed + 10_000)
+            self._record(key, exact_match(self.model.lm, self.model.trie, examples, self.config["train_batch_size"]))
+        return self.results[key]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 2020, 2021, ...")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--max-his", type=int, default=10, help="history items per prompt (OpenP5: 20)")
+    parser.add_argument(
+        "--prefixes-per-user", type=int, default=3, help="training prefixes per user and epoch; 0 = all (OpenP5)"
+    )
+    parser.add_argument("--beam-size", type=int, default=20)
+    parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    parser.add_argument("--lambdas", default=DEFAULT_LAMBDAS, help="comma-separated grid for lambda")
+    parser.add_argument("--work-dir", default="saved/editing", help="trained states and per-user results")
+    parser.add_argument("--out", default="benchmarks/results/editing.md")
+    parser.add_argument("--config-json", default="{}", help="extra P5Edit settings as a JSON object")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from recbole_llm.editing.report import write_report
+
+    args = parse_args(argv)
+    lambdas = [float(x) for x in args.lambdas.split(",")]
+    start = time.perf_counter()
+    for seed in range(2020, 2020 + args.seeds):
+        run = SeedRun(args, seed)
+        if seed == 2020:
+            init_logger(run.config)
+            logging.getLogger().setLevel(logging.WARNING)
+        run.run(lambdas)
+        print(f"{args.dataset} seed {seed} done: lambda* = {run.results['lambda']}", flush=True)
+    summary = {**vars(args), "minutes": (time.perf_counter() - start) / 60}
+    (Path(args.work_dir) / args.dataset / "run.json").write_text(json.dumps(summary))
+    write_report(Path(args.work_dir), Path(args.out))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
