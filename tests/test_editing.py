@@ -24,11 +24,13 @@ from recbole_llm.editing.task_vector import TaskVector, WeightEditor, load_state
 from recbole_llm.editing.trainer import PrefixBudgetMixin, last_rows_per_user
 from recbole_llm.editing.trie import Trie
 
+from conftest import FAST as QUIET_ONE_EPOCH
 from oie_helpers import single_thread
 
 MINI_RAW = Path(__file__).resolve().parent / "data" / "raw"
 FIXTURE = "lastfm"  # tests/data/raw/lastfm: 30 users, 198 artists; the next play repeats the last one for 70%
 FAST = {
+    **QUIET_ONE_EPOCH,
     "backbone": "random-t5",
     "MAX_ITEM_LIST_LENGTH": 1,
     "beam_size": 10,
@@ -37,10 +39,6 @@ FAST = {
     "learning_rate": 0.002,
     "train_prefixes_per_user": None,
     "eval_batch_size": 400000,
-    "epochs": 1,
-    "show_progress": False,
-    "state": "ERROR",
-    "use_gpu": False,
     "seed": 2020,
     "reproducibility": True,
 }

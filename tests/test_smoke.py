@@ -22,7 +22,7 @@ import recbole_llm.model
 from recbole_llm.quick_start import load_data_and_model, run_recbole_llm
 from recbole_llm.utils import get_model
 
-from conftest import save_tiny_encoder
+from conftest import FAST, save_tiny_encoder
 
 GRAPH_DATA = "amazon-gift-cards"  # mini: 201 users, 143 items, reviews and item metadata
 SEQUENCE_DATA = "lastfm-seq"  # mini: the first 120 users of seqrec/LastFM.txt
@@ -65,10 +65,7 @@ CASES = [
 ]
 
 COMMON = {
-    "epochs": 1,
-    "show_progress": False,
-    "state": "ERROR",
-    "use_gpu": False,
+    **FAST,
     "seed": 2020,
     "reproducibility": True,
     "train_batch_size": 256,

@@ -12,7 +12,7 @@ from recbole_llm.news.data import (
     impression_table,
     news_data_preparation,
 )
-from recbole_llm.news.trainer import NewsTrainer, is_news_model
+from recbole_llm.news.trainer import NewsTrainer
 
 __all__ = [
     "ImpressionEvalDataLoader",
@@ -21,6 +21,5 @@ __all__ = [
     "NewsDataError",
     "NewsTrainer",
     "impression_table",
-    "is_news_model",
     "news_data_preparation",
 ]

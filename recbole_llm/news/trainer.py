@@ -20,20 +20,6 @@ from recbole_llm.metrics.news import CANDIDATE_ITEM, IMPRESSION
 from recbole_llm.news.data import CANDIDATE_LABEL, CANDIDATE_MASK, CANDIDATES, IMPRESSION_ID
 
 
-def is_news_model(model) -> bool:
-    """True for a news model class (or its name): those train and evaluate on impressions."""
-    from recbole_llm.news.base import NewsRecommender
-
-    if isinstance(model, str):
-        from recbole_llm.utils import get_model
-
-        try:
-            model = get_model(model)
-        except ValueError:
-            return False
-    return isinstance(model, type) and issubclass(model, NewsRecommender)
-
-
 class NewsTrainer(Trainer):
     """RecBole's Trainer whose ``evaluate`` scores whole impressions."""
 
