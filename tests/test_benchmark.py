@@ -191,3 +191,17 @@ def test_missing_suite_exits_2_with_one_line(tmp_path, capsys):
 
     assert main([str(tmp_path / "nope.yaml")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_new_inert_defaults_leave_stored_keys_alone():
+    """oie_permute_ids at its default computes what runs computed before it existed: it stays out of the key."""
+    from recbole_llm.benchmark.store import INERT_DEFAULTS, resolved_config
+
+    plain = resolved_config("SASRec", "ml-100k", None, {"train_neg_sample_args": None})
+    assert not set(INERT_DEFAULTS) & set(plain)
+    permuted = resolved_config("SASRec", "ml-100k", None, {"train_neg_sample_args": None, "oie_permute_ids": True})
+    assert permuted["oie_permute_ids"] is True and "oie_permute_seed" not in permuted
+    seeded = resolved_config(
+        "SASRec", "ml-100k", None, {"train_neg_sample_args": None, "oie_permute_ids": True, "oie_permute_seed": 3}
+    )
+    assert seeded["oie_permute_seed"] == 3
