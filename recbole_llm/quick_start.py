@@ -78,8 +78,11 @@ def run_recbole_llm(
 
     Returns RecBole's result dict (``best_valid_score``, ``valid_score_bigger``,
     ``best_valid_result``, ``test_result``) plus ``epoch_times`` (seconds per training epoch),
-    ``peak_memory_mb`` and ``saved_model_file``.
+    ``peak_memory_mb``, ``saved_model_file`` and ``test_consecutive_share`` (sequential data: the
+    share of test targets whose id is the previous item's id + 1; None otherwise).
     """
+    from recbole_llm.data.inspect import consecutive_target_share
+
     config = Config(model, dataset, config_file_list, config_dict, cmd_args=cmd_args)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
@@ -111,6 +114,7 @@ def run_recbole_llm(
         "epoch_times": list(trainer.epoch_times),
         "peak_memory_mb": _peak_memory_mb(config["device"]),
         "saved_model_file": trainer.saved_model_file if saved else None,
+        "test_consecutive_share": consecutive_target_share(config, test_data),
     }
 
 

@@ -191,3 +191,77 @@ def test_missing_suite_exits_2_with_one_line(tmp_path, capsys):
 
     assert main([str(tmp_path / "nope.yaml")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_new_inert_defaults_leave_stored_keys_alone():
+    """oie_permute_ids at its default computes what runs computed before it existed: it stays out of the key."""
+    from recbole_llm.benchmark.store import INERT_DEFAULTS, resolved_config
+
+    plain = resolved_config("SASRec", "ml-100k", None, {"train_neg_sample_args": None})
+    assert not set(INERT_DEFAULTS) & set(plain)
+    permuted = resolved_config("SASRec", "ml-100k", None, {"train_neg_sample_args": None, "oie_permute_ids": True})
+    assert permuted["oie_permute_ids"] is True and "oie_permute_seed" not in permuted
+    seeded = resolved_config(
+        "SASRec", "ml-100k", None, {"train_neg_sample_args": None, "oie_permute_ids": True, "oie_permute_seed": 3}
+    )
+    assert seeded["oie_permute_seed"] == 3
+
+
+def _suite_with(tmp_path: Path, **lightgcn: object) -> Path:
+    import yaml
+
+    raw = yaml.safe_load(TINY.read_text())
+    raw["models"][0].update(lightgcn)
+    raw["models"][0]["search_space"] = str(TINY.parent / raw["models"][0]["search_space"])
+    raw["models"][1]["search_space"] = str(TINY.parent / raw["models"][1]["search_space"])
+    path = tmp_path / "variants.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    "base, message", [("Nope", "variant_of 'Nope', not another model"), ("LightGCN", "not another")]
+)
+def test_variant_of_must_name_another_model(tmp_path, base, message):
+    with pytest.raises(SuiteError, match=message):
+        load_suite(_suite_with(tmp_path, variant_of=base))
+
+
+def _fake_run(model: str, seed: int, test: float, early: float, consecutive: float | None = 0.126) -> dict:
+    history = [[epoch, early * (1 + epoch / 10)] for epoch in range(8)]  # epoch 4 = after 5 epochs: 1.4 * early
+    return {
+        "model": model,
+        "dataset": "ml-100k",
+        "seed": seed,
+        "status": "ok",
+        "ndcg@10": test,
+        "recall@10": test,
+        "valid_ndcg@10": test,
+        "best_epoch": 7,
+        "epochs": 8,
+        "epoch_time_s": 1.0,
+        "peak_memory_mb": 100.0,
+        "valid_history": history,
+        "params": {},
+        "test_consecutive_share": consecutive,
+    }
+
+
+def test_report_tests_each_variant_against_its_base_early_and_after_early_stopping(tmp_path):
+    from recbole_llm.benchmark.report import curve_groups, write_suite_report
+
+    suite = load_suite(_suite_with(tmp_path, variant_of="BPR"))
+    runs = [_fake_run("BPR", s, 0.30, 0.10) for s in (2020, 2021, 2022)]
+    runs += [_fake_run("LightGCN", s, t, 0.20) for s, t in zip((2020, 2021, 2022), (0.30, 0.31, 0.29))]
+    report = write_suite_report(suite, tmp_path / "out", runs, [], [], "test").read_text()
+    assert "Test targets whose item id is the previous item's id + 1: 12.6%" in report
+    row = next(line for line in report.splitlines() if line.startswith("| LightGCN | BPR |"))
+    # an early lead (+100% after 5 epochs) that is gone at the early-stopped checkpoint
+    assert "0.2800 / 0.1400 (+100.0%)" in row and "0.3000 / 0.3000 (+0.0%, p = 1)" in row
+    assert row.endswith("| no significant difference |")
+    assert curve_groups(suite, ["LightGCN", "BPR"]) == [("BPR", ["BPR", "LightGCN"])]
+    assert (tmp_path / "out" / f"{suite.name}_curves.png").read_bytes()[:4] == b"\x89PNG"
+    plain = write_suite_report(
+        load_suite(TINY), tmp_path / "plain", [_fake_run("BPR", 2020, 0.3, 0.1, None)], [], [], "t"
+    )
+    assert "previous item's id + 1" not in plain.read_text() and "Variants against" not in plain.read_text()

@@ -82,3 +82,48 @@ def test_bad_flag_is_an_argparse_error(bad, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         inspect.main(["--dataset=x", bad])
     assert exit_info.value.code == 2
+
+
+def test_consecutive_share_counts_targets_numbered_right_after_their_previous_item():
+    assert inspect.consecutive_share([3, 4, 7], [4, 9, 8]) == pytest.approx(2 / 3)
+    assert inspect.consecutive_share([], []) == 0.0
+    with pytest.raises(ValueError, match="differ in shape"):
+        inspect.consecutive_share([1, 2], [2])
+
+
+# (user, items in time order); tokens first appear in increasing order, so RecBole's ids are the tokens.
+SEQUENCES = [
+    ("u1", [1, 2, 3, 4, 5]),  # valid 4 after 3: yes; test 5 after 4: yes
+    ("u2", [6, 7, 8, 1, 3]),  # valid 1 after 8: no; test 3 after 1: no
+    ("u3", [9, 10, 11, 12, 2]),  # valid 12 after 11: yes; test 2 after 12: no
+    ("u4", [13, 14, 6, 7, 8]),  # valid 7 after 6: yes; test 8 after 7: yes
+]
+
+
+def test_consecutive_share_of_a_sequential_split(tmp_path):
+    from recbole_llm.config import Config
+    from recbole_llm.data import create_dataset, data_preparation
+    from recbole_llm.oie.synthetic import check_literal_ids, item_tokens
+
+    rows = [[user, str(item), t] for user, items in SEQUENCES for t, item in enumerate(items)]
+    folder = tmp_path / "handmade"
+    folder.mkdir()
+    write_atomic_file(folder / "handmade.inter", HEADER, rows)
+    write_dataset_yaml(folder, "handmade", dataset_settings(HEADER), "test fixture")
+    settings = {"data_path": str(tmp_path), "state": "ERROR", "use_gpu": False, "train_neg_sample_args": None}
+    settings.update(
+        MAX_ITEM_LIST_LENGTH=2, eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"}
+    )
+    config = Config("SASRec", "handmade", config_dict=settings)
+    dataset = create_dataset(config)
+    check_literal_ids(item_tokens(dataset), "hand-made dataset")
+    splits = data_preparation(config, dataset)
+    stats = inspect.split_statistics(config, splits)
+    assert stats["valid"]["consecutive_share"] == pytest.approx(0.75)
+    assert stats["test"]["consecutive_share"] == pytest.approx(0.5)
+    assert inspect.consecutive_target_share(config, splits[2]) == pytest.approx(0.5)
+    assert "previous item's id + 1 50.0%" in inspect.dataset_summary(config, dataset, splits)
+    general = Config("BPR", "handmade", config_dict={"data_path": str(tmp_path), "state": "ERROR", "use_gpu": False})
+    general_splits = data_preparation(general, create_dataset(general))
+    assert inspect.consecutive_target_share(general, general_splits[2]) is None
+    assert "consecutive_share" not in inspect.split_statistics(general, general_splits)["test"]

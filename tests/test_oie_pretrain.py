@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from recbole_llm.compat import load_recbole_checkpoint
-from recbole_llm.oie.pretrain import FrontNegativeSampler
+from recbole_llm.oie.pretrain import FrontNegativeSampler, apply_oie_init, item_permutation, permute_item_rows
 from recbole_llm.oie.synthetic import OIEMappingError, check_same_mapping, synthetic_sequences, write_atomic
 from recbole_llm.oie.trainer import history_path
 from recbole_llm.quick_start import run_recbole_llm
@@ -155,3 +155,55 @@ def test_freeze_without_oie_init_is_an_error(tmp_path, mini_raw):
         _run(tmp_path, "SASRec", freeze_item_emb=True)
     with pytest.raises(ValueError, match="oie_init must be one of"):
         _run(tmp_path, "SASRec", oie_init="everything")
+
+
+def test_item_permutation_is_a_seeded_bijection_that_keeps_padding():
+    perm = item_permutation(101, seed=7)  # RecBole's n_items: padding 0 + items 1..100
+    assert perm[0] == 0 and sorted(perm.tolist()) == list(range(101))
+    assert torch.equal(perm, item_permutation(101, seed=7))
+    assert not torch.equal(perm, item_permutation(101, seed=8))
+    assert (perm[1:] == torch.arange(1, 101)).float().mean() < 0.1  # hardly any item keeps its own row
+    with pytest.raises(ValueError, match="at least one item"):
+        item_permutation(1, seed=0)
+
+
+def test_permuted_state_moves_every_item_row_and_leaves_the_rest():
+    table = torch.arange(14, dtype=torch.float).view(7, 2)  # BERT4Rec-like: ids 0..5, mask row 6
+    bias, other = torch.arange(6, dtype=torch.float), torch.ones(6, 2)
+    perm = item_permutation(6, seed=1)
+    moved = permute_item_rows({"item_embedding.weight": table, "output_bias": bias, "position": other}, perm)
+    assert torch.equal(moved["item_embedding.weight"][:6], table[perm])
+    assert torch.equal(moved["item_embedding.weight"][6], table[6])  # the mask row is no item
+    assert torch.equal(moved["output_bias"], bias[perm])  # the per-item bias follows its item
+    assert moved["position"] is other
+    with pytest.raises(RuntimeError, match="fewer than the 6 item ids"):
+        permute_item_rows({"output_bias": bias[:3]}, perm)
+
+
+def test_permute_ids_without_oie_init_is_an_error():
+    settings = {"oie_init": None, "freeze_item_emb": False, "oie_permute_ids": True}
+    with pytest.raises(ValueError, match="oie_permute_ids needs oie_init"):
+        apply_oie_init(settings, model=None, dataset=None)
+
+
+def test_permuted_transfer_is_a_row_permutation_of_the_unpermuted_one(sasrec_item_emb, tiny_folder):
+    from recbole_llm.config import Config
+    from recbole_llm.oie import oie_metrics
+    from recbole_llm.quick_start import build
+
+    [cache] = _cached_models(tiny_folder, "SASRec")
+
+    def transferred(**extra) -> torch.Tensor:
+        with chdir(tiny_folder), single_thread():
+            config = Config("SASRec", TINY, config_dict=tiny_config(tiny_folder, **PRETRAIN, **extra))
+            return build(config)[4].item_embedding.weight.detach().cpu()
+
+    plain = transferred(oie_init="item_emb")
+    permuted = transferred(oie_init="item_emb", oie_permute_ids=True, oie_permute_seed=3)
+    assert torch.equal(plain, torch.load(cache, weights_only=True)["state_dict"]["item_embedding.weight"])
+    assert torch.equal(permuted, plain[item_permutation(plain.shape[0], seed=3)])
+    run_seed = transferred(oie_init="item_emb", oie_permute_ids=True)  # no oie_permute_seed: the run's seed
+    assert torch.equal(run_seed, plain[item_permutation(plain.shape[0], seed=2020)])
+    assert _cached_models(tiny_folder, "SASRec") == [cache]  # one pre-trained model serves both arms
+    # the imprinted order no longer lines up with the ids: sequential alignment falls to about chance (1/3)
+    assert oie_metrics(permuted[1:])["sa"] < 0.45 < oie_metrics(plain[1:])["sa"]

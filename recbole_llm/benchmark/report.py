@@ -11,9 +11,12 @@ import pandas as pd
 
 from recbole_llm.benchmark.suite import Suite
 from recbole_llm.compare import machine_description, metric_columns, summarise
-from recbole_llm.compare.report import SIGNIFICANCE
+from recbole_llm.compare.report import SIGNIFICANCE, paired_p_value
 
 LOWER_IS_BETTER = ("rmse", "mae", "logloss", "averagepopularity", "giniindex")
+#: Training epochs after which the variants table compares validation scores: the horizon of the earlier,
+#: capped comparisons (3 to 5 epochs), so a gain seen there can be followed to the early-stopped checkpoint.
+EARLY_EPOCHS = 5
 
 
 def bigger_is_better(metric: str) -> bool:
@@ -116,6 +119,72 @@ def verdicts(runs: pd.DataFrame, suite: Suite, metric: str, reference: str | Non
     return lines
 
 
+def _change(value: float, base: float) -> str:
+    return f"{(value - base) / base * 100:+.1f}%" if base and not pd.isna(value) and not pd.isna(base) else "n/a"
+
+
+def early_valid_score(runs: pd.DataFrame, model: str, epochs: int = EARLY_EPOCHS) -> float:
+    """Mean over seeds of the validation score after ``epochs`` training epochs (NaN where no run got there)."""
+    scores = [s for h in runs[runs["model"] == model]["valid_history"] for e, s in _history(h) if e == epochs - 1]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def _survival(variant: float, base: float, p: float, metric: str) -> str:
+    if pd.isna(p):
+        return "not tested (fewer than 2 paired seeds)"
+    if p >= SIGNIFICANCE:
+        return "no significant difference"
+    better = variant > base if bigger_is_better(metric) else variant < base
+    return "gain survives" if better else "significantly worse"
+
+
+def variants_table(runs: pd.DataFrame, suite: Suite, metric: str) -> list[str]:
+    """Each ``variant_of`` entry against its own base: early in training, and at the early-stopped checkpoint.
+
+    Why: a variant can lead its base after a few epochs only because it starts nearer to where the base
+    ends up; the claim that counts is the test score of the best-validation checkpoint after early stopping.
+    """
+    present = set(runs["model"]) if len(runs) else set()
+    pairs = [(m.name, m.variant_of) for m in suite.models if m.variant_of and {m.name, m.variant_of} <= present]
+    if not pairs or metric not in runs:
+        return []
+    lines = [
+        f"Variants against their own base (validation {metric} after {EARLY_EPOCHS} epochs, mean over seeds; test "
+        f"{metric} of the best-validation checkpoint after early stopping, paired t-test over seeds):",
+        "",
+        f"| variant | base | valid after {EARLY_EPOCHS} epochs: variant / base (change) | test after early stopping: "
+        "variant / base (change, p) | best epoch: variant / base | after early stopping |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variant, base in pairs:
+        early = early_valid_score(runs, variant), early_valid_score(runs, base)
+        final = [runs.loc[runs["model"] == m, metric].mean() for m in (variant, base)]
+        best = [runs.loc[runs["model"] == m, "best_epoch"].mean() for m in (variant, base)]
+        p = paired_p_value(runs, variant, base, metric)
+        p_text = "n/a" if pd.isna(p) else f"{p:.3g}"
+        lines.append(
+            f"| {variant} | {base} | {early[0]:.4f} / {early[1]:.4f} ({_change(*early)}) | {final[0]:.4f} / "
+            f"{final[1]:.4f} ({_change(*final)}, p = {p_text}) | {best[0]:.1f} / {best[1]:.1f} | "
+            f"{_survival(final[0], final[1], p, metric)} |"
+        )
+    return lines + [""]
+
+
+def numbering_lines(runs: pd.DataFrame) -> list[str]:
+    """Sequential data: the share of test targets whose item id is the previous item's id + 1, as the runs saw it."""
+    shares = runs["test_consecutive_share"].dropna() if "test_consecutive_share" in runs else pd.Series(dtype=float)
+    if not len(shares):
+        return []
+    low, high = shares.min(), shares.max()
+    value = f"{low:.1%}" if np.isclose(low, high) else f"{low:.1%} to {high:.1%} (the runs' test splits differ)"
+    return [
+        f"Test targets whose item id is the previous item's id + 1: {value} (RecBole's test split, internal item "
+        "ids; about 1 / number of items by chance). Where it is far above chance, the numbering carries order: a "
+        "gain that vanishes when item ids are permuted (`oie_permute_ids`) comes from the numbering, not the method.",
+        "",
+    ]
+
+
 def tuning_table(trial_sets: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| model | trials (budget / completed) | best validation score | tuned hyperparameters |",
@@ -147,8 +216,10 @@ def dataset_section(suite: Suite, dataset: str, runs: pd.DataFrame, trial_sets: 
         ),
         "",
     ]
+    lines += numbering_lines(runs)
     lines += results_table(runs, metrics, reference) + [""]
     lines += verdicts(runs, suite, suite.valid_metric, reference) + [""]
+    lines += variants_table(runs, suite, suite.valid_metric)
     lines += ["Tuning (validation split only; the same trial budget for every model):", ""]
     lines += tuning_table([t for t in trial_sets if t["dataset"] == dataset]) + [""]
     return lines
@@ -199,23 +270,49 @@ def bar_png(runs: pd.DataFrame, path: Path, title: str) -> None:
     plt.close(figure)
 
 
+def curve_groups(suite: Suite, models: list[str]) -> list[tuple[str, list[str]]]:
+    """Panels of the curves figure: every model in one, or, with ``variant_of``, each base with its variants."""
+    bases = [m.variant_of for m in suite.models if m.variant_of]
+    if not bases:
+        return [("", models)]
+    groups = [
+        (base, [base] + [m.name for m in suite.models if m.variant_of == base and m.name in models])
+        for base in dict.fromkeys(bases)
+        if base in models
+    ]
+    grouped = {name for _, names in groups for name in names}
+    others = [m for m in models if m not in grouped]
+    return groups + ([("other models", others)] if others else [])
+
+
+def _plot_curves(axis, sub: pd.DataFrame, models: list[str], suite: Suite, title: str) -> None:
+    for model in models:
+        points = [p for h in sub[sub["model"] == model]["valid_history"] for p in _history(h)]
+        if points:
+            curve = pd.DataFrame(points, columns=["epoch", "score"]).groupby("epoch")["score"].mean()
+            axis.plot(curve.index, curve.values, marker="o", ms=2, label=model)
+    axis.axvline(suite.min_epochs - 0.5, color="grey", ls="--", lw=1, label="min_epochs")
+    if any(m.variant_of for m in suite.models):
+        axis.axvline(EARLY_EPOCHS - 1, color="grey", ls=":", lw=1, label=f"after {EARLY_EPOCHS} epochs")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(f"validation {suite.valid_metric}")
+    axis.set_title(title, fontsize=10)
+    axis.legend(fontsize=7)
+
+
 def curves_png(runs: pd.DataFrame, path: Path, suite: Suite) -> None:
-    """One panel per dataset: validation score per epoch (mean over seeds) for every model."""
+    """Validation score per epoch (mean over seeds): a row per dataset, a panel per group of :func:`curve_groups`."""
     plt = _pyplot()
     datasets = list(dict.fromkeys(runs["dataset"]))
-    figure, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
-    for axis, dataset in zip(axes[0], datasets):
+    groups = curve_groups(suite, list(dict.fromkeys(runs["model"])))
+    grid = (len(datasets), len(groups)) if len(groups) > 1 else (1, len(datasets))  # one group: datasets side by side
+    figure, axes = plt.subplots(*grid, figsize=(5.5 * grid[1], 4 * grid[0]), squeeze=False)
+    axes = axes.reshape(len(datasets), len(groups))
+    for row, dataset in enumerate(datasets):
         sub = runs[runs["dataset"] == dataset]
-        for model in dict.fromkeys(sub["model"]):
-            points = [p for h in sub[sub["model"] == model]["valid_history"] for p in _history(h)]
-            if points:
-                curve = pd.DataFrame(points, columns=["epoch", "score"]).groupby("epoch")["score"].mean()
-                axis.plot(curve.index, curve.values, marker="o", ms=2, label=model)
-        axis.axvline(suite.min_epochs - 0.5, color="grey", ls="--", lw=1, label="min_epochs")
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(f"validation {suite.valid_metric}")
-        axis.set_title(dataset, fontsize=10)
-        axis.legend(fontsize=7)
+        for column, (group, models) in enumerate(groups):
+            title = f"{dataset}: {group}" if group else dataset
+            _plot_curves(axes[row, column], sub, models, suite, title)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -41,6 +41,12 @@ VOLATILE_KEYS = PLACEMENT_KEYS | frozenset(
 )
 
 
+#: Settings added to the yaml defaults after results were stored, with the value that computes exactly what
+#: was computed before they existed: left out of a key while at that value, so those results keep their keys
+#: (a new default key would otherwise change every key of every suite and rerun everything).
+INERT_DEFAULTS: dict[str, Any] = {"oie_permute_ids": False, "oie_permute_seed": None}
+
+
 @cache
 def model_code_version(model: str) -> str:
     """First 12 hex digits of the sha256 of the model class's source file."""
@@ -51,11 +57,15 @@ def model_code_version(model: str) -> str:
 
 
 def resolved_config(model: str, dataset: str, config_file_list: list[str] | None, config_dict: dict[str, Any]) -> dict:
-    """RecBole's final configuration for these settings, without the volatile keys."""
+    """RecBole's final configuration for these settings, without the volatile keys and inert defaults."""
     from recbole_llm.config import Config
 
     config = Config(model, dataset, config_file_list, dict(config_dict))
-    return {k: v for k, v in config.final_config_dict.items() if k not in VOLATILE_KEYS}
+    return {
+        k: v
+        for k, v in config.final_config_dict.items()
+        if k not in VOLATILE_KEYS and not (k in INERT_DEFAULTS and v == INERT_DEFAULTS[k])
+    }
 
 
 def content_key(kind: str, model: str, payload: dict[str, Any]) -> str:

@@ -22,7 +22,9 @@ A model entry: ``name`` (its label in the tables), ``model`` (the RecBole / recb
 ``name``), ``search_space`` (a ``properties/search/<name>.yaml`` name, default ``name``, or a yaml path
 relative to the suite file; null: not tuned, flagged), ``config`` (fixed settings), ``per_dataset``
 (``{dataset: {key: value}}``: fixed settings on one dataset only), ``baseline`` (true for the
-baselines the paired test picks from).
+baselines the paired test picks from), ``variant_of`` (the name of the entry this one modifies, e.g.
+an OIE initialisation of that vanilla model: the report tests it against that entry too, early in
+training and after early stopping, and draws their validation curves in one panel).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 
 import yaml
 
+MODEL_KEYS = ("name", "model", "search_space", "config", "baseline", "per_dataset", "variant_of")
 PROTOCOL_KEYS = ("eval_args", "metrics", "topk", "valid_metric", "stopping_step", "min_epochs", "epochs")
 
 
@@ -48,6 +51,7 @@ class ModelEntry:
     config: dict[str, Any]
     baseline: bool
     per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+    variant_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,11 +110,10 @@ def _models(raw: list, path: Path) -> list[ModelEntry]:
     for item in raw:
         item = {"name": item} if isinstance(item, str) else dict(item)
         name = str(_require(item, "name", path, "models[].")).strip()
-        unknown = set(item) - {"name", "model", "search_space", "config", "baseline", "per_dataset"}
+        unknown = set(item) - set(MODEL_KEYS)
         if unknown:
             raise SuiteError(
-                f"{path}: model '{name}' has unknown key(s) {sorted(unknown)}; allowed: name, model, "
-                "search_space, config, baseline, per_dataset"
+                f"{path}: model '{name}' has unknown key(s) {sorted(unknown)}; allowed: {', '.join(MODEL_KEYS)}"
             )
         space = item.get("search_space", name)
         if space is not None and str(space).endswith((".yaml", ".yml")):  # a file: relative to the suite file
@@ -124,11 +127,26 @@ def _models(raw: list, path: Path) -> list[ModelEntry]:
                 dict(item.get("config") or {}),
                 bool(item.get("baseline", False)),
                 per_dataset,
+                None if item.get("variant_of") is None else str(item["variant_of"]),
             )
         )
     if len({e.name for e in entries}) != len(entries):
         raise SuiteError(f"{path}: model names must be unique, got {[e.name for e in entries]}")
+    _check_variants(entries, path)
     return entries
+
+
+def _check_variants(entries: list[ModelEntry], path: Path) -> None:
+    """``variant_of`` names another entry, which is no variant itself (one level: base and its variants)."""
+    by_name = {e.name: e for e in entries}
+    for entry in entries:
+        if entry.variant_of is None:
+            continue
+        base = by_name.get(entry.variant_of)
+        if base is None or base is entry:
+            raise SuiteError(f"{path}: model '{entry.name}' has variant_of '{entry.variant_of}', not another model")
+        if base.variant_of is not None:
+            raise SuiteError(f"{path}: model '{entry.name}' is a variant of '{base.name}', itself a variant")
 
 
 def _seeds(spec: Any, path: Path) -> list[int]:

@@ -78,7 +78,8 @@ def best_epoch(history: Sequence[Sequence[float]], bigger: bool = True) -> int |
 
 
 def record_from_result(job: Job, result: Mapping[str, Any], wall_s: float) -> dict[str, Any]:
-    """One flat row for the tables: test metrics, ``valid_<metric>``, epochs, s/epoch, memory, curve."""
+    """One flat row for the tables: test metrics, ``valid_<metric>``, epochs, s/epoch, memory, curve
+    (and, on sequential data, the share of test targets numbered right after their previous item)."""
     times = list(result.get("epoch_times", []))
     history = [list(map(float, h)) for h in result.get("valid_history", [])]
     record: dict[str, Any] = {
@@ -99,6 +100,8 @@ def record_from_result(job: Job, result: Mapping[str, Any], wall_s: float) -> di
     record["wall_s"] = wall_s
     record["valid_history"] = history
     record["saved_model_file"] = result.get("saved_model_file")
+    if result.get("test_consecutive_share") is not None:  # sequential data only
+        record["test_consecutive_share"] = float(result["test_consecutive_share"])
     return record
 
 

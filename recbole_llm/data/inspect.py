@@ -3,10 +3,11 @@
 ``run_recbole_llm.py inspect --dataset=<name> [--key=value ...]`` prints users, items,
 interactions, density, interactions per user and per item (mean / median / min / max), and for
 the split the configuration chooses: the share of validation and test targets that never occur in
-training, and the share taken by the single most frequent target. A warning line follows when
-either passes ``--warn_threshold`` (default 0.5). Why: on a small file with a time split, 96% of
-test targets can be items with no training interaction and one item can be 95% of validation
-targets; metrics then swing between seeds and say nothing about the model.
+training, the share taken by the single most frequent target and, for sequential models, the share
+of targets whose id is the previous item's id + 1 (a numbering that leaks order). A warning line
+follows when one of the first two passes ``--warn_threshold`` (default 0.5). Why: on a small file
+with a time split, 96% of test targets can be items with no training interaction and one item can
+be 95% of validation targets; metrics then swing between seeds and say nothing about the model.
 
 :func:`dataset_summary` is the one- or two-line version logged at every run.
 """
@@ -72,8 +73,42 @@ def _training_items(config, train) -> np.ndarray:
     return ids[ids > 0]
 
 
+def consecutive_share(previous: np.ndarray, targets: np.ndarray) -> float:
+    """Share of targets whose item id is the previous item's id + 1 (0.0 when there are none).
+
+    Why: files that number items by first appearance while walking users in order (the S3-Rec files)
+    give an item that follows another the next id far more often than chance (~1/N), and anything
+    that imprints id order on the item table (OIE pre-training) can score from the numbering alone.
+    """
+    previous, targets = np.asarray(previous, dtype=np.int64), np.asarray(targets, dtype=np.int64)
+    if previous.shape != targets.shape:
+        raise ValueError(f"previous items {previous.shape} and targets {targets.shape} differ in shape.")
+    return float((targets == previous + 1).mean()) if targets.size else 0.0
+
+
+def consecutive_target_share(config, split) -> float | None:
+    """On a sequential split (RecBole's item history field): :func:`consecutive_share` of its targets.
+
+    RecBole's internal ids (the rows of the item table), the previous item being the last of each
+    target's history; None for a split without histories (general models).
+    """
+    split = _as_dataset(split)
+    list_field = f"{split.iid_field}{config['LIST_SUFFIX'] or '_list'}"
+    length_field = config["ITEM_LIST_LENGTH_FIELD"] or "item_length"
+    columns = split.inter_feat.columns
+    if list_field not in columns or length_field not in columns:
+        return None
+    histories = _column(split, list_field).astype(np.int64)
+    lengths = _column(split, length_field).astype(np.int64)
+    if histories.shape[0] == 0:
+        return 0.0
+    previous = histories[np.arange(len(lengths)), np.clip(lengths - 1, 0, None)]
+    return consecutive_share(np.where(lengths > 0, previous, -1), _column(split, split.iid_field))
+
+
 def split_statistics(config, built_splits: Sequence[Any]) -> dict[str, dict[str, float]]:
-    """Per evaluation split: targets, share never seen in training, share of the most frequent target."""
+    """Per evaluation split: targets, share never seen in training, share of the most frequent target,
+    and on sequential splits the share of targets numbered right after the previous item."""
     train, *evaluated = (_as_dataset(s) for s in built_splits)
     in_training = _training_items(config, train)
     out: dict[str, dict[str, float]] = {"train": {"rows": len(train.inter_feat)}}
@@ -89,6 +124,9 @@ def split_statistics(config, built_splits: Sequence[Any]) -> dict[str, dict[str,
             "top_target_share": float(counts.max() / targets.size),
             "top_target": str(split.id2token(split.iid_field, int(counts.argmax()))),
         }
+        share = consecutive_target_share(config, split)
+        if share is not None:
+            out[name]["consecutive_share"] = share
     return out
 
 
@@ -127,6 +165,8 @@ def dataset_summary(config, dataset, built_splits: Sequence[Any], threshold: flo
                 f"; {name} targets unseen in training {splits[name]['unseen_share']:.1%}, "
                 f"top target {splits[name]['top_target_share']:.1%}"
             )
+            if "consecutive_share" in splits[name]:
+                line += f", previous item's id + 1 {splits[name]['consecutive_share']:.1%}"
     warnings = split_warnings(splits, threshold)
     return line + (f"\n{'; '.join(warnings)}" if warnings else "")
 
@@ -153,6 +193,7 @@ def format_report(config, stats: dict[str, Any], splits: dict[str, dict[str, flo
             lines.append(
                 f"  {name}: {s['targets']:,} targets; never seen in training {s['unseen_share']:.1%}; "
                 f"most frequent target {s.get('top_target', '-')} takes {s['top_target_share']:.1%}"
+                + (f"; id = previous item's id + 1: {s['consecutive_share']:.1%}" if "consecutive_share" in s else "")
             )
     return "\n".join(lines + split_warnings(splits, threshold))
 

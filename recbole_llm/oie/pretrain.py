@@ -8,6 +8,14 @@ BCE and "front" negatives (only ids larger than every id of the sequence, which 
 - ``oie_init: whole``: all weights (fresh optimizer: our decision; the authors resumed its state too);
 - ``oie_init: item_emb``: the item table only; ``freeze_item_emb`` keeps it fixed.
 
+``oie_permute_ids`` is the control of issue #14: the pre-trained item rows go to the recommender's
+items through a seeded random bijection (:func:`item_permutation`) instead of id k -> row k. That is
+the same as renumbering the real items at random before pre-training and transfer, but leaves the
+recommender's data untouched and shares one cached pre-trained model with the unpermuted arms, so the
+two arms differ only in whether the imprinted order lines up with the item numbering. A gain that
+vanishes under the permutation comes from the numbering (ids given by first appearance put items that
+follow each other on consecutive ids), not from the method.
+
 The pre-trained model is cached under ``oie_cache_dir`` keyed by dataset, model, N and every
 setting that changes it, so later runs (other seeds of the real training, the other transfer mode)
 reuse it. The token -> id mapping of the synthetic and real datasets is checked identical (literal
@@ -24,6 +32,7 @@ from logging import getLogger
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -40,7 +49,15 @@ from recbole_llm.oie.synthetic import (
 )
 from recbole_llm.utils import get_model, model_yaml_files
 
-__all__ = ["apply_oie_init", "pretrain", "pretrained_model_path", "FrontNegativeSampler", "OIEMappingError"]
+__all__ = [
+    "apply_oie_init",
+    "item_permutation",
+    "permute_item_rows",
+    "pretrain",
+    "pretrained_model_path",
+    "FrontNegativeSampler",
+    "OIEMappingError",
+]
 
 # Training keys carried from the real run into pre-training (besides the model's own yaml keys).
 # The pre-training seed is ``oie_seed`` (not the run's ``seed``): one pre-trained model serves every
@@ -97,6 +114,10 @@ def front_bce_loss(model, interaction) -> torch.Tensor:
 
 
 TRANSFER_MODES = ("item_emb", "whole")
+
+#: State-dict entries whose rows are indexed by item id, so a permutation of the items moves their rows:
+#: the item table, and BERT4Rec's per-item output bias (``whole`` transfers it too).
+ITEM_ROW_TENSORS = ("item_embedding.weight", "output_bias")
 
 
 def oie_init_mode(config) -> str | None:
@@ -243,6 +264,35 @@ def pretrain(config, real_tokens: list[str], path: Path) -> Path:
     return path
 
 
+def item_permutation(n_items: int, seed: int) -> torch.Tensor:
+    """A seeded bijection of RecBole's item ids onto pre-trained rows: item ``j`` takes row ``perm[j]``.
+
+    ``n_items`` counts the padding id 0 (RecBole's ``n_items``); 0 stays 0 and ids 1..n_items-1 are
+    shuffled among themselves, so the padding row keeps its meaning and every item gets one row.
+    """
+    if n_items < 2:
+        raise ValueError(f"Need at least one item to permute, got n_items={n_items} (padding included).")
+    shuffled = 1 + np.random.default_rng(seed).permutation(n_items - 1)
+    return torch.as_tensor(np.concatenate([[0], shuffled]), dtype=torch.long)
+
+
+def permute_item_rows(state_dict: dict[str, torch.Tensor], permutation: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A copy of ``state_dict`` whose item-indexed tensors (:data:`ITEM_ROW_TENSORS`) have row j = old row perm[j].
+
+    Rows beyond the permutation (BERT4Rec's mask token at index ``n_items``) are not items and stay put.
+    """
+    permuted = dict(state_dict)
+    for name in ITEM_ROW_TENSORS:
+        if name not in permuted:
+            continue
+        rows = permuted[name].shape[0]
+        if rows < len(permutation):
+            raise RuntimeError(f"oie_permute_ids: {name} has {rows} rows, fewer than the {len(permutation)} item ids.")
+        index = torch.cat([permutation, torch.arange(len(permutation), rows, dtype=torch.long)])
+        permuted[name] = permuted[name].index_select(0, index)
+    return permuted
+
+
 def transfer(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], mode: str, freeze_item_emb: bool) -> None:
     """Copy the pre-trained weights into ``model``: all of them (``whole``) or the item table."""
     if mode == "whole":
@@ -264,6 +314,14 @@ def transfer(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], mode: 
         model.item_embedding.weight.requires_grad_(False)
 
 
+def transfer_permutation(config, n_items: int) -> torch.Tensor | None:
+    """The item -> pre-trained row bijection when ``oie_permute_ids`` is on (``oie_permute_seed``, else ``seed``)."""
+    if not setting(config, "oie_permute_ids"):
+        return None
+    seed = setting(config, "oie_permute_seed")
+    return item_permutation(n_items, int(config["seed"] if seed is None else seed))
+
+
 def apply_oie_init(config, model: torch.nn.Module, dataset) -> Path | None:
     """When ``oie_init`` is set: pre-train (or reuse the cache) and transfer into ``model``.
 
@@ -273,8 +331,9 @@ def apply_oie_init(config, model: torch.nn.Module, dataset) -> Path | None:
     mode = oie_init_mode(config)
     freeze = bool(setting(config, "freeze_item_emb"))
     if mode is None:
-        if freeze:
-            raise ValueError("freeze_item_emb needs oie_init (item_emb or whole): there is nothing to freeze to.")
+        for key in ("freeze_item_emb", "oie_permute_ids"):
+            if setting(config, key):
+                raise ValueError(f"{key} needs oie_init (item_emb or whole): there is no pre-trained table.")
         return None
     if not hasattr(model, "item_embedding"):
         raise TypeError(
@@ -291,7 +350,11 @@ def apply_oie_init(config, model: torch.nn.Module, dataset) -> Path | None:
         pretrain(config, real_tokens, path)
     payload = torch.load(path, map_location="cpu", weights_only=True)
     check_same_mapping(real_tokens, list(payload["item_tokens"]))
-    transfer(model, payload["state_dict"], mode, freeze)
-    logger.info(f"OIE: transferred ({mode}{', item table frozen' if freeze else ''}) from {path}")
+    state_dict, permutation = payload["state_dict"], transfer_permutation(config, model.n_items)
+    if permutation is not None:
+        state_dict = permute_item_rows(state_dict, permutation)
+    transfer(model, state_dict, mode, freeze)
+    notes = (", item ids permuted" if permutation is not None else "") + (", item table frozen" if freeze else "")
+    logger.info(f"OIE: transferred ({mode}{notes}) from {path}")
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])  # same RNG as a vanilla run
     return path
