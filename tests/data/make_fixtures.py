@@ -1,8 +1,8 @@
 """Regenerate ``tests/data/raw/``: a tiny mirror of ``../shared/datasets`` cut from the real public files.
 
 The tests set ``RECBOLE_LLM_RAW_DATA`` to ``tests/data/raw``, so the named datasets (amazon-beauty,
-amazon-gift-cards, lastfm, lastfm-seq, beauty-seq, scientific, mind-small, amazon-games, globo) convert from these files in
-a clean clone, with no ``../shared/datasets`` beside the project. Every kept line is a byte-for-byte
+amazon-gift-cards, lastfm, lastfm-seq, beauty-seq, scientific, mind-small, amazon-games, globo) convert
+from these files in a clean clone, with no ``../shared/datasets`` beside the project. Every kept line is a byte-for-byte
 copy of a line of the public file (same folder and file names); only whole users (or whole rows) are
 kept, so each file stays in its original format and the converters' filters see real data:
 
