@@ -52,9 +52,10 @@ def _read_index(path: Path) -> dict[str, str]:
     return mapping
 
 
-def _read_split(
+def read_split(
     path: Path, report: ConversionReport, known_items: set[str] | None, skip_bad: bool
 ) -> list[tuple[str, str, str]]:
+    """``(user, 'item item ...', target)`` rows of one UniSRec-format file (header and integer ids checked)."""
     rows: list[tuple[str, str, str]] = []
     for number, line in iter_lines(path, report, skip_bad):
         if number == 1:
@@ -117,7 +118,7 @@ def convert_unisrec(
     item_index_path = input_dir / f"{prefix}.item2index"
     item_index = _read_index(item_index_path) if item_index_path.is_file() else {}
     known = set(item_index.values()) if item_index else None
-    splits = {s: _read_split(input_dir / f"{prefix}.{s}.inter", report, known, skip_bad) for s in SPLITS}
+    splits = {s: read_split(input_dir / f"{prefix}.{s}.inter", report, known, skip_bad) for s in SPLITS}
     report.rows_kept = sum(len(rows) for rows in splits.values())
 
     users = {r[0] for rows in splits.values() for r in rows}

@@ -106,16 +106,21 @@ def test_store_survives_a_line_cut_by_a_kill(tmp_path):
 
 @pytest.mark.parametrize("suite", SUITES, ids=[s.stem for s in SUITES])
 def test_every_committed_suite_loads(suite):
-    """Every committed suite names known models and existing search spaces, and has baselines to test against."""
+    """Every committed suite names known models, datasets and existing search spaces, has baselines to test
+    against, and a model with per-dataset settings has them for each of the suite's datasets."""
     from recbole_llm.benchmark.stages import search_space_path
+    from recbole_llm.data.named_datasets import known_dataset_names
     from recbole_llm.utils import get_model
 
     loaded = load_suite(suite)
     assert loaded.trials >= 1 and loaded.seeds and loaded.min_epochs < loaded.epoch_cap
     assert any(m.baseline for m in loaded.models) and any(not m.baseline for m in loaded.models)
+    datasets = {d.name for d in loaded.datasets}
+    assert datasets <= set(known_dataset_names()) | {"ml-100k"}  # ml-100k ships inside RecBole
     for model in loaded.models:
         assert get_model(model.model).__name__ == model.model
         assert search_space_path(model.search_space).is_file()
+        assert not model.per_dataset or set(model.per_dataset) == datasets, model.name
 
 
 @pytest.mark.parametrize(

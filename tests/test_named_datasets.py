@@ -24,6 +24,7 @@ from recbole_llm.config import Config
 from recbole_llm.data import DatasetNotFoundError, create_dataset, named_datasets
 from recbole_llm.data.download import DownloadError, download_file
 from recbole_llm.data.named_datasets import RawDataNotFoundError, prepare_named_dataset
+from recbole_llm.profiles import collect_item_attributes
 from recbole_llm.quick_start import run_recbole_llm
 from recbole_llm.text import item_texts
 
@@ -312,3 +313,112 @@ def test_lastfm_scientific_and_mind_real_counts(tmp_path, shared_datasets):
     ds, texts = load_mind(shared_datasets, tmp_path)
     assert len(ds.inter_feat) == 7542  # clicks of the 5,000-impression sample
     assert sum(t is not None for t in texts) == 2000
+
+
+# ----------------------------------------------------------------------------- amazon-games, globo
+GAMES = "amazon-2018-games"
+GLOBO_RAW = "globo-news-clicks/globo_clicks.csv.gz"
+
+
+def games_sequences(raw_root: Path) -> dict[str, list[str]]:
+    """User token -> whole sequence (history, then test item) of Games-6k.test.inter."""
+    rows = (line.split("\t") for line in data_lines(raw_root / GAMES / "Games-6k.test.inter"))
+    return {user: history.split() + [target] for user, history, target in rows}
+
+
+def inter_rows(folder: Path, name: str) -> list[list[str]]:
+    return [line.split("\t") for line in data_lines(folder / f"{name}.inter")]
+
+
+def test_amazon_games_follows_each_sequence_and_gives_titles_to_p4r(tmp_path, mini_raw):
+    """One row per sequence position (timestamp = position); RecBole's leave-one-out by time holds out
+    each user's last item and trains on the rest in order; titles reach P4R's template profiles."""
+    config = Config("P4R", "amazon-games", config_dict={**FAST, "data_path": str(tmp_path)})
+    ds = create_dataset(config)
+    sequences = games_sequences(mini_raw)
+    assert ds.inter_num == sum(map(len, sequences.values())) and ds.user_num - 1 == len(sequences)
+    train, valid, test = ds.build()
+
+    def items_of(split, uid) -> list[str]:
+        ids = split.inter_feat[ds.iid_field][split.inter_feat[ds.uid_field] == uid].tolist()
+        return [ds.id2token(ds.iid_field, i) for i in ids]
+
+    for user in (next(iter(sequences)), list(sequences)[-1]):
+        uid = ds.token2id(ds.uid_field, user)
+        assert items_of(train, uid) == sequences[user][:-2]  # training rows in sequence order
+        assert items_of(valid, uid) == [sequences[user][-2]] and items_of(test, uid) == [sequences[user][-1]]
+    rows = inter_rows(tmp_path / "amazon-games", "amazon-games")
+    assert [int(float(t)) for u, _, t in rows if u == "0"] == list(range(1, len(sequences["0"]) + 1))
+    titles = dict(line.split("\t", 1) for line in data_lines(mini_raw / GAMES / "Games.item"))
+    assert any("&amp;" in titles[item] for item in ds.field2id_token[ds.iid_field][1:])  # cleaning is exercised
+    attributes = {item.token: item.title for item in collect_item_attributes(config, ds)}
+    assert attributes == {item: clean_text(titles[item]) for items in sequences.values() for item in items}
+
+
+def test_amazon_games_user_sample_is_seeded_and_keeps_whole_sequences(tmp_path, mini_raw):
+    from dataset_converters.llmrank import convert_llmrank
+
+    files = (mini_raw / GAMES / "Games-6k.test.inter", mini_raw / GAMES / "Games.item")
+    outputs = {}
+    for label, seed in (("a", 0), ("b", 0), ("c", 1)):
+        convert_llmrank(*files, tmp_path / label, sample_users_n=20, seed=seed)
+        outputs[label] = inter_rows(tmp_path / label, label)
+    users = {label: {u for u, _, _ in rows} for label, rows in outputs.items()}
+    assert outputs["a"] == outputs["b"] and users["a"] != users["c"] and len(users["a"]) == 20
+    sequences = games_sequences(mini_raw)
+    kept = {}
+    for user, item, _ in outputs["a"]:
+        kept.setdefault(user, []).append(item)
+    assert kept == {user: sequences[user] for user in users["a"]}  # nothing but the sample is filtered
+    items = {line.split("\t")[0] for line in data_lines(tmp_path / "a" / "a.item")}
+    assert items == {item for _, item, _ in outputs["a"]}
+
+
+def test_globo_first_clicks_thresholds_and_seconds(tmp_path, mini_raw):
+    """Deduplicated at the first click, the iterated thresholds hold and match a k-core of the eligible
+    users, timestamps are seconds since the documented origin, rows in click order; RecBole keeps them raw."""
+    import pandas as pd
+
+    from dataset_converters._common import kcore_filter
+    from dataset_converters.globo import TIME_ORIGIN_MS
+
+    subset = named_datasets.GLOBO_SUBSET
+    config = Config("BPR", "globo", config_dict={**FAST, "data_path": str(tmp_path)})
+    ds = create_dataset(config)
+    rows = [(int(u), int(i), float(t)) for u, i, t in inter_rows(tmp_path / "globo", "globo")]
+    raw = pd.read_csv(mini_raw / GLOBO_RAW)
+    first = raw.groupby(["user_id", "click_article_id"]).click_timestamp.min()
+    assert len(raw) > len(first)  # the fixture repeats pairs
+    assert len({(u, i) for u, i, _ in rows}) == len(rows)
+    assert all(t == pytest.approx((first[(u, i)] - TIME_ORIGIN_MS) / 1000, abs=1e-6) for u, i, t in rows)
+    assert [t for *_, t in rows] == sorted(t for *_, t in rows)
+    eligible = [pair for pair, n in first.groupby(level=0).transform("size").items() if n >= subset["min_user_clicks"]]
+    core = kcore_filter(eligible, subset["min_user_clicks"], subset["min_article_clicks"])
+    assert sorted((u, i) for u, i, _ in rows) == sorted(eligible[k] for k in core)
+    assert ds.inter_num == len(rows) > 0
+    assert np.asarray(ds.inter_feat[ds.time_field]).max() == pytest.approx(max(t for *_, t in rows), abs=1)
+
+
+def test_globo_user_sample_is_seeded(tmp_path, mini_raw):
+    from dataset_converters.globo import convert_globo
+
+    users = {}
+    for label, seed in (("a", 0), ("b", 0), ("c", 1)):
+        convert_globo(mini_raw / GLOBO_RAW, tmp_path / label, sample_users_n=50, seed=seed, min_user_clicks=5)
+        users[label] = sorted({u for u, _, _ in inter_rows(tmp_path / label, label)})
+    assert users["a"] == users["b"] != users["c"] and len(users["a"]) == 50  # every sampled user is eligible
+
+
+@pytest.mark.parametrize(
+    "dataset, users, items, interactions",
+    [
+        ("amazon-games", 50546, 16859, 440264),
+        ("amazon-games-10k", 10000, 14782, 86922),
+        ("globo", 18805, 2779, 285645),
+    ],
+)
+def test_games_and_globo_real_counts(dataset, users, items, interactions, tmp_path, shared_datasets):
+    """The counts documented in properties/dataset/{amazon-games,amazon-games-10k,globo}.yaml."""
+    assert prepare_named_dataset(plain_config(dataset, tmp_path, raw_data_path=str(shared_datasets)))
+    counts = json.loads((tmp_path / dataset / "conversion_report.json").read_text())["counts"]
+    assert (counts["users"], counts["items"], counts["interactions"]) == (users, items, interactions)

@@ -276,6 +276,69 @@ register(
 )
 
 
+#: ``amazon-games-10k``: users drawn from the 50,546 of Games-6k.test.inter (random.Random(seed).sample
+#: over the file's rows), so that 5 models x 8 tuning trials fit a 2-core CPU; nothing else is filtered.
+GAMES_SAMPLE = {"sample_users_n": 10_000, "seed": 0}
+#: ``globo``: the filtered, seeded subset of the Globo.com click log (dataset_converters.globo, steps 1-4).
+GLOBO_SUBSET = {"sample_users_n": 20_000, "seed": 0, "min_user_clicks": 5, "min_article_clicks": 10}
+
+
+def _convert_llmrank(**options):
+    def convert(raw: dict[str, Path], output: Path, name: str):
+        from dataset_converters.llmrank import convert_llmrank
+
+        return convert_llmrank(raw["sequences"], raw["item"], output, name=name, **options)
+
+    return convert
+
+
+def _convert_globo(raw: dict[str, Path], output: Path, name: str):
+    from dataset_converters.globo import convert_globo
+
+    return convert_globo(raw["clicks"], output, name=name, **GLOBO_SUBSET)
+
+
+_GAMES_FILES = (
+    RawFile("sequences", ("amazon-2018-games/Games-6k.test.inter", "Games-6k.test.inter")),
+    RawFile("item", ("amazon-2018-games/Games.item", "Games.item")),
+)
+_GAMES_SOURCE = "Ni, Li & McAuley, EMNLP 2019; LLMRank (Hou et al., ECIR 2024) / UniSRec preprocessing"
+register(
+    NamedDataset(
+        name="amazon-games",
+        description="Amazon 2018 Video Games, LLMRank/UniSRec processing, for general recommendation: each "
+        "user's full sequence (history + test item), timestamp = position in the sequence, item titles; "
+        "50,546 users, 16,859 items, 440,264 interactions",
+        source=_GAMES_SOURCE,
+        raw_files=_GAMES_FILES,
+        convert=_convert_llmrank(),
+    )
+)
+register(
+    NamedDataset(
+        name="amazon-games-10k",
+        description="amazon-games restricted to 10,000 users drawn with random.Random(0).sample over the rows of "
+        "Games-6k.test.inter (no other filter; the items of those users kept, 9,794 of them with < 5 "
+        "interactions): 10,000 users, 14,782 items, 86,922 interactions",
+        source=_GAMES_SOURCE,
+        raw_files=_GAMES_FILES,
+        convert=_convert_llmrank(**GAMES_SAMPLE),
+    )
+)
+register(
+    NamedDataset(
+        name="globo",
+        description="Globo.com news clicks, first click per (user, article); 20,000 users drawn with "
+        "random.Random(0) among the 159,991 with >= 5 distinct articles; then articles with >= 10 users and "
+        "users with >= 5 articles, iterated to a fixed point: 18,805 users, 2,779 articles, 285,645 "
+        "interactions; timestamp = seconds since 2017-10-01 00:00 UTC-3",
+        source="Moreira, Ferreira & da Cunha, DLRS 2018 (CHAMELEON)",
+        raw_files=(RawFile("clicks", ("globo-news-clicks/globo_clicks.csv.gz", "globo_clicks.csv.gz")),),
+        convert=_convert_globo,
+    )
+)
+
+
 def known_dataset_names() -> list[str]:
     """Names that ``--dataset`` can convert from raw files."""
     return sorted(NAMED_DATASETS)

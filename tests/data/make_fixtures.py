@@ -1,8 +1,8 @@
 """Regenerate ``tests/data/raw/``: a tiny mirror of ``../shared/datasets`` cut from the real public files.
 
 The tests set ``RECBOLE_LLM_RAW_DATA`` to ``tests/data/raw``, so the named datasets (amazon-beauty,
-amazon-gift-cards, lastfm, lastfm-seq, beauty-seq, scientific, mind-small) convert from these files in
-a clean clone, with no ``../shared/datasets`` beside the project. Every kept line is a byte-for-byte
+amazon-gift-cards, lastfm, lastfm-seq, beauty-seq, scientific, mind-small, amazon-games, globo) convert
+from these files in a clean clone, with no ``../shared/datasets`` beside the project. Every kept line is a byte-for-byte
 copy of a line of the public file (same folder and file names); only whole users (or whole rows) are
 kept, so each file stays in its original format and the converters' filters see real data:
 
@@ -21,6 +21,12 @@ kept, so each file stays in its original format and the converters' filters see 
   index and text rows of their users and items.
 - ``mind-small-sample/``: the first impressions of ``behaviors.tsv``; the ``news.tsv`` rows of news they
   show or click, plus a few others.
+- ``amazon-2018-games/``: the ``Games-6k.test.inter`` rows of the first users (plus the first user with
+  an HTML entity in an item title) and the ``Games.item`` rows of their items, plus a few others.
+- ``globo-news-clicks/globo_clicks.csv.gz``: the header and every click of a seeded sample of the users
+  with >= 5 distinct articles among the readers of the most-read article, of a few lighter users, and
+  of the first user who clicked one article twice (so deduplication, the user threshold and the
+  article threshold all remove something, and the ``globo`` thresholds leave a non-empty subset).
 
 Deterministic: fixed seed, sorted inputs, gzip written with mtime 0, so rerunning gives identical
 bytes. Usage (from the project root; the real folder defaults to ``../shared/datasets``)::
@@ -206,6 +212,46 @@ def cut_mind(source: Path, target: Path, n_impressions: int, n_other_news: int =
     write_lines(target / "news.tsv", [row for row in news if field(row, 0) in shown] + others)
 
 
+def cut_games(source: Path, target: Path, n_users: int, n_other_items: int = 3) -> None:
+    """First users of the history file (+ one whose items include an HTML-escaped title); their titles."""
+    item_lines = read_lines(source / "Games.item")
+    escaped = {field(row, 0) for row in item_lines[1:] if b"&amp;" in row}
+    rows = read_lines(source / "Games-6k.test.inter")
+
+    def items_of(row: bytes) -> set[str]:
+        return set(field(row, 1).split()) | {field(row, 2)}
+
+    first_escaped = next(row for row in rows[1:] if items_of(row) & escaped)
+    kept = rows[: n_users + 1] + ([first_escaped] if first_escaped not in rows[: n_users + 1] else [])
+    items = set().union(*(items_of(row) for row in kept[1:]))
+    others = [row for row in item_lines[1:] if field(row, 0) not in items][:n_other_items]
+    write_lines(target / "Games-6k.test.inter", kept)
+    write_lines(target / "Games.item", keep_rows(item_lines, lambda row: field(row, 0) in items, header=True) + others)
+
+
+def cut_globo(source: Path, target: Path, n_users: int, n_light: int, rng: random.Random) -> None:
+    """Every click of a seeded sample of users, a few light users and one repeater (see the module docstring).
+
+    The sample is drawn among users with >= 5 distinct articles who clicked the log's most-clicked
+    article: they read the news of the same days, so articles with >= 10 of them exist (a sample of
+    all users leaves none).
+    """
+    lines = read_lines(source / "globo_clicks.csv.gz")
+    articles: dict[str, set[str]] = {}
+    clicks: Counter = Counter()
+    for row in lines[1:]:
+        user = field(row, 0, b",")
+        articles.setdefault(user, set()).add(field(row, 4, b","))
+        clicks[user] += 1
+    readers = Counter(article for read in articles.values() for article in read)
+    top = readers.most_common(1)[0][0]
+    heavy = sorted((u for u, a in articles.items() if len(a) >= 5 and top in a), key=int)
+    light = sorted((u for u, a in articles.items() if len(a) < 5), key=int)
+    repeater = next(u for u in sorted(articles, key=int) if clicks[u] > len(articles[u]))
+    chosen = set(rng.sample(heavy, n_users)) | set(rng.sample(light, n_light)) | {repeater}
+    write_lines(target / "globo_clicks.csv.gz", keep_rows(lines, lambda row: field(row, 0, b",") in chosen, True))
+
+
 # ----------------------------------------------------------------------------- driver
 def make_fixtures(source: Path, target: Path) -> int:
     """Rebuild ``target`` from ``source``; returns its total size in bytes."""
@@ -232,6 +278,8 @@ def make_fixtures(source: Path, target: Path) -> int:
     cut_lastfm(source / "lastfm", target / "lastfm", n_users=30, rng=rng)
     cut_scientific(source / "amazon-2018-scientific", target / "amazon-2018-scientific", n_users=150)
     cut_mind(source / "mind-small-sample", target / "mind-small-sample", n_impressions=100)
+    cut_games(source / "amazon-2018-games", target / "amazon-2018-games", n_users=60)
+    cut_globo(source / "globo-news-clicks", target / "globo-news-clicks", n_users=150, n_light=20, rng=rng)
     return sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
 
 
