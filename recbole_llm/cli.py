@@ -104,8 +104,8 @@ def _run(args, argv: list[str], overrides: list[str]) -> int:
 
     config_files = args.config_files.strip().split() if args.config_files else None
     if args.task == "stock":
-        if args.benchmark or args.tune:
-            raise ConfigError("--task=stock runs one model, --seeds or --compare; --benchmark and --tune are RecBole's")
+        if args.benchmark:
+            raise ConfigError("--benchmark runs RecBole suites; with --task=stock use --seeds, --compare or --tune")
         return int(_entry(STOCK_ENTRY)(args, argv, overrides) or 0)
     if args.benchmark:
         check_config_files([args.benchmark])

@@ -49,7 +49,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
 
 
-def _parse_flag(arg: str) -> tuple[str, Any]:
+def parse_flag(arg: str) -> tuple[str, Any]:
+    """``--key=value`` -> ``(key, value)``, the value read as yaml (numbers, lists, ~)."""
     if not arg.startswith("--") or "=" not in arg:
         raise ConfigError(f"unrecognised argument {arg}: config overrides take the form --key=value")
     key, text = arg[2:].split("=", 1)
@@ -81,7 +82,7 @@ class StockConfig:
         for name in config_file_list or ():
             self.file_config_dict.update(_read_yaml(Path(name)))
         self.external_config_dict = {**self.file_config_dict, **dict(config_dict or {})}
-        self.external_config_dict.update(_parse_flag(arg) for arg in cmd_args or ())
+        self.external_config_dict.update(parse_flag(arg) for arg in cmd_args or ())
         self._check_keys()
         self.final_config_dict = {**self.internal_config_dict, **self.external_config_dict}
         self.final_config_dict.update(model=model, dataset=dataset)

@@ -42,8 +42,8 @@ class StockData:
         """Inputs ``[N, lookback, C]``, last close ``[N]``, target return ``[N]`` and mask ``[N]`` for day ``d``."""
         if d < self.lookback:
             raise IndexError(f"day {d} has no full window of {self.lookback} days")
-        mask = self.traded[:, d - self.lookback : d + 1].all(axis=1)
-        base = np.where(mask, self.base[:, d - 1], 1.0)
+        mask = self.traded[:, d - self.lookback : d + 1].all(axis=1)  # label side: may look at day d
+        base = np.where(self.base[:, d - 1] > 0, self.base[:, d - 1], 1.0)  # inputs: days < d only
         arrays = (self.features[:, d - self.lookback : d], base, self.returns[:, d], mask)
         return tuple(torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device) for a in arrays)
 
@@ -96,7 +96,7 @@ def resolve_panel_path(config) -> Path:
 def load_panel(config) -> Panel:
     path = resolve_panel_path(config)
     if config["panel_format"] == "feng":
-        return load_feng_panel(path, str(config["start_date"]))
+        return load_feng_panel(path, str(config["start_date"]), int(config["drop_last_days"]))
     return load_csv_panel(path)
 
 

@@ -6,8 +6,8 @@ Two sources:
   averages and close, each divided by the ticker's maximum close over 2013-2017; ``-1234`` marks a
   missing day), read straight from the published ``.tar.gz`` or from an extracted folder. The files
   carry no dates: days are numbered from ``start_date`` on the NYSE calendar (:func:`nyse_trading_days`).
-  Trailing days on which no ticker has a close are dropped (the NASDAQ files end with one; Feng's and
-  StockMixer's loaders drop it too), which leaves the 1,245 days of the papers.
+  ``drop_last_days`` removes the files' last rows: the NASDAQ files' day 1245 has a close for only 552 of
+  the 1,026 tickers, and Feng's and StockMixer's loaders drop it, which leaves the papers' 1,245 days.
 - A plain CSV ``date,ticker,open,high,low,close,volume`` (your own data); a ticker absent on a date
   is a missing day.
 
@@ -135,7 +135,7 @@ def _read_feng_file(name: str, data: bytes) -> np.ndarray:
     return table[:, 1:]
 
 
-def load_feng_panel(path: str | Path, start_date: str = "2013-01-02") -> Panel:
+def load_feng_panel(path: str | Path, start_date: str = "2013-01-02", drop_last_days: int = 0) -> Panel:
     """Feng et al.'s per-ticker CSVs (tar.gz or folder) as a :class:`Panel`; -1234 becomes NaN."""
     path = Path(path)
     members = _feng_members(path)
@@ -148,10 +148,13 @@ def load_feng_panel(path: str | Path, start_date: str = "2013-01-02") -> Panel:
         raise PanelError(f"panel {path}: tickers have different numbers of days ({sorted(lengths)})")
     values = np.stack(tables)
     values[np.isclose(values, FENG_MISSING)] = np.nan
-    close = values[:, :, -1]
-    traded = ~np.isnan(close).all(axis=0)
-    last = int(np.nonzero(traded)[0].max()) + 1 if traded.any() else 0
-    values, close = values[:, :last], close[:, :last].copy()
+    last = values.shape[1] - drop_last_days
+    if drop_last_days < 0 or last < 1:
+        raise PanelError(
+            f"drop_last_days = {drop_last_days} is not allowed: the panel {path} has {values.shape[1]} days"
+        )
+    values = values[:, :last]
+    close = values[:, :, -1].copy()
     return Panel(
         values=values,
         close=close,

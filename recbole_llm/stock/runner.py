@@ -4,6 +4,7 @@
     --task=stock --model=EDSMF --signals=signals.json                  # the two-context ensemble
     --task=stock --model=StockMixer --seeds=3 [--output=DIR]           # seeds 2020-2022, mean ± std
     --task=stock --compare=StockMixer,RankLSTM --seeds=3 --reference=RankLSTM --output=DIR
+    --task=stock --tune=StockMixer --model=StockMixer --num_samples=8     # Ray Tune (recbole_llm.stock.tune)
 
 Several seeds or models go through the project's comparison runner (:func:`recbole_llm.compare.run_jobs`):
 each run in its own process, ``comparison.md`` / ``.csv`` / ``.png`` rewritten after each run.
@@ -17,7 +18,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from recbole_llm.stock.config import StockConfig
+from recbole_llm.validation import ConfigError
 
 logger = logging.getLogger(__name__)
 #: What the printout and the comparison tables show, in this order (``prec@N`` / ``sharpe@K`` follow the config).
@@ -44,6 +48,8 @@ def run_stock(
     from recbole_llm.stock.trainer import fit_edsmf, fit_model, peak_memory_mb
 
     config = StockConfig(model, dataset, config_file_list, config_dict, cmd_args)
+    if int(config["threads"]) > 0:
+        torch.set_num_threads(int(config["threads"]))
     init_seed(int(config["seed"]), bool(config["reproducibility"]))
     started = time.perf_counter()
     data, signals = load_stock_data(config)
@@ -52,7 +58,9 @@ def run_stock(
     )
     if config["model"] == "EDSMF":
         if signals is None:
-            raise ValueError("EDSMF needs a signal file: --signals=<file> (stand-in: run_recbole_llm.py stock-signals)")
+            raise ConfigError(
+                "EDSMF needs a signal file: --signals=<file> (stand-in: run_recbole_llm.py stock-signals)"
+            )
         result = fit_edsmf(config, data, signals)
     else:
         result = fit_model(config, data)
@@ -95,9 +103,28 @@ def _run_jobs(args, argv: list[str], models: list[str], overrides: list[str]) ->
     return 1 if failed == len(runs) else 0
 
 
+def _run_tune(args, overrides: list[str]) -> int:
+    from recbole_llm.stock.tune import run_stock_tune
+    from recbole_llm.tune import SearchSpaceError, split_tune_flags
+
+    try:
+        tune_flags, overrides = split_tune_flags(overrides)
+        summary = run_stock_tune(args, overrides, tune_flags)
+    except SearchSpaceError as exc:
+        raise ConfigError(str(exc)) from exc
+    print(f"trials: {summary.markdown_path} ({len(summary.trials)} trials)")
+    if summary.best is None:
+        print("error: every trial failed; see the error column of trials.md")
+        return 1
+    print(f"best {summary.metric} = {summary.best['best_valid_score']:.6g}; rerun: {summary.rerun_command}")
+    return 0
+
+
 def run_from_cli(args, argv: list[str], overrides: list[str]) -> int:
     """The ``--task=stock`` branch of the entry point (configuration mistakes raise ConfigError)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.tune:
+        return _run_tune(args, overrides)
     if args.compare or args.seeds:
         models = [m.strip() for m in (args.compare or args.model).split(",") if m.strip()]
         return _run_jobs(args, argv, models, overrides)

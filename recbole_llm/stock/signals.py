@@ -178,7 +178,7 @@ def calendar_standin(start: str, end: str, window: int = 5, contexts: Sequence[s
     ``election_window`` is +1 under the first context and -1 under the second on the trading days within
     ``window`` days of a US federal election, the shape of EDSMF's per-candidate impact signs.
     """
-    count = int(np.busday_count(start, pd.Timestamp(end) + pd.Timedelta(days=1))) + 30
+    count = len(pd.bdate_range(start, end)) + 30  # weekdays bound the trading days; 30 more for the look-ahead
     days = nyse_trading_days(start, count)
     days = days[days <= pd.Timestamp(end) + pd.Timedelta(days=10)]
     rows = [r for r in _calendar_rows(days, window, contexts) if r["date"] <= pd.Timestamp(end)]

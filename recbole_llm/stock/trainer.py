@@ -18,6 +18,7 @@ import copy
 import logging
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,8 +40,11 @@ def resolve_device(name: str) -> torch.device:
 class StockTrainer:
     """Fits one stock model on one :class:`StockData`; ``fit`` returns the run's result dict."""
 
-    def __init__(self, config, model: torch.nn.Module, data: StockData) -> None:
-        self.config, self.data = config, data
+    def __init__(
+        self, config, model: torch.nn.Module, data: StockData, callback: Callable[..., None] | None = None
+    ) -> None:
+        """``callback(epoch, valid_metrics, best_score, stopping)`` runs after every validation (Ray Tune reports)."""
+        self.config, self.data, self.callback = config, data, callback
         self.device = resolve_device(str(config["device"]))
         self.model = model.to(self.device)
         self.optimizer = torch.optim.Adam(
@@ -98,8 +102,8 @@ class StockTrainer:
     def _improved(self, value: float, best: float | None) -> bool:
         return best is None or (value > best if self.bigger else value < best)
 
-    def fit(self) -> dict[str, Any]:
-        """Train to early stopping; the result holds validation/test metrics and the test predictions."""
+    def fit(self, test: bool = True) -> dict[str, Any]:
+        """Train to early stopping; the result holds validation (and, with ``test``, test) metrics and predictions."""
         epochs, patience, eval_step = (
             int(self.config["epochs"]),
             int(self.config["stopping_step"]),
@@ -122,18 +126,20 @@ class StockTrainer:
                 best_state = copy.deepcopy(self.model.state_dict())
             else:
                 waited += 1
-                if waited >= patience:
-                    break
+            if self.callback is not None:
+                self.callback(epoch, valid, best, waited >= patience or epoch + eval_step >= epochs)
+            if waited >= patience:
+                break
         if best_state is not None:
             self.model.load_state_dict(best_state)
-        return self._result(best_valid, best_epoch, epoch_times, history)
+        return self._result(best_valid, best_epoch, epoch_times, history, test)
 
-    def _result(self, best_valid, best_epoch, epoch_times, history) -> dict[str, Any]:
+    def _result(self, best_valid, best_epoch, epoch_times, history, test: bool) -> dict[str, Any]:
         valid_out = self.predict("valid")
-        test_out = self.predict("test")
+        test_out = self.predict("test") if test else None
         return {
             "best_valid_result": best_valid or self.metrics(valid_out),
-            "test_result": self.metrics(test_out),
+            "test_result": self.metrics(test_out) if test else {},
             "best_epoch": best_epoch,
             "epoch_times": epoch_times,
             "valid_history": history,

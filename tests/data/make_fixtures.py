@@ -27,7 +27,7 @@ kept, so each file stays in its original format and the converters' filters see 
   with >= 5 distinct articles among the readers of the most-read article, of a few lighter users, and
   of the first user who clicked one article twice (so deduplication, the user threshold and the
   article threshold all remove something, and the ``globo`` thresholds leave a non-empty subset).
-- ``stocks-nasdaq/trsr_nasdaq_2013-2017.tar.gz``: the first 60 days of 8 tickers' files (3 of them with
+- ``stocks-nasdaq/trsr_nasdaq_2013-2017.tar.gz``: the first 61 days of 8 tickers' files (3 of them with
   missing days), same names inside the archive.
 
 Deterministic: fixed seed, sorted inputs, gzip written with mtime 0, so rerunning gives identical
@@ -258,7 +258,7 @@ def cut_globo(source: Path, target: Path, n_users: int, n_light: int, rng: rando
 STOCK_TICKERS = ("AAPL", "ABMD", "ADBE", "AKAM", "ALGN", "AMOT", "AMZN", "ATRI")  # ABMD, AMOT, ATRI miss days
 
 
-def cut_stocks(source: Path, target: Path, n_days: int = 60) -> None:
+def cut_stocks(source: Path, target: Path, n_days: int = 61) -> None:
     """The first ``n_days`` rows of a few tickers' files, in a tar.gz of the same name and layout."""
     import tarfile
 
