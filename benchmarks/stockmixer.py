@@ -40,23 +40,25 @@ def _cell(row: pd.Series, metric: str) -> str:
     return f"{mean:.4f} ± {std:.4f}" if row["n_seeds"] > 1 else f"{mean:.4f}"
 
 
-def write_markdown(runs: pd.DataFrame, path: Path, command: str, seeds: list[int]) -> None:
-    """Ours (mean ± std over seeds) beside the paper's rows; epochs, s/epoch, failed runs."""
+def write_markdown(runs: pd.DataFrame, path: Path, command: str, seeds: list[int], extra: list[str]) -> None:
+    """Ours (mean ± std over seeds) beside the paper's rows; epochs, s/epoch, budget, failed runs."""
     finished = runs[runs["status"] == "ok"] if "status" in runs else runs
     summary = summarise(finished, METRICS, None) if len(finished) else pd.DataFrame()
+    hours = float(runs["wall_s"].sum()) / 3600 if "wall_s" in runs else float("nan")
     lines = [
         "# StockMixer on NASDAQ (Feng et al. 2013-2017 panel), beside the paper",
         "",
         f"- Command: `{command}`",
-        f"- Machine: {machine_description()}",
-        f"- Seeds: {', '.join(map(str, seeds))}; split 756 / 252 / 237 days; up to 100 epochs, early stopping on "
-        "the validation loss (patience 10), test figures of the best validation epoch.",
+        f"- Machine: {machine_description()}; budget: {len(runs)} runs, one at a time, {hours:.2f} h wall in all",
+        f"- Seeds: {', '.join(map(str, seeds))}. Settings: the yaml defaults of `properties/stock/` (split 756 / 252 / "
+        "237 days, at most 100 epochs, early stopping on the validation loss with patience 10, test figures of the "
+        f"best validation epoch), changed by: {' '.join(extra) or 'nothing'}.",
         "- RIC in the paper = mean(IC) / std(IC) of the authors' evaluator = our `icir`; `rank_ic` is the mean daily "
         "Spearman correlation. Our IC leaves masked stocks out of each day's correlation (the authors' code "
         "correlates them as zeros), and prices are rescaled by each ticker's training-period peak instead of "
         "the five-year peak in Feng's files (a look-ahead).",
         "",
-        "| model | source | IC | rank IC | ICIR (paper: RIC) | Prec@10 | Sharpe (top 5) | epochs | s/epoch |",
+        "| model | source | IC | rank IC | ICIR (paper: RIC) | Prec@10 | Sharpe (top 5) | epochs run | s/epoch |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, paper in PAPER.items():
@@ -66,7 +68,7 @@ def write_markdown(runs: pd.DataFrame, path: Path, command: str, seeds: list[int
         for _, row in summary[summary["model"] == name].iterrows() if len(summary) else []:
             cells = [_cell(row, m) for m in METRICS]
             lines.append(
-                f"| {name} | ours ({int(row['n_seeds'])} seeds) | "
+                f"| {name} | ours, {int(row['n_seeds'])} seed(s) | "
                 + " | ".join(cells)
                 + f" | {row['epochs']:.0f} | {row['epoch_time_s']:.1f} |"
             )
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     command = "python benchmarks/stockmixer.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     runs = run_jobs(jobs, output.with_suffix(""), None, command, work=stock_job_work, metrics=METRICS)
-    write_markdown(runs, output, command, seeds)
+    write_markdown(runs, output, command, seeds, [f"--device={args.device}", *args.extra])
     print(f"wrote {output}")
     return 0
 

@@ -352,3 +352,17 @@ def test_seeds_run_through_the_comparison_runner(capsys, tmp_path):
     assert runs["seed"].tolist() == [7] and set(runs["status"]) == {"ok"}
     table = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "| model | ic | rank_ic | icir | prec@10 | sharpe@5 |" in table
+
+
+def test_stock_tune_refuses_a_bad_space_before_ray_starts(capsys, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_size: {choice: [8, 16]}\n")
+    status, _, err = _run_cli(capsys, "--model=StockMixer", f"--tune={space}", "--num_samples=1")
+    assert status == 2 and "search space key 'hidden_size': not a setting of StockMixer" in err
+
+
+def test_a_best_yaml_naming_model_and_dataset_is_read(tmp_path):
+    best = tmp_path / "best.yaml"
+    best.write_text("dataset: nasdaq\nmodel: StockMixer\nmarket: 7\n")
+    config = StockConfig("StockMixer", None, [str(best)])
+    assert config["dataset"] == "nasdaq" and config["market"] == 7

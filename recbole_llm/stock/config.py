@@ -72,17 +72,19 @@ class StockConfig:
         cmd_args: Sequence[str] | None = None,
     ) -> None:
         self.model_class = get_stock_model(model)
-        dataset = dataset or "nasdaq"
-        self.internal_config_dict: dict[str, Any] = _read_yaml(stock_properties() / "overall.yaml")
-        for cls in reversed(self.model_class.__mro__):
-            self.internal_config_dict.update(_read_yaml(stock_properties() / f"{cls.__name__}.yaml"))
-        self.internal_config_dict.update(_read_yaml(stock_properties() / "dataset" / f"{dataset}.yaml"))
         check_config_files(config_file_list)
         self.file_config_dict: dict[str, Any] = {}
         for name in config_file_list or ():
             self.file_config_dict.update(_read_yaml(Path(name)))
         self.external_config_dict = {**self.file_config_dict, **dict(config_dict or {})}
         self.external_config_dict.update(parse_flag(arg) for arg in cmd_args or ())
+        self.external_config_dict.pop("model", None)  # a best.yaml names them; the command line decides
+        dataset = dataset or self.external_config_dict.pop("dataset", None) or "nasdaq"
+        self.external_config_dict.pop("dataset", None)
+        self.internal_config_dict: dict[str, Any] = _read_yaml(stock_properties() / "overall.yaml")
+        for cls in reversed(self.model_class.__mro__):
+            self.internal_config_dict.update(_read_yaml(stock_properties() / f"{cls.__name__}.yaml"))
+        self.internal_config_dict.update(_read_yaml(stock_properties() / "dataset" / f"{dataset}.yaml"))
         self._check_keys()
         self.final_config_dict = {**self.internal_config_dict, **self.external_config_dict}
         self.final_config_dict.update(model=model, dataset=dataset)

@@ -138,8 +138,8 @@ def _election_days(years: range) -> list[pd.Timestamp]:
     days = []
     for year in years:
         if year % 2 == 0:
-            first_monday = pd.date_range(f"{year}-11-01", periods=7).to_series().loc[lambda s: s.dt.weekday == 0][0]
-            days.append(first_monday + pd.Timedelta(days=1))
+            first = pd.Timestamp(year, 11, 1)
+            days.append(first + pd.Timedelta(days=(0 - first.weekday()) % 7 + 1))  # first Monday, then Tuesday
     return days
 
 

@@ -102,6 +102,14 @@ def _trials(space: SearchSpace, settings: dict[str, Any], options: TuneOptions, 
     return tuner.fit(), "max" if bigger else "min"
 
 
+def _command(args, overrides: list[str]) -> str:
+    flags = ["--task=stock", f"--tune={args.tune}", f"--model={args.model}"]
+    flags += [
+        f"--{name}={getattr(args, name)}" for name in ("dataset", "config_files", "output") if getattr(args, name)
+    ]
+    return "python run_recbole_llm.py " + " ".join(shlex.quote(a) for a in [*flags, *overrides])
+
+
 def run_stock_tune(args, overrides: list[str], tune_flags: dict[str, Any]):
     """Check the space, run the trials, write ``trials.md`` / ``trials.csv`` / ``best.yaml``."""
     from recbole_llm.stock.config import parse_flag
@@ -130,7 +138,7 @@ def run_stock_tune(args, overrides: list[str], tune_flags: dict[str, Any]):
         dataset=probe["dataset"],
         metric=str(probe["valid_metric"]),
         mode=mode,
-        command="python run_recbole_llm.py " + " ".join(shlex.quote(a) for a in [f"--tune={args.tune}", *overrides]),
+        command=_command(args, overrides),
         setup=f"Search: {options.search_alg}, scheduler {options.scheduler}, num_samples {options.num_samples}",
         searched=list(space),
         base_settings={**probe.file_config_dict, **fixed},
