@@ -366,3 +366,33 @@ def test_a_best_yaml_naming_model_and_dataset_is_read(tmp_path):
     best.write_text("dataset: nasdaq\nmodel: StockMixer\nmarket: 7\n")
     config = StockConfig("StockMixer", None, [str(best)])
     assert config["dataset"] == "nasdaq" and config["market"] == 7
+
+
+def _feng_folder(folder: Path, raw_close: np.ndarray) -> Path:
+    """Feng-style files: moving averages and close divided by the five-year peak close (their look-ahead)."""
+    folder.mkdir()
+    peak = raw_close.max()
+    ma = pd.Series(raw_close).rolling(5, min_periods=1).mean().to_numpy()
+    rows = [
+        ",".join([f"{d}.000000", *[f"{ma[d] / peak:.6f}"] * 4, f"{raw_close[d] / peak:.6f}"]) for d in range(len(ma))
+    ]
+    for ticker in ("AAA", "BBB"):
+        (folder / f"NASDAQ_{ticker}_1.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_training_peak_scaling_removes_the_five_year_peak_look_ahead(tmp_path):
+    """Histories equal up to day 39, apart after (a later peak): Feng's files differ on every day, our inputs don't."""
+    rng = np.random.default_rng(0)
+    raw = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, 60)))
+    later_peak = raw.copy()
+    later_peak[40:] *= 3.0
+    config = _config(features=["ma5", "close"])
+    first, second = (load_feng_panel(_feng_folder(tmp_path / n, r)) for n, r in (("a", raw), ("b", later_peak)))
+    assert not np.allclose(first.close[:, :40], second.close[:, :40])  # the files leak the future peak
+    ours = [build_stock_data(p, config).features[:, :40] for p in (first, second)]
+    np.testing.assert_allclose(ours[0], ours[1], rtol=1e-4)  # equal up to the files' 6 decimals
+    unscaled = [
+        build_stock_data(p, _config(features=["ma5", "close"], scaler="none")).features[:, :40] for p in (first, second)
+    ]
+    assert not np.allclose(unscaled[0], unscaled[1])
