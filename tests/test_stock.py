@@ -396,3 +396,12 @@ def test_training_peak_scaling_removes_the_five_year_peak_look_ahead(tmp_path):
         build_stock_data(p, _config(features=["ma5", "close"], scaler="none")).features[:, :40] for p in (first, second)
     ]
     assert not np.allclose(unscaled[0], unscaled[1])
+
+
+def test_real_nasdaq_panel_has_the_papers_shape(shared_datasets):
+    panel = load_feng_panel(shared_datasets / "stocks-nasdaq" / "trsr_nasdaq_2013-2017.tar.gz", drop_last_days=1)
+    assert panel.shape == (1026, 1245, 5) and panel.dates[-1] == pd.Timestamp("2017-12-08")
+    config = StockConfig("StockMixer", "nasdaq")
+    data = build_stock_data(panel, config)
+    assert [len(data.periods[k]) for k in ("train", "valid", "test")] == [740, 252, 237]
+    assert np.isfinite(data.features).all() and data.features[:, :756, -1].max() == pytest.approx(1.0)  # peak close
