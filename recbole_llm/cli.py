@@ -3,7 +3,8 @@
     recbole-llm --model=LightGCN --dataset=ml-100k --epochs=2            # one run
     recbole-llm --compare=LightGCN,BPR --seeds=3 --reference=LightGCN    # benchmark table
     recbole-llm --benchmark=suite.yaml                                   # a benchmark suite
-    recbole-llm <subcommand> ...                                         # profiles, inspect
+    recbole-llm --task=stock --model=StockMixer --dataset=nasdaq         # stock ranking (recbole_llm.stock)
+    recbole-llm <subcommand> ...                                         # profiles, inspect, stock-signals
 
 Any further ``--key=value`` is a RecBole config override (highest precedence); flags are matched
 exactly (``--seed=2021`` is the seed override, never an abbreviation of ``--seeds``). Configuration
@@ -22,10 +23,13 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, str] = {
     "profiles": "recbole_llm.profiles.cli:main",  # P4R item-profile generation
     "inspect": "recbole_llm.data.inspect:main",  # what a dataset holds, as RecBole loads it
+    "stock-signals": "recbole_llm.stock.signals:main",  # stand-in event-signal file for EDSMF
 }
 #: ``--benchmark=<suite.yaml>`` runs this function with (args, overrides).
 BENCHMARK_ENTRY = "recbole_llm.benchmark:run_from_cli"
 TUNE_ENTRY = "recbole_llm.tune:run_from_cli"
+#: ``--task=stock`` runs this function with (args, argv, overrides): stock ranking, not RecBole.
+STOCK_ENTRY = "recbole_llm.stock.runner:run_from_cli"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run_recbole_llm.py",
         description="Train and evaluate recbole-llm or RecBole models; extra --key=value flags override the config.",
         allow_abbrev=False,
+    )
+    parser.add_argument(
+        "--task",
+        choices=("recommendation", "stock"),
+        default="recommendation",
+        help="recommendation (RecBole models, the default) or stock (recbole_llm.stock: StockMixer, EDSMF, RankLSTM)",
     )
     parser.add_argument("--model", "-m", type=str, default="BPR", help="model name (ours or RecBole's)")
     parser.add_argument("--dataset", "-d", type=str, default=None, help="dataset name (default: ml-100k, bundled)")
@@ -90,9 +100,13 @@ def _run_compare(args, argv: list[str], config_files, overrides: list[str]) -> i
 
 def _run(args, argv: list[str], overrides: list[str]) -> int:
     """Dispatch one parsed command line; configuration mistakes raise ConfigError."""
-    from recbole_llm.validation import check_config_files, validate_run
+    from recbole_llm.validation import ConfigError, check_config_files, validate_run
 
     config_files = args.config_files.strip().split() if args.config_files else None
+    if args.task == "stock":
+        if args.benchmark:
+            raise ConfigError("--benchmark runs RecBole suites; with --task=stock use --seeds, --compare or --tune")
+        return int(_entry(STOCK_ENTRY)(args, argv, overrides) or 0)
     if args.benchmark:
         check_config_files([args.benchmark])
         return int(_entry(BENCHMARK_ENTRY)(args, overrides) or 0)
@@ -145,12 +159,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import recbole_llm  # noqa: F401  (applies the compatibility layer)
     from recbole_llm.data import DatasetNotFoundError
+    from recbole_llm.stock.panel import PanelError
     from recbole_llm.utils import ModelImportError
     from recbole_llm.validation import ConfigError
 
     try:
         return _run(args, argv, overrides)
-    except (ConfigError, DatasetNotFoundError) as exc:
+    except (ConfigError, DatasetNotFoundError, PanelError) as exc:
         if args.debug:
             raise
         return _fail(str(exc))

@@ -133,7 +133,7 @@ def _yaml_keys() -> frozenset[str]:
     keys: set[str] = set(load_schema().get("keys") or {})
     for folder in (Path(recbole.__file__).parent / "properties", properties_dir()):
         for path in folder.rglob("*.yaml"):
-            if path.parent.name == "search" or path.name == "schema.yaml":
+            if path.parent.name == "search" or path.name == "schema.yaml" or "stock" in path.relative_to(folder).parts:
                 continue
             try:
                 keys.update(str(k) for k in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}))

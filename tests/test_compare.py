@@ -137,3 +137,10 @@ def test_extra_result_hook_lands_in_the_csv(tmp_path):
 def test_unknown_reference_is_refused(tmp_path):
     with pytest.raises(ValueError, match="Reference model 'X'"):
         compare(["BPR"], "ml-100k", [2020], reference="X", output_dir=tmp_path)
+
+
+def test_explicit_metrics_choose_the_table_columns(tmp_path):
+    """Metrics without ``@k`` (the stock task's ic, icir) are shown when named; others are left out."""
+    run_jobs([Job("Weak", seed=2020)], tmp_path, command="test", work=_synthetic_run, metrics=["recall@10", "nope"])
+    header = next(line for line in (tmp_path / "comparison.md").read_text().splitlines() if line.startswith("| model"))
+    assert header.startswith("| model | recall@10 | s/epoch") and "ndcg@10" not in header

@@ -70,10 +70,12 @@ def run_jobs(
     extra_result: ExtraResultHook | None = None,
     work: Callable[[Job], dict] = train_and_evaluate,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Run ``jobs`` one at a time; rewrite the report in ``output_dir`` after each; return the run table.
 
     ``reference`` is a job label (default: the first job's). ``on_record`` sees each record as it is made.
+    ``metrics`` names the table's test metrics (default: every ``name@k`` column of the results).
     """
     if not jobs:
         raise ValueError("run_jobs needs at least one job")
@@ -93,7 +95,7 @@ def run_jobs(
         records.append(record)
         if on_record is not None:
             on_record(record)
-        runs = write_report(records, output, reference, command, pending=len(jobs) - index - 1)
+        runs = write_report(records, output, reference, command, pending=len(jobs) - index - 1, metrics=metrics)
     print(f"[compare] wrote {output}/comparison.md, comparison.csv, comparison.png", flush=True)
     return runs
 

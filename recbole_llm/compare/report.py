@@ -145,14 +145,22 @@ def failed_section(runs: pd.DataFrame) -> list[str]:
 
 
 def write_report(
-    records: Sequence[dict], output: Path, reference: str | None, command: str, pending: int = 0
+    records: Sequence[dict],
+    output: Path,
+    reference: str | None,
+    command: str,
+    pending: int = 0,
+    metrics: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Write comparison.csv / .md / .png from the runs finished so far; returns the run table."""
+    """Write comparison.csv / .md / .png from the runs finished so far; returns the run table.
+
+    ``metrics``: the test metric columns to show (default: every ``name@k`` column).
+    """
     output.mkdir(parents=True, exist_ok=True)
     runs = pd.DataFrame([{k: jsonable(v) for k, v in r.items()} for r in records])
     runs.to_csv(output / "comparison.csv", index=False)
     finished = runs[runs["status"] == "ok"] if "status" in runs else runs
-    metrics = metric_columns(finished)
+    metrics = [m for m in metrics if m in finished] if metrics is not None else metric_columns(finished)
     summary = summarise(finished, metrics, reference) if len(finished) else pd.DataFrame()
     datasets = ", ".join(str(d) for d in dict.fromkeys(runs["dataset"]) if not pd.isna(d)) or "?"
     seeds = ", ".join(str(s) for s in dict.fromkeys(runs["seed"]))

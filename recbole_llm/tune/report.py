@@ -54,6 +54,7 @@ class SearchRecord:
     searched: Sequence[str]
     base_settings: dict[str, Any] = field(default_factory=dict)  # config files' values, then fixed settings
     elapsed_s: float = 0.0
+    entry_flags: str = ""  # flags the rerun command needs before --model (``--task=stock``)
 
 
 def _error_line(error: BaseException | None) -> str:
@@ -192,7 +193,8 @@ def write_report(output_dir: Path, table: pd.DataFrame, record: SearchRecord) ->
     if best is not None:
         best_yaml = output_dir / "best.yaml"
         rerun = (
-            f"python run_recbole_llm.py --model={record.model} --dataset={record.dataset} "
+            f"python run_recbole_llm.py {record.entry_flags + ' ' if record.entry_flags else ''}"
+            f"--model={record.model} --dataset={record.dataset} "
             f"--config_files={shlex.quote(str(best_yaml))}"
         )
         _write_best_yaml(best_yaml, best, record, rerun)

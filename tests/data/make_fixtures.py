@@ -27,6 +27,8 @@ kept, so each file stays in its original format and the converters' filters see 
   with >= 5 distinct articles among the readers of the most-read article, of a few lighter users, and
   of the first user who clicked one article twice (so deduplication, the user threshold and the
   article threshold all remove something, and the ``globo`` thresholds leave a non-empty subset).
+- ``stocks-nasdaq/trsr_nasdaq_2013-2017.tar.gz``: the first 61 days of 8 tickers' files (3 of them with
+  missing days), same names inside the archive.
 
 Deterministic: fixed seed, sorted inputs, gzip written with mtime 0, so rerunning gives identical
 bytes. Usage (from the project root; the real folder defaults to ``../shared/datasets``)::
@@ -253,6 +255,29 @@ def cut_globo(source: Path, target: Path, n_users: int, n_light: int, rng: rando
 
 
 # ----------------------------------------------------------------------------- driver
+STOCK_TICKERS = ("AAPL", "ABMD", "ADBE", "AKAM", "ALGN", "AMOT", "AMZN", "ATRI")  # ABMD, AMOT, ATRI miss days
+
+
+def cut_stocks(source: Path, target: Path, n_days: int = 61) -> None:
+    """The first ``n_days`` rows of a few tickers' files, in a tar.gz of the same name and layout."""
+    import tarfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with tarfile.open(source, "r:gz") as archive, tarfile.open(fileobj=buffer, mode="w") as out:
+        for ticker in STOCK_TICKERS:
+            name = f"data/2013-01-01/NASDAQ_{ticker}_1.csv"
+            lines = archive.extractfile(name).read().splitlines()[:n_days]
+            data = b"".join(line + b"\n" for line in lines)
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            out.addfile(info, io.BytesIO(data))
+    packed = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0, compresslevel=9) as handle:
+        handle.write(buffer.getvalue())
+    target.write_bytes(packed.getvalue())
+
+
 def make_fixtures(source: Path, target: Path) -> int:
     """Rebuild ``target`` from ``source``; returns its total size in bytes."""
     if target.exists():
@@ -280,6 +305,8 @@ def make_fixtures(source: Path, target: Path) -> int:
     cut_mind(source / "mind-small-sample", target / "mind-small-sample", n_impressions=100)
     cut_games(source / "amazon-2018-games", target / "amazon-2018-games", n_users=60)
     cut_globo(source / "globo-news-clicks", target / "globo-news-clicks", n_users=150, n_light=20, rng=rng)
+    stocks = "stocks-nasdaq/trsr_nasdaq_2013-2017.tar.gz"
+    cut_stocks(source / stocks, target / stocks)
     return sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
 
 
