@@ -128,22 +128,30 @@ def _max_reports(probe, space: SearchSpace) -> int:
 
 @contextlib.contextmanager
 def _ray_session(options: TuneOptions) -> Iterator[None]:
-    """Use the Ray already running in this process, or connect/start one and shut it down after."""
+    """Use the Ray already running in this process, or connect/start one and shut it down after.
+
+    What an earlier failure left is not reused: the client mode of a failed ``ray://`` connection
+    and a driver whose key-value store is gone (its cluster shut down) are cleared first.
+    """
     import ray
 
-    if ray.is_initialized():
+    from recbole_llm.compat import clear_stale_ray_client, ray_half_initialized, shutdown_ray
+
+    clear_stale_ray_client()
+    if ray.is_initialized() and not ray_half_initialized():
         yield
         return
+    shutdown_ray()
     env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     kwargs: dict[str, Any] = {"include_dashboard": False, "runtime_env": {"env_vars": env_vars}}
-    if options.ray_address:
-        ray.init(address=options.ray_address, **kwargs)
-    else:
-        ray.init(num_cpus=options.ray_num_cpus or os.cpu_count(), **kwargs)
     try:
+        if options.ray_address:
+            ray.init(address=options.ray_address, **kwargs)
+        else:
+            ray.init(num_cpus=options.ray_num_cpus or os.cpu_count(), **kwargs)
         yield
     finally:
-        ray.shutdown()
+        shutdown_ray()  # also after a failed start, so the next search in this process starts clean
 
 
 def _plan(model, dataset, search_space, config_file_list, cmd_args, options: TuneOptions) -> _Plan:
