@@ -32,6 +32,15 @@ an upstream change fails the test suite instead of silently breaking the patch.
    adjacency built from the dataset, the same in every process) are left out of DDP's buffer
    broadcast, which cannot send them (ReviewGNN's CSR matrix). Metrics of distributed
    runs are gathered by :class:`recbole_llm.distributed.DistributedEvalMixin`, not patched here.
+
+Ray shims (:data:`RAY_SHIMS`; nothing in Ray is replaced, our code calls them): Ray 2.6.3's
+``ray.init("ray://...")`` switches the process into Ray Client mode before it connects, and when the
+connection fails it closes the connection without switching client mode off again. Every later
+``ray.is_initialized()`` and ``_internal_kv_initialized()`` of the process then asks the absent
+client and answers False, even around a local Ray started afterwards (whose own start then fails an
+assertion on the key-value store). :func:`clear_stale_ray_client` switches such a leftover off,
+:func:`ray_half_initialized` tells a driver whose key-value store is gone (a cluster shut down under
+it), and :func:`shutdown_ray` leaves the process with no Ray whatever was left.
 """
 
 from __future__ import annotations
@@ -278,6 +287,44 @@ def check_version(patch: Patch) -> None:
             f"recbole-llm patch '{patch.name}' was written for RecBole {RECBOLE_VERSION}, found {found}: "
             f"install recbole=={RECBOLE_VERSION} (see recbole_llm/compat.py)."
         )
+
+
+#: Upstream code the Ray shims are written against (Ray 2.6.3); the hash test flags a change.
+RAY_SHIMS: tuple[Patch, ...] = (
+    Patch(
+        "stale_ray_client_mode",
+        ("ray.util.client_connect:connect", "ray.util.client:_ClientContext.connect"),
+        "9f9948c1fde15bb0",
+        lambda: None,
+    ),
+)
+
+
+def clear_stale_ray_client() -> bool:
+    """Switch off the Ray Client mode a failed ``ray.init("ray://...")`` left on; True when it did."""
+    from ray._private import client_mode_hook
+    from ray.util.client import ray as ray_client
+
+    if client_mode_hook.is_client_mode_enabled and not ray_client.is_connected():
+        client_mode_hook._explicitly_disable_client_mode()
+        return True
+    return False
+
+
+def ray_half_initialized() -> bool:
+    """A Ray driver whose key-value store is gone: Ray Tune cannot register its trainable there."""
+    import ray
+    from ray.experimental.internal_kv import _internal_kv_initialized
+
+    return ray.is_initialized() and not _internal_kv_initialized()
+
+
+def shutdown_ray() -> None:
+    """Leave this process without Ray: a client connection, a driver, a stale client mode."""
+    import ray
+
+    clear_stale_ray_client()
+    ray.shutdown()
 
 
 def apply() -> None:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -11,8 +16,21 @@ import pytest
 from recbole_llm.benchmark import BenchmarkError, MinEpochsMixin, SuiteError, load_suite, restrict, run_suite
 from recbole_llm.benchmark.store import ResultStore
 
-TINY = Path(__file__).resolve().parent.parent / "benchmarks" / "suites" / "tiny.yaml"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TINY = PROJECT_ROOT / "benchmarks" / "suites" / "tiny.yaml"
 SUITES = sorted((TINY.parent).glob("*.yaml"))
+# Stage (a) of the tiny suite for LightGCN: python -c TUNE_LIGHTGCN <suite> <store.jsonl> <work dir>.
+TUNE_LIGHTGCN = """
+import sys
+from pathlib import Path
+from recbole_llm.benchmark import load_suite
+from recbole_llm.benchmark.stages import Workspace, tune_model
+from recbole_llm.benchmark.store import ResultStore
+
+suite = load_suite(sys.argv[1])
+ws = Workspace(suite, ResultStore(sys.argv[2]), Path(sys.argv[3]), "test")
+tune_model(ws, suite.datasets[0], suite.models[0])
+"""
 
 
 class Interrupted(Exception):
@@ -21,6 +39,32 @@ class Interrupted(Exception):
 
 def _stored(output: Path) -> list[dict]:
     return [json.loads(line) for line in (output / "tiny.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _finished_trials(work: Path) -> dict[str, Path]:
+    """Trial id -> folder of every trial that Ray Tune's saved state (what a rerun restores) calls finished."""
+    from ray.tune import ExperimentAnalysis
+
+    finished = {}
+    for experiment in work.glob("tune/*/*/*/ray"):
+        try:
+            trials = ExperimentAnalysis(str(experiment)).trials
+        except Exception:  # no state saved yet
+            continue
+        finished.update({t.trial_id: Path(t.local_path) for t in trials if t.status == "TERMINATED"})
+    return finished
+
+
+def _interrupt_once_a_trial_finished(child: subprocess.Popen, work: Path, log: Path) -> dict[str, Path]:
+    """Ctrl+C for ``child`` once Ray Tune saved a finished trial; returns the finished trials then."""
+    deadline = time.monotonic() + 300
+    while not (finished := _finished_trials(work)):
+        assert child.poll() is None, f"the search ended before it was interrupted:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, "no trial finished in 300 s"
+        time.sleep(0.5)
+    child.send_signal(signal.SIGINT)
+    assert child.wait(timeout=120) != 0, "the interrupted search ran to its end"
+    return finished
 
 
 def test_tiny_suite_end_to_end(tmp_path):
@@ -70,6 +114,41 @@ def test_killed_suite_resumes_without_repeating_finished_runs(tmp_path):
         tuned_from=tmp_path / "results" / "tiny.jsonl",
     )
     assert [(e["kind"], e["model"], e["seed"]) for e in demo_stored] == [("run", "LightGCN", 2020)]
+
+
+def test_interrupted_tuning_resumes_without_rerunning_finished_trials(tmp_path):
+    """Ctrl+C after the first of LightGCN's 2 trials finished: nothing is stored, and the rerun restores the
+    search (Ray Tune's saved state), runs only the second trial and stores the full trial set."""
+    store, work, log = tmp_path / "tiny.jsonl", tmp_path / "work", tmp_path / "first_run.log"
+    command = [sys.executable, "-c", TUNE_LIGHTGCN, str(TINY), str(store), str(work)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+        "TUNE_GLOBAL_CHECKPOINT_S": "0",  # Ray Tune saves its state at every step: a finished trial is saved at once
+    }
+    with log.open("w") as handle:
+        child = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        try:
+            finished = _interrupt_once_a_trial_finished(child, work, log)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    assert "KeyboardInterrupt" in log.read_text()
+    assert not store.exists()  # the cut-short search is not stored as the tuning
+    assert len(finished) == 1
+    [(done_id, done_dir)] = finished.items()
+    done_results = (done_dir / "result.json").read_bytes()
+
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    [entry] = ResultStore(store).entries("trials")
+    assert entry["model"] == "LightGCN" and entry["completed"] == 2
+    search = Path(entry["trials_file"])
+    trials = pd.read_csv(search / "trials.csv")
+    assert len(trials) == 2 and done_id in set(trials["trial"]) and set(trials["status"]) == {"completed"}
+    assert len(list((search / "ray").glob("trainable_*"))) == 2  # no third trial
+    assert (done_dir / "result.json").read_bytes() == done_results  # the finished trial did not run again
+    assert "resumed after an interruption" in (search / "trials.md").read_text()
 
 
 def test_final_stage_without_a_stored_tuning_is_an_error(tmp_path):

@@ -12,12 +12,27 @@ import recbole_llm  # noqa: F401  (applies the patches)
 from recbole_llm import compat
 
 
-@pytest.mark.parametrize("patch", compat.PATCHES, ids=lambda p: p.name)
+@pytest.mark.parametrize("patch", compat.PATCHES + compat.RAY_SHIMS, ids=lambda p: p.name)
 def test_upstream_source_is_the_one_the_patch_was_written_for(patch):
     assert compat.source_hash(patch) == patch.source_sha256, (
-        f"RecBole changed {', '.join(patch.targets)}: re-read patch '{patch.name}' in recbole_llm/compat.py, "
+        f"upstream changed {', '.join(patch.targets)}: re-read '{patch.name}' in recbole_llm/compat.py, "
         "then record the new hash."
     )
+
+
+def test_stale_ray_client_mode_is_switched_off():
+    """The state a failed ray.init("ray://...") leaves in Ray 2.6.3: client mode on, no client connected."""
+    import ray
+    from ray._private import client_mode_hook
+
+    assert not compat.clear_stale_ray_client()  # nothing to clear
+    client_mode_hook._explicitly_enable_client_mode()
+    try:
+        assert not ray.is_initialized()  # asks the absent client
+        assert compat.clear_stale_ray_client()
+        assert not client_mode_hook.is_client_mode_enabled
+    finally:
+        client_mode_hook._explicitly_disable_client_mode()
 
 
 def test_source_hash_changes_when_upstream_code_changes(monkeypatch):

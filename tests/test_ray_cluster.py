@@ -8,39 +8,82 @@ search has to use both; every trial reports the node it ran on (column ``node`` 
 
 from __future__ import annotations
 
+import socket
+import time
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import yaml
 
-from recbole_llm.distributed import free_port
+from recbole_llm.compat import shutdown_ray
 from recbole_llm.tune import TuneOptions, run_tune
 
 SPACE = {"learning_rate": {"loguniform": [1.0e-3, 1.0e-2]}, "embedding_size": {"choice": [8, 16]}}
 FIXED = [
     "--epochs=1", "--state=ERROR", "--show_progress=False", "--train_batch_size=8192", "--eval_batch_size=100000",
 ]  # fmt: skip
+CLIENT_SERVER_START_S = 180  # a Ray Client server starting on a busy machine (Ray's own wait is 30 s)
+
+
+def _port_free_on_every_interface() -> int:
+    """A port nothing listens on, on any interface: Ray's client server listens on 0.0.0.0."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+def _client_server_logs(head) -> str:
+    """The last lines of the head's Ray Client server logs (proxy and per-client servers), for a failure."""
+    logs = sorted(Path(head.get_logs_dir_path()).glob("ray_client_server*.err"))
+    tails = ("\n".join(log.read_text(errors="replace").splitlines()[-15:]) for log in logs)
+    return "\n".join(f"--- {log.name}\n{tail}" for log, tail in zip(logs, tails, strict=True))
+
+
+def _wait_for_client_server(head, port: int) -> None:
+    """Until the head's Ray Client server accepts connections; fail with its logs if it died or never listened."""
+    from ray._private import ray_constants
+
+    server = head.all_processes[ray_constants.PROCESS_TYPE_RAY_CLIENT_SERVER][0].process
+    deadline = time.monotonic() + CLIENT_SERVER_START_S
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.5)
+    status = f"exited with {server.poll()}" if server.poll() is not None else f"silent for {CLIENT_SERVER_START_S} s"
+    pytest.fail(f"Ray Client server on port {port} not listening ({status}):\n{_client_server_logs(head)}")
 
 
 @pytest.fixture
 def cluster():
-    """Head node (with a Ray Client server) and one more node, both on this machine; one cluster per test
-    (a Ray Client connection to a cluster that an earlier driver in this process used failed to start)."""
-    import ray
+    """Head node (with a Ray Client server) and one more node, both on this machine; one cluster per test.
+
+    No driver of this process connects to the cluster before a test (a Ray Client connection to a
+    cluster that an earlier driver in this process used failed to start): node ids come from the
+    cluster's GCS. Teardown runs whatever happened, also when the start failed half-way, and leaves
+    no Ray behind: no driver, no client connection or stale client mode, no node process.
+    """
     from ray.cluster_utils import Cluster
 
-    client_port = free_port()
-    head = {"num_cpus": 1, "resources": {"node_a": 1}, "include_dashboard": False}
-    head["ray_client_server_port"] = client_port
-    ray_cluster = Cluster(initialize_head=True, head_node_args=head)
-    ray_cluster.add_node(num_cpus=1, resources={"node_b": 1})
-    ray_cluster.wait_for_nodes()
-    ray.init(address=ray_cluster.address)
-    ray_cluster.node_ids = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
-    ray.shutdown()
-    ray_cluster.client_address = f"ray://127.0.0.1:{client_port}"
-    assert len(ray_cluster.node_ids) == 2
-    yield ray_cluster
-    ray_cluster.shutdown()
+    ray_cluster = Cluster()
+    try:
+        client_port = _port_free_on_every_interface()
+        head = {"num_cpus": 1, "resources": {"node_a": 1}, "include_dashboard": False}
+        ray_cluster.add_node(**head, ray_client_server_port=client_port)
+        ray_cluster.add_node(num_cpus=1, resources={"node_b": 1})
+        ray_cluster.wait_for_nodes()
+        ray_cluster.node_ids = {n["NodeID"] for n in ray_cluster.global_state.node_table() if n["Alive"]}
+        assert len(ray_cluster.node_ids) == 2
+        _wait_for_client_server(ray_cluster.head_node, client_port)
+        ray_cluster.client_address = f"ray://127.0.0.1:{client_port}"
+        yield ray_cluster
+    finally:
+        try:
+            shutdown_ray()
+        finally:
+            ray_cluster.shutdown()
 
 
 def _search(address: str, output) -> pd.DataFrame:
@@ -61,6 +104,9 @@ def test_four_trials_run_on_both_nodes_of_the_cluster(cluster, tmp_path):
 
 
 def test_ray_client_address_runs_the_search_on_the_cluster(cluster, tmp_path):
-    trials = _search(cluster.client_address, tmp_path / "out")
+    try:
+        trials = _search(cluster.client_address, tmp_path / "out")
+    except ConnectionError as exc:  # Ray Client's errors name log files on the head: show them
+        pytest.fail(f"{exc}\n{_client_server_logs(cluster.head_node)}")
     assert len(trials) == 4 and set(trials["status"]) == {"completed"}
     assert set(trials["node"]) <= cluster.node_ids

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from recbole_llm import compat
 from recbole_llm import tune as recbole_tune
 from recbole_llm.cli import main
 from recbole_llm.tune import runner as tune_runner
@@ -24,12 +25,17 @@ FAST_FLAGS = ["--state=ERROR", "--show_progress=False", "--train_batch_size=4096
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One small local Ray for the module's searches (the searches reuse it and leave it running)."""
+    """One small local Ray for the module's searches (the searches reuse it and leave it running).
+
+    Starts from a process without Ray, whatever an earlier test module left (a failed ``ray://``
+    connection leaves Ray 2.6.3 in client mode, where a local start fails).
+    """
     import ray
 
+    compat.shutdown_ray()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
-    ray.shutdown()
+    compat.shutdown_ray()
 
 
 def _write(path: Path, text: str) -> Path:
@@ -129,6 +135,50 @@ def test_failing_trial_is_reported_and_search_goes_on(local_ray, tmp_path):
     assert trials.loc[16, "status"] == "completed" and trials.loc[16, "best_valid_score"] > 0
     assert yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())["embedding_size"] == 16
     assert "error" in (tmp_path / "out" / "trials.md").read_text()
+
+
+def test_search_uses_the_running_ray_despite_a_failed_client_connection(local_ray):
+    """What a failed ``ray.init("ray://...")`` leaves in Ray 2.6.3 (client mode on, no client) is cleared:
+    the search runs in the Ray this process started, which stays up."""
+    import ray
+    from ray._private import client_mode_hook
+
+    client_mode_hook._explicitly_enable_client_mode()
+    try:
+        assert not ray.is_initialized()  # the absent client answers
+        with tune_runner._ray_session(recbole_tune.TuneOptions()):
+            assert ray.is_initialized() and not compat.ray_half_initialized()
+        assert ray.is_initialized()
+    finally:
+        compat.clear_stale_ray_client()
+
+
+def test_search_replaces_a_half_initialized_ray(local_ray):
+    """A driver whose key-value store is gone (its cluster was shut down under it) cannot host Tune: it is
+    shut down and a fresh Ray started for the search, and shut down after it. (Ends the module's Ray.)"""
+    import ray
+    from ray.experimental import internal_kv
+
+    internal_kv._internal_kv_reset()
+    assert compat.ray_half_initialized()
+    with tune_runner._ray_session(recbole_tune.TuneOptions(ray_num_cpus=1)):
+        assert ray.is_initialized() and not compat.ray_half_initialized()
+    assert not ray.is_initialized()
+
+
+def test_resumable_search_never_shares_its_folder(tmp_path):
+    first, other, unkeyed = tmp_path / "first", tmp_path / "other", tmp_path / "unkeyed"
+    first.mkdir()
+    assert not tune_runner._can_resume(first, "abc")  # new: marked as the search's, nothing to restore
+    assert (first / tune_runner.SEARCH_KEY_FILE).read_text().strip() == "abc"
+    assert not tune_runner._can_resume(first, "abc")  # the same search, not saved by Ray yet
+    with pytest.raises(recbole_tune.SearchSpaceError, match="holds another search \\(abc, not xyz\\)"):
+        tune_runner._can_resume(first, "xyz")
+    (unkeyed / tune_runner.EXPERIMENT_NAME).mkdir(parents=True)
+    with pytest.raises(recbole_tune.SearchSpaceError, match="no key"):
+        tune_runner._can_resume(unkeyed, "abc")
+    other.mkdir()
+    assert not tune_runner._can_resume(other, None) and not list(other.iterdir())  # not resumable: untouched
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,9 @@
 """The two training stages of a suite: (a) tune every model on validation, (b) train the best with N seeds.
 
 Both read and write the suite's :class:`ResultStore`: a finished trial set or final run is skipped
-when its key (resolved configuration + model code version) is already stored.
+when its key (resolved configuration + model code version) is already stored. A search is stored
+once all its trials finished; until then it lives in ``<work_dir>/tune/<dataset>/<model>/<key>``,
+where Ray Tune keeps its state, so an interrupted search resumes without rerunning finished trials.
 """
 
 from __future__ import annotations
@@ -70,14 +72,15 @@ def search_space_path(name: str) -> Path:
     return shipped
 
 
-def _tune_options(ws: Workspace, dataset: DatasetEntry, model: ModelEntry):
+def _tune_options(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, key: str):
+    """The search's options; its folder is named by the trial set's key, so another search never shares it."""
     from recbole_llm.tune import TuneOptions
 
     settings = {"verbose": 0, "scheduler": "fifo", **ws.suite.tuning}
     try:
         return TuneOptions(
             num_samples=ws.suite.trials,
-            output=str(ws.work_dir / "tune" / slug(dataset.name) / slug(model.name)),
+            output=str(ws.work_dir / "tune" / slug(dataset.name) / slug(model.name) / key),
             **settings,
         )
     except TypeError as exc:
@@ -133,13 +136,14 @@ def tune_model(ws: Workspace, dataset: DatasetEntry, model: ModelEntry) -> dict[
     if model.search_space is None:
         entry.update(best_params={}, completed=0, best_valid_score=None, trials_file=None)
     else:
-        entry.update(_search(ws, dataset, model, config_file))
+        entry.update(_search(ws, dataset, model, config_file, key))
     entry["seconds"] = round(time.perf_counter() - started, 1)
     ws.stored(entry)
     return entry
 
 
-def _search(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, config_file: str) -> dict[str, Any]:
+def _search(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, config_file: str, key: str) -> dict[str, Any]:
+    """Run the search (or resume it where a kill or Ctrl+C stopped it) and sum it up for the store."""
     from recbole_llm.tune import run_tune
 
     summary = run_tune(
@@ -148,8 +152,9 @@ def _search(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, config_file
         search_space_path(model.search_space),
         [config_file],
         [],
-        _tune_options(ws, dataset, model),
+        _tune_options(ws, dataset, model, key),
         command=f"{ws.command}  # tuning {model.name} on {dataset.name}",
+        resume_key=key,
     )
     if summary.best is None:
         raise BenchmarkError(f"every tuning trial of {model.name} on {dataset.name} failed: see {summary.output_dir}")

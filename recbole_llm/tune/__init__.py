@@ -9,7 +9,8 @@
 Without ``--ray_address`` a local Ray is started (``--ray_num_cpus``, default all cores) and shut
 down afterwards; ``--ray_address=auto`` (on a node of a running cluster) or ``--ray_address=host:6379``
 joins an existing cluster and leaves it running; its nodes need recbole-llm installed and the
-data at the same absolute path (Ray Client ``ray://`` addresses are untested).
+data at the same absolute path; a Ray Client address (``ray://host:10001``) works too
+(``tests/test_ray_cluster.py`` runs both on a two-node cluster on one machine).
 
 Why not RecBole's ``objective_function`` + ``run_hyper.py``: it reports and returns (ASHA then
 rejects the trial), asks for a GPU per trial (never schedules on a CPU machine) and only finds
@@ -35,6 +36,11 @@ validation split and never saves a model. Outputs in ``--output`` (default
 best validation metric, epochs, status, error) and ``best.yaml``, which reproduces the best trial::
 
     python run_recbole_llm.py --model=BPR --dataset=ml-100k --config_files=<output>/best.yaml
+
+``run_tune(..., resume_key=KEY)`` (the benchmark suites) makes a search resumable: the key goes
+into the output folder, and when a rerun finds the same key and Ray Tune's saved state there, it
+restores the search (``Tuner.restore``): finished trials are kept, unfinished and failed ones run
+again from their start, and Ctrl+C stops it like a kill instead of returning the cut-short search.
 
 The package, one module per job: ``space`` (read, check, convert a search space), ``options``
 (``TuneOptions``), ``trainable`` (one trial, reporting through ``TuneReportMixin``), ``report``

@@ -1,4 +1,4 @@
-"""``run_tune``: check everything, start (or join) Ray, run the trials, write the report."""
+"""``run_tune``: check everything, start (or join) Ray, run (or resume) the trials, write the report."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ FORWARDED_ENV = (
     "TOKENIZERS_PARALLELISM",
     "HF_HOME",
 )
+# Ray Tune's experiment folder inside the output folder, and the file naming the search saved there.
+EXPERIMENT_NAME = "ray"
+SEARCH_KEY_FILE = "search_key"
 
 
 @dataclass
@@ -45,6 +48,7 @@ class _Plan:
     mode: str  # "max" or "min": the direction of the validation metric
     search_alg: Any  # Ray searcher, seeded
     max_reports: int
+    resume: bool = False  # the output folder holds this search, interrupted: Ray Tune restores it
 
 
 def _absolute_paths(probe, fixed: dict[str, Any]) -> dict[str, Any]:
@@ -128,26 +132,76 @@ def _max_reports(probe, space: SearchSpace) -> int:
 
 @contextlib.contextmanager
 def _ray_session(options: TuneOptions) -> Iterator[None]:
-    """Use the Ray already running in this process, or connect/start one and shut it down after."""
+    """Use the Ray already running in this process, or connect/start one and shut it down after.
+
+    What an earlier failure left is not reused: the client mode of a failed ``ray://`` connection
+    and a driver whose key-value store is gone (its cluster shut down) are cleared first.
+    """
     import ray
 
-    if ray.is_initialized():
+    from recbole_llm.compat import clear_stale_ray_client, ray_half_initialized, shutdown_ray
+
+    clear_stale_ray_client()
+    if ray.is_initialized() and not ray_half_initialized():
         yield
         return
+    shutdown_ray()
     env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     kwargs: dict[str, Any] = {"include_dashboard": False, "runtime_env": {"env_vars": env_vars}}
-    if options.ray_address:
-        ray.init(address=options.ray_address, **kwargs)
-    else:
-        ray.init(num_cpus=options.ray_num_cpus or os.cpu_count(), **kwargs)
+    try:
+        if options.ray_address:
+            ray.init(address=options.ray_address, **kwargs)
+        else:
+            ray.init(num_cpus=options.ray_num_cpus or os.cpu_count(), **kwargs)
+        yield
+    finally:
+        shutdown_ray()  # also after a failed start, so the next search in this process starts clean
+
+
+@contextlib.contextmanager
+def _interrupt_as_kill(resumable: bool) -> Iterator[None]:
+    """In a resumable search, Ctrl+C stops like a kill (``KeyboardInterrupt``) and a rerun resumes.
+
+    Ray Tune's own handler would stop the trials and return the cut-short search as if it had
+    finished, and a caller would keep it as the search's result.
+    """
+    if not resumable:
+        yield
+        return
+    previous = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     try:
         yield
     finally:
-        ray.shutdown()
+        if previous is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous
 
 
-def _plan(model, dataset, search_space, config_file_list, cmd_args, options: TuneOptions) -> _Plan:
-    """Every check before Ray starts; the dataset converted once; the output folder made."""
+def _can_resume(output_dir: Path, resume_key: str | None) -> bool:
+    """Whether ``output_dir`` holds this search (``resume_key``), saved by Ray Tune; marks the folder as its.
+
+    A folder with another search in it is an error: trials of two searches never share a folder.
+    """
+    if resume_key is None:
+        return False
+    from ray.tune import Tuner
+
+    key_file, experiment = output_dir / SEARCH_KEY_FILE, output_dir / EXPERIMENT_NAME
+    found = key_file.read_text(encoding="utf-8").strip() if key_file.is_file() else None
+    if found != resume_key and (found is not None or experiment.exists()):
+        raise SearchSpaceError(
+            f"{output_dir} holds another search ({found or 'no key'}, not {resume_key}): use a new output folder"
+        )
+    key_file.write_text(resume_key + "\n", encoding="utf-8")
+    return Tuner.can_restore(experiment)
+
+
+def _plan(
+    model, dataset, search_space, config_file_list, cmd_args, options: TuneOptions, resume_key: str | None = None
+) -> _Plan:
+    """Every check before Ray starts; the dataset converted once; the output folder made (or found)."""
     options.validate()
     config_files = [str(Path(f).resolve()) for f in config_file_list] if config_file_list else None
     space, probe = validate_search_space(model, dataset, search_space, config_files, cmd_args)
@@ -157,6 +211,7 @@ def _plan(model, dataset, search_space, config_file_list, cmd_args, options: Tun
     stamp = time.strftime("%Y%m%d-%H%M%S")
     output_dir = Path(options.output or Path("saved", "tune", f"{probe['model']}-{probe['dataset']}-{stamp}")).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
+    resume = _can_resume(output_dir, resume_key)
     fixed = fixed_settings(space, probe)
     settings = TrialSettings(
         model=probe["model"],
@@ -167,16 +222,31 @@ def _plan(model, dataset, search_space, config_file_list, cmd_args, options: Tun
         gpus_per_trial=options.gpus_per_trial,
     )
     mode = "max" if probe["valid_metric_bigger"] else "min"
-    return _Plan(space, probe, settings, output_dir, mode, search_alg, _max_reports(probe, space))
+    return _Plan(space, probe, settings, output_dir, mode, search_alg, _max_reports(probe, space), resume)
+
+
+def _trainable(plan: _Plan, options: TuneOptions):
+    """One trial: the trainable with this search's settings and the resources of a trial."""
+    from ray import tune
+
+    resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
+    return tune.with_resources(tune.with_parameters(trainable, settings=plan.settings), resources)
 
 
 def _tuner(plan: _Plan, options: TuneOptions):
-    """Ray's Tuner: one trial per sampled configuration, each in its own folder, failures contained."""
+    """Ray's Tuner: one trial per sampled configuration, each in its own folder, failures contained.
+
+    A resumed search keeps its finished trials and runs the others again from their start (trials keep
+    no checkpoints), failed ones too, as a failed final run of a suite is run again: a failure may have
+    been the machine's. Its searcher, scheduler and settings come from the saved search.
+    """
     from ray import air, tune
 
-    resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
+    if plan.resume:
+        experiment = str(plan.output_dir / EXPERIMENT_NAME)
+        return tune.Tuner.restore(experiment, _trainable(plan, options), resume_unfinished=True, restart_errored=True)
     return tune.Tuner(
-        tune.with_resources(tune.with_parameters(trainable, settings=plan.settings), resources),
+        _trainable(plan, options),
         param_space=to_ray_space(plan.space),
         tune_config=tune.TuneConfig(
             metric="valid_score",
@@ -189,7 +259,7 @@ def _tuner(plan: _Plan, options: TuneOptions):
             chdir_to_trial_dir=True,
         ),
         run_config=air.RunConfig(
-            name="ray",
+            name=EXPERIMENT_NAME,
             storage_path=str(plan.output_dir),
             verbose=options.verbose,
             failure_config=air.FailureConfig(max_failures=0, fail_fast=False),
@@ -209,6 +279,7 @@ def _record(plan: _Plan, options: TuneOptions, command: str, elapsed_s: float) -
     setup = (
         f"Search: {options.search_alg}, scheduler {options.scheduler}{asha}, num_samples {options.num_samples}, "
         f"{options.cpus_per_trial:g} CPU / {options.gpus_per_trial:g} GPU per trial"
+        + (", resumed after an interruption" if plan.resume else "")
     )
     return SearchRecord(
         model=probe["model"],
@@ -231,12 +302,18 @@ def run_tune(
     cmd_args: Sequence[str] | None = None,
     options: TuneOptions | None = None,
     command: str | None = None,
+    resume_key: str | None = None,
 ) -> TuneSummary:
-    """Run a Ray Tune search; every check on the space and options happens before Ray starts."""
+    """Run a Ray Tune search; every check on the space and options happens before Ray starts.
+
+    ``resume_key`` (e.g. a hash of everything the search depends on) makes the search resumable:
+    it is written into ``options.output``, and when that folder already holds the search with this
+    key, interrupted (killed, Ctrl+C), Ray Tune restores it, so finished trials are not run again.
+    """
     options = options or TuneOptions()
-    plan = _plan(model, dataset, search_space, config_file_list, cmd_args, options)
+    plan = _plan(model, dataset, search_space, config_file_list, cmd_args, options, resume_key)
     started = time.time()
-    with _ray_session(options):
+    with _ray_session(options), _interrupt_as_kill(resume_key is not None):
         results = _tuner(plan, options).fit()
         table = trials_table(results, list(plan.space), plan.mode)
     command = command or f"run_tune({model!r}, {dataset!r}, {search_space!r})"
