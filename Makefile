@@ -19,12 +19,13 @@ $(STAMP): pyproject.toml requirements.txt
 	touch $(STAMP)
 
 demo: install
-	@if [ -f benchmarks/results/p4r.jsonl ]; then \
+	@if $(PY) -c "import json,sys; e=[json.loads(l) for l in open('benchmarks/results/p4r.jsonl')]; \
+		sys.exit(not {'LightGCN','P4R'} <= {x['model'] for x in e if x.get('kind')=='trials' and x.get('dataset')=='ml-100k'})" 2>/dev/null; then \
 		$(PY) run_recbole_llm.py --benchmark=benchmarks/suites/p4r.yaml --datasets=ml-100k --models=LightGCN,P4R \
 			--seeds=1 --tuned_from=benchmarks/results/p4r.jsonl --output=demo_results && \
 		echo "Full tables (5 seeds, every baseline tuned): benchmarks/results/p4r.md; all suites: benchmarks/README.md"; \
 	else \
-		echo "No tuned p4r suite stored yet (benchmarks/results/p4r.jsonl): LightGCN and P4R with their yaml defaults, to early stopping."; \
+		echo "The p4r suite has no stored ml-100k tunings of LightGCN and P4R yet (benchmarks/results/p4r.jsonl): LightGCN and P4R with their yaml defaults, to early stopping."; \
 		$(PY) run_recbole_llm.py --compare=LightGCN,P4R --dataset=ml-100k --seeds=1 --epochs=300 --stopping_step=10 \
 			--min_epochs=20 --output=demo_results && \
 		echo "Untuned defaults, one seed: see benchmarks/README.md for the tuned suites."; \
