@@ -283,9 +283,11 @@ def load_scientific(raw_root: Path, data_path: Path):
 
 
 def load_mind(raw_root: Path, data_path: Path):
-    """mind-small: one row per click of the impressions (label 1 only), text for every news row."""
+    """mind-small-sample-clicks: one row per click of the impressions (label 1 only), text for every news row."""
     config = Config(
-        "BPR", "mind-small", config_dict={**FAST, "data_path": str(data_path), "raw_data_path": str(raw_root)}
+        "BPR",
+        "mind-small-sample-clicks",
+        config_dict={**FAST, "data_path": str(data_path), "raw_data_path": str(raw_root)},
     )
     ds = create_dataset(config)
     folder = raw_root / "mind-small-sample"
@@ -305,7 +307,7 @@ def test_lastfm_scientific_and_mind_load_with_text(tmp_path, mini_raw):
 
 
 def test_lastfm_scientific_and_mind_real_counts(tmp_path, shared_datasets):
-    """The counts documented in properties/dataset/{lastfm,scientific,mind-small}.yaml."""
+    """The counts documented in properties/dataset/{lastfm,scientific,mind-small-sample-clicks}.yaml."""
     assert len(load_lastfm(shared_datasets, tmp_path).inter_feat) == 64286
     ds, texts = load_scientific(shared_datasets, tmp_path)
     assert ds.file_size_list == [34101, 8442, 8442]

@@ -6,7 +6,8 @@ up in the raw-data folder (config ``raw_data_path``, else the environment variab
 ``RECBOLE_LLM_RAW_DATA``), in the layout of ``../shared/datasets`` (``amazon-2018-5core/...``) or
 flat, converted by :mod:`dataset_converters` into a temporary folder and moved into ``data_path``.
 With ``download_raw: True`` a missing raw file is downloaded from its official address (progress
-bar, sha256 checked) into the raw-data folder first.
+bar, sha256 checked) into the raw-data folder first; files shipped inside a zip (MIND) are extracted
+from the archive, which is kept beside them (see :mod:`recbole_llm.data.download`).
 """
 
 from __future__ import annotations
@@ -33,11 +34,30 @@ class RawDataNotFoundError(DatasetNotFoundError):
 
 
 @dataclass(frozen=True)
+class RawArchive:
+    """A zip at an official address that holds raw files of a named dataset (MIND ships zips).
+
+    ``path``: where the zip is kept, relative to the raw-data folder. ``size``: its published size.
+    ``sha256``: pin it here when one is published; when None (MIND publishes none), the first
+    download records the computed sha256 in ``<zip>.sha256`` and prints it with the size, and every
+    later copy must match that record. ``mirrors``: addresses tried when ``url`` does not answer.
+    """
+
+    url: str
+    path: str
+    sha256: str | None = None
+    size: int | None = None
+    mirrors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RawFile:
     """One raw input of a named dataset.
 
     ``candidates``: paths relative to the raw-data folder, tried in order (the shared layout
     first, then flat). ``url`` / ``sha256`` / ``size``: the official download, when one exists.
+    ``archive`` / ``member``: the file is the member of that base name in a zip, extracted to
+    ``candidates[0]``.
     """
 
     role: str
@@ -46,6 +66,12 @@ class RawFile:
     sha256: str | None = None
     size: int | None = None
     optional: bool = False
+    archive: RawArchive | None = None
+    member: str | None = None
+
+    @property
+    def downloadable(self) -> bool:
+        return bool(self.url or self.archive)
 
 
 @dataclass(frozen=True)
@@ -213,15 +239,72 @@ register(
 )
 register(
     NamedDataset(
-        name="mind-small",
-        description="MIND-small train impressions (impression, user, news, label, time) + news text; on the "
-        "shared data this is the 5,000-row sample (mind-small-sample/)",
+        name="mind-small-sample-clicks",
+        description="The MIND-small sample (mind-small-sample/) as clicks for top-k models: one row per clicked "
+        "news (impression, user, news, label, time) + news text",
         source="Wu et al., ACL 2020",
         raw_files=(
-            RawFile("behaviors", ("mind-small-sample/behaviors.tsv", "MINDsmall_train/behaviors.tsv", "behaviors.tsv")),
-            RawFile("news", ("mind-small-sample/news.tsv", "MINDsmall_train/news.tsv", "news.tsv"), optional=True),
+            RawFile("behaviors", ("mind-small-sample/behaviors.tsv", "behaviors.tsv")),
+            RawFile("news", ("mind-small-sample/news.tsv", "news.tsv"), optional=True),
         ),
         convert=_convert_mind,
+    )
+)
+
+_MIND = "https://mind201910small.blob.core.windows.net/release"
+_MIND_MIRROR = "https://recodatasets.z20.web.core.windows.net/newsrec"  # microsoft/recommenders' copy
+
+
+def _mind_archive(stem: str, size: int) -> RawArchive:
+    """An official MIND zip. Sizes as microsoft/recommenders' tests check them; no sha256 is published."""
+    return RawArchive(
+        url=f"{_MIND}/{stem}.zip", path=f"mind-small/{stem}.zip", size=size, mirrors=(f"{_MIND_MIRROR}/{stem}.zip",)
+    )
+
+
+_MIND_SMALL_TRAIN = _mind_archive("MINDsmall_train", 52_952_752)
+_MIND_SMALL_DEV = _mind_archive("MINDsmall_dev", 30_945_572)
+#: Histories cut at conversion to the most recent clicks (the models' default max_history): RecBole
+#: pads every history to the longest, and MIND-small's full ones would cost about 1 GB.
+MIND_SMALL_HISTORY = 50
+
+
+def _mind_file(role: str, folder: str, member: str, archive: RawArchive) -> RawFile:
+    return RawFile(role, (f"mind-small/{folder}/{member}", f"{folder}/{member}"), archive=archive, member=member)
+
+
+def _convert_mind_small(raw: dict[str, Path], output: Path, name: str):
+    from dataset_converters.mind import convert_mind_impressions
+
+    # The converter of mind-small-sample; NewsRecLib's protocol: train = MIND-small train before
+    # 2019-11-14, valid = its last day, test = MIND-small dev. History ids without a news row are
+    # kept (without text) and counted in the report's news coverage.
+    return convert_mind_impressions(
+        raw["behaviors"],
+        raw["news"],
+        output,
+        dev_behaviors=raw["dev_behaviors"],
+        dev_news=raw["dev_news"],
+        name=name,
+        keep_missing_news=True,
+        max_history=MIND_SMALL_HISTORY,
+    )
+
+
+register(
+    NamedDataset(
+        name="mind-small",
+        description="MIND-small as news impressions for NRMS/NAML/LSTUR/AWRS: train = MIND-small train before "
+        "2019-11-14, valid = its last day, test = MIND-small dev; click histories (last 50), news table. "
+        "--download_raw=True fetches MINDsmall_train.zip and MINDsmall_dev.zip from the official address",
+        source="Wu et al., ACL 2020 (Microsoft Research license terms)",
+        raw_files=(
+            _mind_file("behaviors", "MINDsmall_train", "behaviors.tsv", _MIND_SMALL_TRAIN),
+            _mind_file("news", "MINDsmall_train", "news.tsv", _MIND_SMALL_TRAIN),
+            _mind_file("dev_behaviors", "MINDsmall_dev", "behaviors.tsv", _MIND_SMALL_DEV),
+            _mind_file("dev_news", "MINDsmall_dev", "news.tsv", _MIND_SMALL_DEV),
+        ),
+        convert=_convert_mind_small,
     )
 )
 
@@ -375,14 +458,24 @@ def locate_raw_files(spec: NamedDataset, root: Path | None) -> tuple[dict[str, P
 
 
 def _download_missing(spec: NamedDataset, missing: list[RawFile], root: Path) -> None:
-    from recbole_llm.data.download import download_file
+    """Download the missing raw files into ``root``; zipped ones through their (kept) archive."""
+    from recbole_llm.data.download import download_file, extract_members, fetch_archive
 
+    from_archives: dict[RawArchive, dict[str, Path]] = {}
     for raw in missing:
-        if not raw.url:
+        if raw.archive is not None:
+            from_archives.setdefault(raw.archive, {})[raw.member or Path(raw.candidates[0]).name] = (
+                root / raw.candidates[0]
+            )
+        elif raw.url:
+            download_file(raw.url, root / raw.candidates[0], sha256=raw.sha256, expected_size=raw.size)
+        else:
             raise RawDataNotFoundError(
                 f"{spec.name}: raw file {raw.candidates[0]} has no official download address; put it under {root}."
             )
-        download_file(raw.url, root / raw.candidates[0], sha256=raw.sha256, expected_size=raw.size)
+    for archive, members in from_archives.items():
+        path = fetch_archive(archive.url, root / archive.path, archive.sha256, archive.size, archive.mirrors)
+        extract_members(path, members)
 
 
 def prepare_named_dataset(config) -> bool:
@@ -401,13 +494,18 @@ def prepare_named_dataset(config) -> bool:
     root = raw_data_root(config)
     found, missing = locate_raw_files(spec, root)
     if missing and config is not None and setting(config, "download_raw"):
+        from recbole_llm.data.download import DownloadError
+
         download_root = root or data_path.parent / "raw"
-        _download_missing(spec, missing, download_root)
+        try:
+            _download_missing(spec, missing, download_root)
+        except DownloadError as err:
+            raise DatasetNotFoundError(f"Named dataset '{dataset}': {err}") from None
         found, missing = locate_raw_files(spec, download_root)
     if missing:
         where = f"under {root}" if root is not None else "(no raw-data folder set)"
         wanted = "; ".join(" or ".join(m.candidates[:2]) for m in missing)
-        downloadable = all(m.url for m in missing)
+        downloadable = all(m.downloadable for m in missing)
         raise RawDataNotFoundError(
             f"Named dataset '{dataset}': no atomic files in {data_path} and raw file(s) not found {where}: "
             f"looked for {wanted}. Set --raw_data_path=<folder> or the environment variable {RAW_DATA_ENV}"

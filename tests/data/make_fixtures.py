@@ -1,10 +1,11 @@
 """Regenerate ``tests/data/raw/``: a tiny mirror of ``../shared/datasets`` cut from the real public files.
 
 The tests set ``RECBOLE_LLM_RAW_DATA`` to ``tests/data/raw``, so the named datasets (amazon-beauty,
-amazon-gift-cards, lastfm, lastfm-seq, beauty-seq, scientific, mind-small, amazon-games, globo) convert
-from these files in a clean clone, with no ``../shared/datasets`` beside the project. Every kept line is a byte-for-byte
-copy of a line of the public file (same folder and file names); only whole users (or whole rows) are
-kept, so each file stays in its original format and the converters' filters see real data:
+amazon-gift-cards, lastfm, lastfm-seq, beauty-seq, scientific, mind-small-sample, mind-small-sample-clicks,
+amazon-games, globo) convert from these files in a clean clone, with no ``../shared/datasets`` beside the
+project. Every kept line is a byte-for-byte copy of a line of the public file (same folder and file
+names); only whole users (or whole rows) are kept, so each file stays in its original format and the
+converters' filters see real data:
 
 - ``amazon-2018-5core/Gift_Cards_5.json.gz``, ``All_Beauty_5.json.gz``: every review of a seeded random
   sample of users (plus the first user with a repeated (user, item) pair and the first with an empty
