@@ -72,10 +72,12 @@ DATASET_NOTES = {
         "therefore expected here; only AWRS's engagement features see beyond the titles."
     ),
     "dkn-bing-news": (
-        "DKN's Bing News sample (469 users, a user's training rows cut into impressions of 10, one test "
-        "impression per user). valid = test (the sample has no third split): early stopping selects on the "
-        "test impressions, so these figures are optimistic. No times: POPK finds no earlier training bucket "
-        "(see its coverage), so its rows are the plain runs again."
+        "DKN's Bing News sample (469 users; no validation file). Per user, a seeded 10% of the raw_train rows "
+        "(seed 0) is the validation impression that early stopping reads, held out of training and of every "
+        "history; the other raw_train rows are cut into training impressions of 10; raw_test is one test "
+        "impression per user, read only for these metrics. 221 of the 1,252 validation news are shown to other "
+        "users in training, while test news never occur in training (validation is not cold-start). No times: POPK "
+        "finds no earlier training bucket (see its coverage), so its rows are the plain runs again."
     ),
     "mind-small": "MIND-small: train before 2019-11-14, valid = 2019-11-14, test = MINDsmall_dev.",
 }

@@ -32,6 +32,8 @@ import argparse
 import hashlib
 import json
 import logging
+import random
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -381,8 +383,13 @@ def write_impression_benchmark(
     overwrite: bool,
     item_header: list[str] = ITEM_HEADER,
     comment: str = "",
+    recorded: dict[str, Any] | None = None,
 ) -> None:
-    """``<name>.{train,valid,test}.inter``, ``<name>.imp``, ``<name>.item`` and ``<name>.yaml``, atomically."""
+    """``<name>.{train,valid,test}.inter``, ``<name>.imp``, ``<name>.item`` and ``<name>.yaml``, atomically.
+
+    ``recorded``: settings written into the yaml that say how the files were made (a split's seed),
+    so that every resolved configuration, and the benchmark keys made of it, name them.
+    """
     numbered = _numbered(splits)  # rows are streamed to the files, never held as lists (MIND: millions)
     with atomic_output_dir(output_dir, overwrite) as tmp:
         for split in SPLITS:
@@ -403,6 +410,7 @@ def write_impression_benchmark(
             write_atomic_file(tmp / f"{name}.item", item_header, item_rows)
             report.files.append(str(output_dir / f"{name}.item"))
         settings = impression_yaml_settings(name, item_rows is not None, category="category:token" in item_header)
+        settings.update(recorded or {})
         write_dataset_yaml(
             tmp,
             name,
@@ -467,9 +475,12 @@ def convert_mind_impressions(
     return report
 
 
-def _dkn_rows(path, report: ConversionReport, bad: _BadRows) -> dict[str, list[tuple[str, str, int]]]:
+DknRows = dict[str, list[tuple[str, str, int]]]
+
+
+def _dkn_rows(path, report: ConversionReport, bad: _BadRows) -> DknRows:
     """user -> [(news id, title, label)] of a DKN raw file, in file order."""
-    rows: dict[str, list[tuple[str, str, int]]] = {}
+    rows: DknRows = {}
     for number, line in iter_lines(path, report, bad.skip_bad):
         report.rows_read += 1
         parts = line.split("\t")
@@ -482,17 +493,88 @@ def _dkn_rows(path, report: ConversionReport, bad: _BadRows) -> dict[str, list[t
     return rows
 
 
-def _dkn_train_impressions(rows: dict[str, list[tuple[str, str, int]]], size: int) -> list[Impression]:
+def _dkn_train_impressions(rows: DknRows, size: int) -> list[Impression]:
     """Each user's training rows cut into impressions of ``size`` rows (file order); the history of
-    each is the user's clicks in the *other* training impressions, so no impression sees its own clicks."""
+    each is the user's clicks in the *other* training impressions, less the news shown in this one
+    (a user may be shown one title twice), so no impression sees its own clicks."""
     impressions = []
     for user, user_rows in rows.items():
         chunks = [user_rows[start : start + size] for start in range(0, len(user_rows), size)]
         for number, chunk in enumerate(chunks):
-            history = [n for other, c in enumerate(chunks) if other != number for n, _, y in c if y]
+            shown = {n for n, _, _ in chunk}
+            history = [n for other, c in enumerate(chunks) if other != number for n, _, y in c if y and n not in shown]
             if any(y for _, _, y in chunk):
                 impressions.append(Impression(user, 0.0, list(dict.fromkeys(history)), [(n, y) for n, _, y in chunk]))
     return impressions
+
+
+def _dkn_valid_news(user: str, rows: list[tuple[str, str, int]], share: float, seed: int) -> set[str]:
+    """News ids of ``user``'s validation impression, drawn from their raw_train rows.
+
+    News in the order of ``random.Random(f"{seed}/{user}")`` (one user's draw depends on no other
+    user): first a clicked news, then a news shown without a click where the user has one, then more
+    until ``max(2, round(share * rows))`` rows are taken; a news the user clicked is skipped when it
+    is their last clicked news left, so the test history keeps a click. A news moves with all the
+    user's rows of it (158 (user, title) pairs repeat in raw_train), so none of the user's training
+    rows or history shows it. Empty for a user with fewer than two clicked news.
+    """
+    labels: dict[str, set[int]] = {}
+    for news, _, label in rows:
+        labels.setdefault(news, set()).add(label)
+    order = sorted(labels)
+    random.Random(f"{seed}/{user}").shuffle(order)
+    clicked = [n for n in order if 1 in labels[n]]
+    if len(clicked) < 2:
+        return set()
+    unclicked = [n for n in order if labels[n] == {0}][:1] or [n for n in order if 0 in labels[n]][:1]
+    target = max(2, round(share * len(rows)))
+    counts = Counter(news for news, _, _ in rows)
+    chosen: set[str] = set()
+    taken, clicks_left = 0, len(clicked)
+    for position, news in enumerate([clicked[0], *unclicked, *order]):
+        if taken >= target and position > len(unclicked):
+            break
+        if news in chosen or (1 in labels[news] and clicks_left == 1):
+            continue
+        chosen.add(news)
+        taken += counts[news]
+        clicks_left -= 1 in labels[news]
+    return chosen
+
+
+def _dkn_splits(
+    train_rows: DknRows, test_rows: DknRows, size: int, share: float, seed: int
+) -> dict[str, list[Impression]]:
+    """train / valid / test impressions; every history is made of the user's remaining training clicks."""
+    kept: DknRows = {}
+    valid = []
+    for user, rows in train_rows.items():
+        held = _dkn_valid_news(user, rows, share, seed)
+        kept[user] = [row for row in rows if row[0] not in held]
+        if held:
+            valid.append(Impression(user, 1.0, _dkn_clicks(kept[user]), [(n, y) for n, _, y in rows if n in held]))
+    test = [
+        Impression(user, 1.0, _dkn_clicks(kept.get(user, [])), [(n, y) for n, _, y in rows])
+        for user, rows in test_rows.items()
+        if any(y for _, _, y in rows)
+    ]
+    return {"train": _dkn_train_impressions(kept, size), "valid": valid, "test": test}
+
+
+def _dkn_valid_counts(splits: dict[str, list[Impression]], users: int) -> dict[str, int]:
+    """Users left without a validation impression; validation news that other users see in training
+    (test news never occur in raw_train, so validation is warmer than the test)."""
+    shown_in_train = {n for imp in splits["train"] for n, _ in imp.shown}
+    valid_news = {n for imp in splits["valid"] for n, _ in imp.shown}
+    return {
+        "users_without_valid": users - len(splits["valid"]),
+        "valid_news": len(valid_news),
+        "valid_news_shown_in_train": len(valid_news & shown_in_train),
+    }
+
+
+def _dkn_clicks(rows: list[tuple[str, str, int]]) -> list[str]:
+    return list(dict.fromkeys(n for n, _, y in rows if y))
 
 
 def convert_dkn_bing(
@@ -503,18 +585,25 @@ def convert_dkn_bing(
     skip_bad: bool = False,
     overwrite: bool = False,
     impression_size: int = 10,
+    valid_share: float = 0.1,
+    valid_seed: int = 0,
 ) -> ConversionReport:
     """DKN's Bing News sample (``raw_train.txt``, ``raw_test.txt``) -> impression benchmark files.
 
-    The sample has no impression ids and no times. A user's training rows are cut into impressions of
+    The sample has no impression ids, no times and no validation file. Each user's validation
+    impression is carved out of their raw_train rows (:func:`_dkn_valid_news`: about ``valid_share``
+    of them, default 10%, drawn with ``valid_seed``, default 0), so that early stopping never reads
+    raw_test. The user's other raw_train rows are cut into training impressions of
     ``impression_size`` rows in file order, each with the user's clicks in their other training
     impressions as history (DKN itself puts every training click in the history, so a training
-    sample would see its own click); a user's test rows form one impression whose history is all of
-    the user's training clicks (test news never occur in training). valid = test, as recommenders
-    evaluates MIND on its dev file.
+    sample would see its own click). A user's raw_test rows form one test impression. Validation and
+    test histories are the user's clicks in their training impressions: no validation row is in any
+    history or training impression.
     """
     if impression_size < 1:
         raise ConversionError(f"impression_size must be >= 1, got {impression_size}")
+    if not 0 < valid_share < 1:
+        raise ConversionError(f"valid_share must be between 0 and 1 (exclusive), got {valid_share}")
     output_dir = check_output_dir(output_dir, overwrite)
     name = name or output_dir.name
     report = ConversionReport(name=name)
@@ -523,15 +612,10 @@ def convert_dkn_bing(
     titles = {
         news: title for rows in (train_rows, test_rows) for user_rows in rows.values() for news, title, _ in user_rows
     }
-    history = {user: list(dict.fromkeys(n for n, _, y in user_rows if y)) for user, user_rows in train_rows.items()}
-    test = [
-        Impression(user, 1.0, history.get(user, []), [(n, y) for n, _, y in user_rows])
-        for user, user_rows in test_rows.items()
-        if any(y for _, _, y in user_rows)
-    ]
-    splits = {"train": _dkn_train_impressions(train_rows, impression_size), "valid": test, "test": test}
-    report.rows_kept = len(splits["train"]) + len(test)
-    report.counts.update(users=len(train_rows), news=len(titles))
+    splits = _dkn_splits(train_rows, test_rows, impression_size, valid_share, valid_seed)
+    report.rows_kept = sum(len(imps) for imps in splits.values())
+    report.counts.update(users=len(train_rows), news=len(titles), valid_share=valid_share, valid_seed=valid_seed)
+    report.counts.update(_dkn_valid_counts(splits, len(train_rows)))
     item_rows = [[news, title] for news, title in sorted(titles.items())]
     write_impression_benchmark(
         output_dir,
@@ -541,8 +625,11 @@ def convert_dkn_bing(
         report,
         overwrite,
         ["item_id:token", "title:token"],
-        f"{name}: DKN Bing News sample; training impressions of {impression_size} rows per "
-        "user, one test impression per user (no times, no impression ids); valid = test.",
+        f"{name}: DKN Bing News sample (no times, no impression ids). Per user: a validation impression\n"
+        f"of about {valid_share:g} of their raw_train rows (seed {valid_seed}; none for users with fewer than\n"
+        f"two clicked news), training impressions of {impression_size} of the other raw_train rows, one\n"
+        "test impression of their raw_test rows; histories = the user's training clicks only.",
+        {"dkn_valid_share": valid_share, "dkn_valid_seed": valid_seed},
     )
     logger.info(report.summary())
     return report

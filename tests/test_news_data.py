@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 
-from dataset_converters import ConversionError, mind
+from dataset_converters import ConversionError, ConversionReport, mind
 from recbole_llm.news.data import (
     CANDIDATE_LABEL,
     CANDIDATE_MASK,
@@ -137,11 +138,28 @@ def test_without_dev_file_test_from_is_required(tmp_path):
         mind.convert_mind_impressions(MIND / "behaviors.tsv", None, tmp_path / "out")
 
 
+def _dkn(tmp_path: Path, folder: str = "d", **kwargs) -> tuple[ConversionReport, Path]:
+    out = tmp_path / folder
+    return mind.convert_dkn_bing(DKN / "raw_train.txt", DKN / "raw_test.txt", out, name="d", **kwargs), out
+
+
+def _dkn_split(out: Path) -> dict[str, dict[str, list[tuple[str, str, str]]]]:
+    """split -> impression id -> [(user, title, label)] of converted DKN files (titles from d.item)."""
+    titles = dict(_read(out / "d.item"))
+    splits: dict[str, dict[str, list[tuple[str, str, str]]]] = {}
+    for split in mind.SPLITS:
+        for imp, user, item, label, _ in _read(out / f"d.{split}.inter"):
+            splits.setdefault(split, {}).setdefault(imp, []).append((user, titles[item], str(int(float(label)))))
+    return splits
+
+
+def _raw_rows(path: Path) -> Counter:
+    lines = (line.split("\t") for line in path.read_text().splitlines())
+    return Counter((user, " ".join(title.split()), label) for user, title, label, _ in lines)
+
+
 def test_dkn_training_impressions_never_see_their_own_clicks(tmp_path):
-    report = mind.convert_dkn_bing(
-        DKN / "raw_train.txt", DKN / "raw_test.txt", tmp_path / "d", name="d", impression_size=10
-    )
-    out = tmp_path / "d"
+    report, out = _dkn(tmp_path, impression_size=10)
     histories = {row[0]: set(row[1].split()) for row in _read(out / "d.imp")}
     clicks: dict[str, set[str]] = {}
     for row in _read(out / "d.train.inter"):
@@ -150,10 +168,50 @@ def test_dkn_training_impressions_never_see_their_own_clicks(tmp_path):
     assert clicks and all(not (items & histories[imp]) for imp, items in clicks.items())
     users = {line.split("\t")[0] for line in (DKN / "raw_train.txt").read_text().splitlines()}
     assert report.counts["train_impressions"] > len(users)
-    valid, test = _read(out / "d.valid.inter"), _read(out / "d.test.inter")
-    assert [row[1:] for row in valid] == [row[1:] for row in test]  # same rows, own impression ids
+    test = _read(out / "d.test.inter")
     assert len({row[1] for row in test}) == report.counts["test_impressions"]  # one test impression per user
     assert len(_read(out / "d.item")) == report.counts["news"]
+
+
+def test_dkn_validation_is_carved_from_raw_train_and_never_seen_in_training(tmp_path):
+    report, out = _dkn(tmp_path)
+    splits = _dkn_split(out)
+    valid_rows = Counter(row for rows in splits["valid"].values() for row in rows)
+    assert valid_rows and not valid_rows - _raw_rows(DKN / "raw_train.txt")  # a sub-multiset of raw_train
+    assert not valid_rows.keys() & _raw_rows(DKN / "raw_test.txt").keys()
+    held = {(user, title) for user, title, _ in valid_rows}
+    train_pairs = {(user, title) for rows in splits["train"].values() for user, title, _ in rows}
+    assert not held & train_pairs  # no validation news in the user's training samples
+    titles, users = dict(_read(out / "d.item")), {}
+    for split_rows in splits.values():
+        users.update({imp: rows[0][0] for imp, rows in split_rows.items()})
+    for imp, history in _read(out / "d.imp"):
+        assert not {(users[imp], titles[item]) for item in history.split()} & held  # nor in any history
+    assert all({y for _, _, y in rows} == {"0", "1"} for rows in splits["valid"].values())  # fixture: both labels
+    assert len({rows[0][0] for rows in splits["valid"].values()}) == report.counts["valid_impressions"]
+
+
+def test_dkn_test_split_is_raw_test_unchanged(tmp_path):
+    _, out = _dkn(tmp_path)
+    test_rows = Counter(row for rows in _dkn_split(out)["test"].values() for row in rows)
+    raw = _raw_rows(DKN / "raw_test.txt")
+    clicking = {user for user, _, y in raw if y == "1"}
+    assert test_rows == Counter({row: n for row, n in raw.items() if row[0] in clicking})
+
+
+def test_dkn_validation_split_is_reproducible_with_its_seed(tmp_path):
+    _, first = _dkn(tmp_path, "a", valid_seed=0)
+    _, again = _dkn(tmp_path, "b", valid_seed=0)
+    _, other = _dkn(tmp_path, "c", valid_seed=1)
+    read = {out: (out / "d.valid.inter").read_text() for out in (first, again, other)}
+    assert read[first] == read[again] and read[first] != read[other]
+    assert (first / "d.imp").read_text() == (again / "d.imp").read_text()
+    assert "dkn_valid_seed: 1" in (other / "d.yaml").read_text()
+
+
+def test_dkn_valid_share_out_of_range_is_one_clear_error(tmp_path):
+    with pytest.raises(ConversionError, match="valid_share must be between 0 and 1"):
+        _dkn(tmp_path, valid_share=0.0)
 
 
 # ------------------------------------------------------------------------------------------ loaders
@@ -294,3 +352,13 @@ def test_real_mind_sample_split_and_coverage(shared_datasets, tmp_path):
     counts = report.counts
     assert (counts["train_impressions"], counts["valid_impressions"], counts["test_impressions"]) == (3058, 974, 968)
     assert counts["news_coverage"] == pytest.approx(0.037, abs=0.001)  # the README's "about 4%"
+
+
+def test_real_dkn_split_counts(shared_datasets, tmp_path):
+    """The counts that properties/dataset/dkn-bing-news.yaml states (valid carved from raw_train, seed 0)."""
+    folder = shared_datasets / "dkn-bing-news"
+    report = mind.convert_dkn_bing(folder / "raw_train.txt", folder / "raw_test.txt", tmp_path / "d", name="d")
+    counts = report.counts
+    assert [counts[f"{split}_impressions"] for split in mind.SPLITS] == [1006, 452, 101]
+    assert [counts[f"{split}_rows"] for split in mind.SPLITS] == [7783, 1308, 416]
+    assert (counts["users_without_valid"], counts["valid_news"], counts["valid_news_shown_in_train"]) == (17, 1252, 221)

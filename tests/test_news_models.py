@@ -196,7 +196,10 @@ def test_dkn_named_dataset_converts_and_loads(folders):
     lines = (NEWS_DATA / "dkn-bing-news" / "raw_test.txt").read_text().splitlines()
     clicking_users = {line.split("\t")[0] for line in lines if line.split("\t")[2] == "1"}
     assert len(tables[2]) == len(clicking_users)  # one test impression per user with a click
-    assert torch.equal(tables[1].items, tables[2].items)  # valid = test
+    valid_users = set(tables[1].users.tolist())
+    assert len(tables[1]) == len(valid_users) > 0  # one validation impression per user, carved from raw_train
+    assert not set(tables[1].impression_ids.tolist()) & set(tables[2].impression_ids.tolist())
+    assert not set(tables[1].items.tolist()) & set(tables[2].items.tolist())  # test news never in raw_train
     assert bool((tables[2].history > 0).any())
 
 

@@ -325,10 +325,15 @@ def _convert_mind_sample_impressions(raw: dict[str, Path], output: Path, name: s
     )
 
 
+#: ``dkn-bing-news`` has no validation file: each user's validation impression is about this share of
+#: their raw_train rows, drawn with this seed (dataset_converters.mind.convert_dkn_bing); raw_test is the test.
+DKN_VALIDATION = {"valid_share": 0.1, "valid_seed": 0}
+
+
 def _convert_dkn_bing(raw: dict[str, Path], output: Path, name: str):
     from dataset_converters.mind import convert_dkn_bing
 
-    return convert_dkn_bing(raw["train"], raw["test"], output, name=name)
+    return convert_dkn_bing(raw["train"], raw["test"], output, name=name, **DKN_VALIDATION)
 
 
 register(
@@ -347,8 +352,9 @@ register(
 register(
     NamedDataset(
         name="dkn-bing-news",
-        description="DKN Bing News click sample as news impressions (one per user and file; valid = test; full "
-        "title coverage, no times)",
+        description="DKN Bing News click sample as news impressions: per user, training impressions of 10 "
+        "raw_train rows, one validation impression of a seeded 10% of their raw_train rows (seed 0, held out of "
+        "training and histories), one test impression of their raw_test rows; full title coverage, no times",
         source="Wang et al., DKN, WWW 2018 (hwwang55/DKN)",
         raw_files=(
             RawFile("train", ("dkn-bing-news/raw_train.txt", "raw_train.txt")),
