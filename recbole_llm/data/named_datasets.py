@@ -8,21 +8,32 @@ flat, converted by :mod:`dataset_converters` into a temporary folder and moved i
 With ``download_raw: True`` a missing raw file is downloaded from its official address (progress
 bar, sha256 checked) into the raw-data folder first; files shipped inside a zip (MIND) are extracted
 from the archive, which is kept beside them (see :mod:`recbole_llm.data.download`).
+
+A converted folder is stamped (:mod:`recbole_llm.data.conversion_stamp`) and converted again when its
+converter's code or parameters or a raw file changed; the atomic files of a folder that no converter
+wrote are the user's, and never replaced.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dataset_converters._common import REPORT_FILE
 from recbole_llm.config import setting
+from recbole_llm.data.conversion_stamp import STAMP_FILE, conversion_fingerprint, read_stamp, stale_parts, write_stamp
 
 logger = logging.getLogger(__name__)
 
 RAW_DATA_ENV = "RECBOLE_LLM_RAW_DATA"
+#: Entries of a converted folder carried into its reconversion: the text-embedding cache
+#: (recbole_llm.text.encoder) is keyed by encoder and sha256 of the text, so it cannot serve a stale
+#: vector. Anything else written beside the data (P4R profiles, ...) goes with the old conversion.
+KEPT_ON_RECONVERSION = ("text_cache",)
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -76,6 +87,13 @@ class RawFile:
 
 @dataclass(frozen=True)
 class NamedDataset:
+    """A dataset ``--dataset=<name>`` converts from raw files.
+
+    ``convert(raw, output, name)``: its parameters are the plain values it reads from its closure or
+    from module constants (``GLOBO_SUBSET``); they and its code are stamped into the converted folder,
+    so changing either reconverts it on the next run.
+    """
+
     name: str
     description: str
     raw_files: tuple[RawFile, ...]
@@ -484,30 +502,26 @@ def _download_missing(spec: NamedDataset, missing: list[RawFile], root: Path) ->
         extract_members(path, members)
 
 
-def prepare_named_dataset(config) -> bool:
-    """Make the atomic files of a named dataset appear in ``config['data_path']``.
-
-    Returns True when the files are present afterwards; False for an unknown name whose files
-    are missing. Raises :class:`RawDataNotFoundError` when a named dataset's raw files are not
-    found (saying where it looked).
-    """
-    dataset, data_path = config["dataset"], Path(config["data_path"])
-    if atomic_files_present(data_path, dataset, config):
-        return True
-    spec = NAMED_DATASETS.get(dataset)
-    if spec is None:
-        return False
+def _raw_root(config, data_path: Path) -> Path | None:
+    """Where the raw files are looked for: the raw-data folder, else (with ``download_raw``) ``<data>/raw``."""
     root = raw_data_root(config)
+    if root is None and config is not None and setting(config, "download_raw"):
+        return data_path.parent / "raw"
+    return root
+
+
+def _find_raw_files(spec: NamedDataset, config, data_path: Path) -> dict[str, Path]:
+    """The raw files of ``spec``, the missing ones downloaded first with ``download_raw``; else a one-line error."""
+    dataset, root = config["dataset"], _raw_root(config, data_path)
     found, missing = locate_raw_files(spec, root)
-    if missing and config is not None and setting(config, "download_raw"):
+    if missing and root is not None and setting(config, "download_raw"):
         from recbole_llm.data.download import DownloadError
 
-        download_root = root or data_path.parent / "raw"
         try:
-            _download_missing(spec, missing, download_root)
+            _download_missing(spec, missing, root)
         except DownloadError as err:
             raise DatasetNotFoundError(f"Named dataset '{dataset}': {err}") from None
-        found, missing = locate_raw_files(spec, download_root)
+        found, missing = locate_raw_files(spec, root)
     if missing:
         where = f"under {root}" if root is not None else "(no raw-data folder set)"
         wanted = "; ".join(" or ".join(m.candidates[:2]) for m in missing)
@@ -517,13 +531,95 @@ def prepare_named_dataset(config) -> bool:
             f"looked for {wanted}. Set --raw_data_path=<folder> or the environment variable {RAW_DATA_ENV}"
             + (", or pass --download_raw=True to download them." if downloadable else ".")
         )
-    logger.info("Converting named dataset %s from %s into %s", dataset, root, data_path)
-    from dataset_converters import ConversionError
+    return found
 
+
+def _reconversion_reason(spec: NamedDataset, config, data_path: Path) -> tuple[str | None, dict[str, Path]]:
+    """(why the present folder must be converted again, or None to use it as it is; the raw files found).
+
+    A folder without the converters' report is the user's own atomic files: never replaced. A
+    converted one whose raw files are gone cannot be checked (nor redone): used, with a warning.
+    """
+    stamp = read_stamp(data_path)
+    if stamp is None and not (data_path / REPORT_FILE).is_file():
+        return None, {}
+    found, missing = locate_raw_files(spec, _raw_root(config, data_path))
+    if missing:
+        logger.warning(
+            "Named dataset %s: raw file(s) %s not found, so %s cannot be checked against them; used as it is",
+            config["dataset"],
+            ", ".join(m.candidates[0] for m in missing),
+            data_path,
+        )
+        return None, found
+    if stamp is None:
+        return f"no {STAMP_FILE} (converted before conversions were stamped)", found
+    changes = stale_parts(stamp, conversion_fingerprint(config["dataset"], spec.convert, found))
+    return "; ".join(changes) or None, found
+
+
+def _keep_caches(old: Path, new: Path) -> None:
+    """Hard-link (else copy) the entries of :data:`KEPT_ON_RECONVERSION` from ``old`` into ``new``."""
+
+    def link_or_copy(source: str, target: str) -> None:
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+
+    for entry in KEPT_ON_RECONVERSION:
+        if (old / entry).is_dir() and not (new / entry).exists():
+            shutil.copytree(old / entry, new / entry, copy_function=link_or_copy)
+
+
+def _convert_stamped(spec: NamedDataset, found: dict[str, Path], config, replace: bool) -> bool:
+    """Convert into a temporary folder, stamp it, then rename it into place (replacing the old folder whole).
+
+    Until the final rename nothing in ``data_path`` changes: a failed or killed conversion leaves the
+    previous folder as it was (the temporary one is removed, after a kill by the next conversion).
+    """
+    from dataset_converters import ConversionError
+    from dataset_converters._common import atomic_output_dir
+
+    dataset, data_path = config["dataset"], Path(config["data_path"])
+    fingerprint = conversion_fingerprint(dataset, spec.convert, found)  # before reading: a later edit is seen
     try:
-        spec.convert(found, data_path, dataset)
+        with atomic_output_dir(data_path, overwrite=replace) as staged:
+            # The converter's own temporary folder then lives inside ours, so one clean-up covers both.
+            spec.convert(found, staged / "converted", dataset)
+            for entry in (staged / "converted").iterdir():
+                entry.rename(staged / entry.name)
+            (staged / "converted").rmdir()
+            write_stamp(staged, fingerprint)
+            if replace:
+                _keep_caches(data_path, staged)
     except ConversionError as err:
-        if atomic_files_present(data_path, dataset, config):
+        if not replace and atomic_files_present(data_path, dataset, config):
             return True  # another run converted it meanwhile (its output is complete: one rename)
         raise DatasetNotFoundError(f"Named dataset '{dataset}' could not be converted: {err}") from None
     return atomic_files_present(data_path, dataset, config)
+
+
+def prepare_named_dataset(config) -> bool:
+    """Make the up-to-date atomic files of a named dataset appear in ``config['data_path']``.
+
+    Returns True when the files are present afterwards; False for an unknown name whose files
+    are missing. A folder converted here is reused while its stamp (:mod:`conversion_stamp`) matches
+    the converter's code and parameters and the raw files; otherwise it is converted again, and a
+    warning says what changed. Raises :class:`RawDataNotFoundError` when a named dataset's raw files
+    are not found (saying where it looked).
+    """
+    dataset, data_path = config["dataset"], Path(config["data_path"])
+    present = atomic_files_present(data_path, dataset, config)
+    spec = NAMED_DATASETS.get(dataset)
+    if spec is None:
+        return present  # RecBole's bundled ml-100k or the user's own dataset: not ours to convert
+    if present:
+        reason, found = _reconversion_reason(spec, config, data_path)
+        if reason is None:
+            return True
+        logger.warning("Reconverting named dataset %s in %s: %s", dataset, data_path, reason)
+    else:
+        found = _find_raw_files(spec, config, data_path)
+        logger.info("Converting named dataset %s from %s into %s", dataset, _raw_root(config, data_path), data_path)
+    return _convert_stamped(spec, found, config, replace=present)
