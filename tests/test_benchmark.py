@@ -174,6 +174,23 @@ def test_changed_setting_gives_new_keys(tmp_path):
     assert first == same == moved and first != other
 
 
+def test_key_follows_how_a_named_dataset_is_converted(monkeypatch):
+    """Another sampling rule of a converted dataset is another run; RecBole's ml-100k keeps keys without it."""
+    from recbole_llm.benchmark import store
+    from recbole_llm.data import named_datasets
+
+    def key(dataset: str) -> str:
+        store.data_version.cache_clear()
+        return store.content_key("run", "BPR", {"dataset": dataset, "config": {"learning_rate": 0.01}})
+
+    assert store.data_version("ml-100k") is None
+    before = key("globo")
+    assert key("globo") == before and key("amazon-games") != before
+    monkeypatch.setitem(named_datasets.GLOBO_SUBSET, "min_article_clicks", 2)
+    assert key("globo") != before
+    store.data_version.cache_clear()
+
+
 def test_store_survives_a_line_cut_by_a_kill(tmp_path):
     path = tmp_path / "s.jsonl"
     path.write_text(json.dumps({"key": "a", "kind": "run"}) + "\n" + '{"key": "b", "ki')

@@ -68,9 +68,30 @@ def resolved_config(model: str, dataset: str, config_file_list: list[str] | None
     }
 
 
+@cache
+def data_version(dataset: str) -> str | None:
+    """First 12 hex digits of a hash of how a named dataset is converted (its converter's parameters
+    and source), or None for a dataset no converter of ours builds (RecBole's ml-100k, a user's files).
+
+    Results computed on a conversion that has since changed must not be found again; the raw files'
+    dates are left out on purpose, so a fresh checkout beside the same data finds its stored results.
+    """
+    from recbole_llm.data.conversion_stamp import converter_parameters, converter_sources
+    from recbole_llm.data.named_datasets import NAMED_DATASETS
+
+    entry = NAMED_DATASETS.get(dataset)
+    if entry is None:
+        return None
+    how = {"parameters": converter_parameters(entry.convert), "sources": converter_sources(entry.convert)}
+    return hashlib.sha256(json.dumps(how, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:12]
+
+
 def content_key(kind: str, model: str, payload: dict[str, Any]) -> str:
-    """Hash of ``kind``, the model's code version and ``payload`` (JSON, keys sorted)."""
-    text = json.dumps({"kind": kind, "code": model_code_version(model), **payload}, sort_keys=True, default=str)
+    """Hash of ``kind``, the model's code version, the dataset's conversion (when ``payload`` names a
+    converted dataset) and ``payload`` (JSON, keys sorted)."""
+    version = data_version(payload["dataset"]) if "dataset" in payload else None
+    data = {"data": version} if version is not None else {}  # absent, not None: older keys stay valid
+    text = json.dumps({"kind": kind, "code": model_code_version(model), **data, **payload}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
