@@ -72,6 +72,18 @@ def transposed_csr_matrix(edge_index: torch.Tensor, weight: torch.Tensor, size: 
     return csr_matrix(edge_index.flip(0), weight, (size[1], size[0]))
 
 
+def csr_equal(first: torch.Tensor, second: torch.Tensor) -> bool:
+    """Whether two sparse CSR matrices are the same operator entry for entry (shape, pattern and
+    bit-identical values), so a product with one can stand for a product with the other."""
+    return (
+        first.shape == second.shape
+        and first._nnz() == second._nnz()
+        and torch.equal(first.crow_indices(), second.crow_indices())
+        and torch.equal(first.col_indices(), second.col_indices())
+        and torch.equal(first.values(), second.values())
+    )
+
+
 def normalised_adjacency(
     rows: torch.Tensor, cols: torch.Tensor, n_nodes: int, norm: str = "sym", self_loop: bool = False
 ) -> torch.Tensor:

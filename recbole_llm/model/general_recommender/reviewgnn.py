@@ -31,7 +31,11 @@ the strongest graph baseline rather than on the paper's GCN.
 
 Speed: every sparse product multiplies by a transpose built once in backward
 (:func:`~recbole_llm.model.abstract_recommender.sparse_matmul`); what remains per step is what
-depends on the weights (FC-Tanh over the distinct training reviews, once per step).
+depends on the weights (FC-Tanh over the distinct training reviews, once per step). When every
+training pair has a review (Amazon 5-core sets), the review adjacency is the purchase adjacency
+entry for entry (:attr:`ReviewGNN.review_adj_shared`, checked once): the last layer then computes
+``A h`` once for both relations (``A (h W_s) = (A h) W_s``). Row gathers use ``index_select``,
+whose backward is an ``index_add`` (indexing with ``[]`` accumulates through a slower ``index_put``).
 
 ``use_reviews: false`` removes the review branch (no FC-Tanh, no W_r, no MSE): the GCN baseline
 through the same code. :class:`ReviewGCN` is that baseline under its own name, for comparisons
@@ -56,6 +60,7 @@ from torch import nn
 from recbole_llm.model.abstract_recommender import (
     GeneralGraphRecommender,
     checked_choice,
+    csr_equal,
     csr_matrix,
     normalised_edges,
     sparse_matmul,
@@ -154,6 +159,8 @@ class ReviewGNN(GeneralGraphRecommender):
         self.register_buffer("alpha_best_valid", torch.tensor(0.0))
         self.review_fields: list[str] = []
         self.n_review_edges = 0
+        #: the review adjacency equals the purchase adjacency: the last layer computes ``A h`` once
+        self.review_adj_shared = False
         if not self.use_reviews:
             return
         self.review_fields = review_fields_from_config(config)
@@ -203,11 +210,13 @@ class ReviewGNN(GeneralGraphRecommender):
         self.register_buffer("review_pair_keys", torch.from_numpy(keys), persistent=False)
         self._register_review_operators(keys, edge_users, edge_items)
         logger.info(
-            "ReviewGNN: %d review edges (%d distinct texts) from %d training rows with text (fields %s).",
+            "ReviewGNN: %d review edges (%d distinct texts) from %d training rows with text (fields %s); "
+            "review adjacency %s the purchase adjacency.",
             n_edges,
             len(distinct),
             int(mask.sum()),
             self.review_fields,
+            "is" if self.review_adj_shared else "differs from",
         )
 
     def _register_review_operators(self, keys: np.ndarray, edge_users: torch.Tensor, edge_items: torch.Tensor) -> None:
@@ -218,6 +227,7 @@ class ReviewGNN(GeneralGraphRecommender):
         square = (self.n_nodes, self.n_nodes)
         self.register_buffer("review_adj", csr_matrix(edge_index, weight, square), persistent=False)
         self.register_buffer("review_adj_t", transposed_csr_matrix(edge_index, weight, square), persistent=False)
+        self.review_adj_shared = csr_equal(self.review_adj, self.adjacency)
         rows, cols = edge_index
         users, items = torch.minimum(rows, cols), torch.maximum(rows, cols) - self.n_users
         edge_ids = torch.searchsorted(torch.from_numpy(keys), users * self.n_items + items)
@@ -239,50 +249,77 @@ class ReviewGNN(GeneralGraphRecommender):
     def review_vectors(self) -> torch.Tensor:
         """r_ui = tanh(FC(e_ui)) for every review edge, ``[n_review_edges, embedding_size]``,
         computed once per distinct review text."""
-        return torch.tanh(self.review_fc(self.distinct_review_embeddings))[self.edge_review]
+        return torch.tanh(self.review_fc(self.distinct_review_embeddings)).index_select(0, self.edge_review)
 
     def review_message(
-        self, h: torch.Tensor, reviews: torch.Tensor, review_keep: torch.Tensor | None = None
+        self,
+        h: torch.Tensor,
+        reviews: torch.Tensor,
+        review_keep: torch.Tensor | None = None,
+        propagated: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The review relation ``sum c' W_r [h_i || r_ui]`` of every node, from the previous
-        layer's vectors ``h`` and the review vectors (weighted by ``review_keep`` when given)."""
-        neighbour_sum = sparse_matmul(self.review_adj, self.review_adj_t, h)
+        layer's vectors ``h`` and the review vectors (weighted by ``review_keep`` when given).
+
+        ``propagated``: ``adjacency @ h`` when the caller has it; it is the neighbour sum itself
+        when the review adjacency is the purchase adjacency (:attr:`review_adj_shared`).
+        """
+        if self.review_adj_shared and propagated is not None:
+            neighbour_sum = propagated
+        else:
+            neighbour_sum = sparse_matmul(self.review_adj, self.review_adj_t, h)
         kept = reviews if review_keep is None else reviews * review_keep.unsqueeze(1)
         review_sum = sparse_matmul(self.review_incidence, self.review_incidence_t, kept)
         return self.review_weight(torch.cat([neighbour_sum, review_sum], dim=1))
 
     def collaborative_layers(self) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Layers ``h0 .. h_{L-1}`` and the purchase part of the last layer's message.
+        """Layers ``h0 .. h_{L-1}`` and ``A h_{L-1}``, the propagated last layer that the last
+        layer's purchase message (:meth:`purchase_message`) and, when the graphs are equal, its
+        review relation read.
 
-        ``gcn`` (the paper): h1 = act(A H0 W_1), message = A h1 W_s. ``lightgcn``: h_k = A h_{k-1}
-        without weights or activation, message = A h_{L-1} (LightGCN's next layer).
+        ``gcn`` (the paper): h1 = act(A H0 W_1). ``lightgcn``: h_k = A h_{k-1} without weights or
+        activation.
         """
         h0 = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
+        layers = [h0]
         if self.backbone == "gcn":
             x1 = self.layer1_weight(h0) if self.layer1_weight is not None else h0
-            h1 = self._act(self.propagate(x1))
-            return [h0, h1], self.propagate(self.purchase_weight(h1))
-        layers = [h0]
-        for _ in range(self.n_layers - 1):
-            layers.append(self.propagate(layers[-1]))
+            layers.append(self._act(self.propagate(x1)))
+        else:
+            for _ in range(self.n_layers - 1):
+                layers.append(self.propagate(layers[-1]))
         return layers, self.propagate(layers[-1])
 
-    def forward(
+    def purchase_message(self, propagated: torch.Tensor) -> torch.Tensor:
+        """The purchase part of the last layer's message from ``A h_{L-1}``: ``gcn``:
+        ``(A h1) W_s``, equal to the paper's ``A (h1 W_s)`` by linearity; ``lightgcn``: ``A h_{L-1}``."""
+        return self.purchase_weight(propagated) if self.purchase_weight is not None else propagated
+
+    def node_vectors(
         self, review_keep: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Final user and item vectors (and the review vectors, for the MSE term).
+        """Layer-0 and final vectors of every node (users first), and the review vectors.
 
         ``review_keep``: optional [n_review_edges] 0/1 weights on the review vectors in the last
         layer (training hides the batch's own reviews, see ``hide_target_reviews``).
         """
-        layers, message = self.collaborative_layers()
+        layers, propagated = self.collaborative_layers()
+        message = self.purchase_message(propagated)
         reviews = None
         if self.use_reviews:
             reviews = self.review_vectors()
-            message = message + self.review_message(layers[-1], reviews, review_keep)
+            message = message + self.review_message(layers[-1], reviews, review_keep, propagated)
         last = self._act(message) if self.backbone == "gcn" else message
         layers.append(last)
         final = sum(layers[1:], layers[0]) / float(len(layers)) if self.layer_combine == "mean" else last
+        return layers[0], final, reviews
+
+    def forward(
+        self, review_keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Final user and item vectors (and the review vectors, for the MSE term); see
+        :meth:`node_vectors`."""
+        _, final, reviews = self.node_vectors(review_keep)
         user_e, item_e = torch.split(final, [self.n_users, self.n_items])
         return user_e, item_e, reviews
 
@@ -293,7 +330,7 @@ class ReviewGNN(GeneralGraphRecommender):
         if self.n_review_edges == 0:
             return torch.full_like(keys, -1)
         pos = torch.searchsorted(self.review_pair_keys, keys).clamp(max=self.n_review_edges - 1)
-        return torch.where(self.review_pair_keys[pos] == keys, pos, torch.full_like(pos, -1))
+        return pos.masked_fill(self.review_pair_keys[pos] != keys, -1)
 
     def alignment_loss(self, reviews, u, i, index) -> torch.Tensor:
         """MSE between each review vector and its user/item representation (``mse_target``),
@@ -302,7 +339,7 @@ class ReviewGNN(GeneralGraphRecommender):
         ``u``/``i``: final vectors of the batch's pairs; ``index``: their review edges (-1: none).
         """
         weight = (index >= 0).to(reviews.dtype).unsqueeze(1)
-        r = reviews[index.clamp(min=0)]
+        r = reviews.index_select(0, index.clamp(min=0))
         if self.mse_target == "both":
             error = (u - r).square() + (i - r).square()
         elif self.mse_target == "user":
@@ -347,17 +384,16 @@ class ReviewGNN(GeneralGraphRecommender):
             if self.hide_target_reviews:
                 review_keep, rows = self.hidden_target_reviews(review_index)
                 if rows is not None:
+                    picked = rows.nonzero().squeeze(1)
                     user, pos_item, neg_item, review_index = (
-                        user[rows],
-                        pos_item[rows],
-                        neg_item[rows],
-                        review_index[rows],
+                        t.index_select(0, picked) for t in (user, pos_item, neg_item, review_index)
                     )
-        user_all, item_all, reviews = self.forward(review_keep)
-        u_e, pos_e, neg_e = user_all[user], item_all[pos_item], item_all[neg_item]
-        loss = self.bpr_loss(
-            u_e, pos_e, neg_e, self.user_embedding(user), self.item_embedding(pos_item), self.item_embedding(neg_item)
-        )
+        layer0, final, reviews = self.node_vectors(review_keep)
+        # one gather for the batch's users, positives and negatives, from the final and the
+        # layer-0 vectors alike (the same rows as user_all[user], item_embedding(pos_item), ...)
+        nodes = torch.cat([user, pos_item + self.n_users, neg_item + self.n_users])
+        u_e, pos_e, neg_e = final.index_select(0, nodes).split(len(user))
+        loss = self.bpr_loss(u_e, pos_e, neg_e, *layer0.index_select(0, nodes).split(len(user)))
         if self.use_reviews:
             loss = loss + self.alpha * self.alignment_loss(reviews, u_e, pos_e, review_index)
         return loss
