@@ -164,6 +164,19 @@ def test_hide_target_reviews_masks_exactly_the_batch_reviews(built, data_root):
     assert torch.equal(keep, expected) and (expected == 0).any() and rows is None
 
 
+def test_hidden_reviews_leave_the_review_sum(built):
+    """The review relation's sum over a node's reviews drops exactly the hidden edges."""
+    model = built[4]
+    keep = torch.ones(model.n_review_edges)
+    keep[torch.arange(0, model.n_review_edges, 3)] = 0.0
+    with torch.no_grad():
+        distinct = model.distinct_review_vectors()
+        expected = torch.sparse.mm(model.review_incidence, model.review_vectors() * keep.unsqueeze(1))
+        assert torch.allclose(model.review_sum(distinct, keep), expected, atol=1e-7)
+        everything = torch.sparse.mm(model.review_incidence, model.review_vectors())
+        assert torch.allclose(model.review_sum(distinct), everything, atol=1e-7)
+
+
 def _review_part_gradient(model, batch) -> torch.Tensor:
     """Gradient of W_r on the summed review vectors (zero when no review reaches a message)."""
     model.zero_grad()
@@ -190,6 +203,11 @@ def test_one_batch_dataset_still_sends_review_messages(built, data_root):
     keep, rows = model.hidden_target_reviews(index)
     hidden = keep == 0
     assert hidden.sum() == int(0.5 * model.n_review_edges)
+    # a uniform draw among the batch's distinct reviews, in torch.unique's order
+    torch.manual_seed(0)
+    distinct = torch.unique(index[index >= 0])
+    drawn = distinct[torch.randperm(len(distinct))[: int(0.5 * model.n_review_edges)]]
+    assert torch.equal(hidden.nonzero().squeeze(1), drawn.sort().values)
     # loss rows: pairs whose review is hidden and pairs without review, nothing else
     assert torch.equal(rows, (index < 0) | hidden[index.clamp(min=0)])
     assert 0 < rows.sum() < len(batch)
@@ -391,11 +409,14 @@ def test_lightgcn_backbone_with_reviews_trains_the_review_branch(built, data_roo
         ("embeddings", model.user_embedding.weight.grad),
     ]:
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
-    # the review relation is the only difference from LightGCN's last layer
+    # the review relation W_r [A' h || sum c' r] is the only difference from LightGCN's last layer
     with torch.no_grad():
-        layers, message = model.collaborative_layers()
+        layers, propagated = model.collaborative_layers()
         reviewed = torch.cat(model.forward()[:2])
-        expected = (sum(layers) + message + model.review_message(layers[-1], model.review_vectors())) / 3
+        neighbour_sum = torch.sparse.mm(model.review_adj, layers[-1])
+        review_sum = torch.sparse.mm(model.review_incidence, model.review_vectors())
+        review_relation = model.review_weight(torch.cat([neighbour_sum, review_sum], dim=1))
+        expected = (sum(layers) + propagated + review_relation) / 3
     assert torch.allclose(reviewed, expected, atol=1e-6)
 
 

@@ -92,6 +92,29 @@ def normalised_adjacency(
     return csr_matrix(edge_index, weight, (n_nodes, n_nodes))
 
 
+def batch_emb_loss(table: torch.Tensor, rows: torch.Tensor, n_blocks: int, require_pow: bool = False) -> torch.Tensor:
+    """RecBole's ``EmbLoss()(*table[rows].chunk(n_blocks), require_pow=require_pow)``: LightGCN's
+    L2 term on a batch's blocks of rows (users, positives, negatives), sum of the blocks'
+    Frobenius norms (squared and halved with ``require_pow``) divided by the batch size.
+
+    A block's squared norm is the sum of its rows' squared norms. When the table has fewer rows
+    than the batch (small graphs), it is computed from each table row's squared norm and how often
+    the block holds that row, without gathering the ``[batch, dim]`` blocks (whose norm backward
+    makes several passes over them); otherwise the blocks are gathered once, in one tensor. (A
+    block of all-zero rows, where the norm has no gradient, is not met in training batches.)
+    """
+    batch = rows.shape[0] // n_blocks
+    if table.shape[0] < rows.shape[0]:
+        offsets = torch.arange(n_blocks, device=rows.device).unsqueeze(1) * table.shape[0]
+        counts = torch.bincount((rows.view(n_blocks, batch) + offsets).flatten(), minlength=n_blocks * table.shape[0])
+        squared = counts.view(n_blocks, -1).to(table.dtype) @ torch.linalg.vecdot(table, table)
+        norms = squared.sqrt()
+    else:
+        norms = torch.linalg.vector_norm(table.index_select(0, rows).view(n_blocks, -1), dim=1)
+        squared = norms.square()
+    return (squared.sum() / 2 if require_pow else norms.sum()) / batch
+
+
 class _SparseMatmul(torch.autograd.Function):
     """``matrix @ dense`` whose backward multiplies by a transpose built once.
 
