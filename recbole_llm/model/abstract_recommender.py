@@ -61,10 +61,17 @@ def normalised_edges(
 
 
 def csr_matrix(edge_index: torch.Tensor, weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A sparse CSR tensor (PyG's ``to_torch_csr_tensor``) without torch's "beta" warning."""
+    """A sparse CSR tensor (PyG's ``to_torch_csr_tensor``) without torch's "beta" warning.
+
+    Its indices are int32 when they fit: torch's CPU product (MKL) takes int32 indices and
+    would otherwise convert both index arrays on every call."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return to_torch_csr_tensor(edge_index, weight, size=size)
+        matrix = to_torch_csr_tensor(edge_index, weight, size=size)
+        if max(matrix._nnz(), *size) >= 2**31:
+            return matrix
+        crow, col = matrix.crow_indices().int(), matrix.col_indices().int()
+        return torch.sparse_csr_tensor(crow, col, matrix.values(), size=size)
 
 
 def transposed_csr_matrix(edge_index: torch.Tensor, weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
