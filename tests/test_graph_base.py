@@ -15,6 +15,7 @@ from torch import nn
 
 from recbole_llm.model.abstract_recommender import (
     GeneralGraphRecommender,
+    batch_emb_loss,
     checked_choice,
     normalised_adjacency,
     normalised_edges,
@@ -219,6 +220,22 @@ def test_bpr_loss_value_and_gradients():
     touched_items = torch.tensor([1, 2, 4, 3])
     assert (model.item_embedding.weight.grad[touched_items].abs().sum(1) > 0).all()
     assert model.user_embedding.weight.grad[0].abs().sum() == 0  # padding user: no edge, no batch row
+
+
+@pytest.mark.parametrize("require_pow", [False, True])
+@pytest.mark.parametrize("n_rows", [5, 40])  # a table with fewer / more rows than the batch
+def test_batch_emb_loss_is_recboles_emb_loss(require_pow, n_rows):
+    """Value and gradient of EmbLoss on the gathered blocks, whichever way it is computed."""
+    from recbole.model.loss import EmbLoss
+
+    torch.manual_seed(0)
+    table = torch.randn(n_rows, 8, requires_grad=True)
+    rows = torch.randint(0, n_rows, (3 * 4,))
+    loss = batch_emb_loss(table, rows, 3, require_pow)
+    (grad,) = torch.autograd.grad(loss, table)
+    expected = EmbLoss()(*table[rows].chunk(3), require_pow=require_pow).squeeze()
+    (expected_grad,) = torch.autograd.grad(expected, table)
+    assert torch.allclose(loss, expected, rtol=1e-6) and torch.allclose(grad, expected_grad, rtol=1e-5, atol=1e-7)
 
 
 def test_choices_are_read_from_the_schema():

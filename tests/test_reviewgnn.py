@@ -164,6 +164,19 @@ def test_hide_target_reviews_masks_exactly_the_batch_reviews(built, data_root):
     assert torch.equal(keep, expected) and (expected == 0).any() and rows is None
 
 
+def test_hidden_reviews_leave_the_review_sum(built):
+    """The review relation's sum over a node's reviews drops exactly the hidden edges."""
+    model = built[4]
+    keep = torch.ones(model.n_review_edges)
+    keep[torch.arange(0, model.n_review_edges, 3)] = 0.0
+    with torch.no_grad():
+        distinct = model.distinct_review_vectors()
+        expected = torch.sparse.mm(model.review_incidence, model.review_vectors() * keep.unsqueeze(1))
+        assert torch.allclose(model.review_sum(distinct, keep), expected, atol=1e-7)
+        everything = torch.sparse.mm(model.review_incidence, model.review_vectors())
+        assert torch.allclose(model.review_sum(distinct), everything, atol=1e-7)
+
+
 def _review_part_gradient(model, batch) -> torch.Tensor:
     """Gradient of W_r on the summed review vectors (zero when no review reaches a message)."""
     model.zero_grad()
@@ -190,6 +203,11 @@ def test_one_batch_dataset_still_sends_review_messages(built, data_root):
     keep, rows = model.hidden_target_reviews(index)
     hidden = keep == 0
     assert hidden.sum() == int(0.5 * model.n_review_edges)
+    # a uniform draw among the batch's distinct reviews, in torch.unique's order
+    torch.manual_seed(0)
+    distinct = torch.unique(index[index >= 0])
+    drawn = distinct[torch.randperm(len(distinct))[: int(0.5 * model.n_review_edges)]]
+    assert torch.equal(hidden.nonzero().squeeze(1), drawn.sort().values)
     # loss rows: pairs whose review is hidden and pairs without review, nothing else
     assert torch.equal(rows, (index < 0) | hidden[index.clamp(min=0)])
     assert 0 < rows.sum() < len(batch)
@@ -199,9 +217,12 @@ def test_one_batch_dataset_still_sends_review_messages(built, data_root):
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
-def test_layer2_equals_per_edge_formula(built):
-    """The sparse products equal m_u = sum c W_s h_i + sum c' W_r [h_i || r_ui] edge by edge."""
-    model = built[4]
+@pytest.mark.parametrize("graphs", ["built", "silent_built"])
+def test_layer2_equals_per_edge_formula(request, graphs):
+    """The sparse products equal m_u = sum c W_s h_i + sum c' W_r [h_i || r_ui] edge by edge, on
+    the shared path (review graph == purchase graph) and the separate one (a review missing)."""
+    model = request.getfixturevalue(graphs)[4]
+    assert model.review_adj_shared == (graphs == "built")
     with torch.no_grad():
         h0 = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
         h1 = torch.relu(torch.sparse.mm(model.adjacency, model.layer1_weight(h0)))
@@ -240,6 +261,80 @@ def test_gradient_reaches_fc_tanh_and_both_relations(built):
     ]:
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
     model.zero_grad()
+
+
+# ----------------------------------------------------------------------------- shared A h
+@pytest.fixture(scope="module")
+def silent_built(data_root):
+    """Like ``built``, on a copy of the data where one training interaction has no review text."""
+    folder = _copy_data(data_root, "one_silent_review")
+    frame = _read_inter(_inter_file(folder))
+    # the earliest interaction of all is its user's earliest, a training row under the
+    # leave-one-out split by time
+    first = frame["timestamp:float"].astype(float).idxmin()
+    for column in _text_columns(frame):
+        frame.loc[first, column] = ""
+    _write_inter(frame, _inter_file(folder))
+    return build(_config(folder, data_root / "cache"))
+
+
+def _twin(model: ReviewGNN, config, dataset, shared: bool) -> ReviewGNN:
+    """The same model (weights, graphs) on the shared (``A h`` once) or the separate path."""
+    twin = ReviewGNN(config, dataset)
+    twin.load_state_dict(model.state_dict())
+    twin.review_adj_shared = shared
+    return twin
+
+
+def _step(model: ReviewGNN, batch):
+    """Final vectors, loss and gradients of one training step (the hiding draw seeded)."""
+    model.zero_grad()
+    torch.manual_seed(0)
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    with torch.no_grad():
+        vectors = torch.cat(model.forward()[:2])
+    return vectors, loss.detach(), {name: p.grad for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("backbone", ["gcn", "lightgcn"])
+def test_shared_propagation_matches_separate_review_graph(built, data_root, backbone):
+    """Every training pair has a review here, so the review adjacency is the purchase adjacency
+    and the last layer computes ``A h`` once; vectors, loss and gradients match the path that
+    multiplies by the review adjacency separately (``A (h W_s)`` there, ``(A h) W_s`` here)."""
+    train = built[1]
+    config = _config(data_root / "data", data_root / "cache", backbone=backbone)
+    model = ReviewGNN(config, train._dataset)
+    assert model.review_adj_shared
+    batch = next(iter(train))
+    vectors, loss, grads = _step(model, batch)
+    vectors_sep, loss_sep, grads_sep = _step(_twin(model, config, train._dataset, shared=False), batch)
+    assert torch.allclose(vectors, vectors_sep, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(loss, loss_sep, rtol=1e-6, atol=0)
+    assert grads.keys() == grads_sep.keys()
+    for name in grads:
+        assert torch.allclose(grads[name], grads_sep[name], rtol=1e-4, atol=1e-7), name
+
+
+def test_review_graph_is_shared_only_when_equal(built, silent_built, data_root):
+    """One training review without text (or a purchase graph with self loops) makes the two
+    adjacencies differ: the review relation then keeps multiplying by its own adjacency."""
+    model = built[4]
+    assert model.review_adj_shared and model.n_review_edges == model.adjacency._nnz() // 2
+    assert torch.equal(model.review_adj.to_dense(), model.adjacency.to_dense())
+    train = built[1]._dataset
+    mean = ReviewGNN(_config(data_root / "data", data_root / "cache", normalisation="mean"), train)
+    assert mean.review_adj_shared  # both relations normalised alike
+    looped = ReviewGNN(_config(data_root / "data", data_root / "cache", self_loop=True), train)
+    assert not looped.review_adj_shared
+
+    silent = silent_built[4]
+    assert silent.n_review_edges == silent.adjacency._nnz() // 2 - 1
+    assert not silent.review_adj_shared
+    # forcing the shared path here would use the purchase graph for reviews: a different layer
+    config = _config(data_root / "one_silent_review", data_root / "cache")
+    wrong = _twin(silent, config, silent_built[1]._dataset, shared=True)
+    assert not torch.allclose(torch.cat(wrong.forward()[:2]), torch.cat(silent.forward()[:2]))
 
 
 def test_distinct_review_texts_are_transformed_once(built):
@@ -314,11 +409,14 @@ def test_lightgcn_backbone_with_reviews_trains_the_review_branch(built, data_roo
         ("embeddings", model.user_embedding.weight.grad),
     ]:
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
-    # the review relation is the only difference from LightGCN's last layer
+    # the review relation W_r [A' h || sum c' r] is the only difference from LightGCN's last layer
     with torch.no_grad():
-        layers, message = model.collaborative_layers()
+        layers, propagated = model.collaborative_layers()
         reviewed = torch.cat(model.forward()[:2])
-        expected = (sum(layers) + message + model.review_message(layers[-1], model.review_vectors())) / 3
+        neighbour_sum = torch.sparse.mm(model.review_adj, layers[-1])
+        review_sum = torch.sparse.mm(model.review_incidence, model.review_vectors())
+        review_relation = model.review_weight(torch.cat([neighbour_sum, review_sum], dim=1))
+        expected = (sum(layers) + propagated + review_relation) / 3
     assert torch.allclose(reviewed, expected, atol=1e-6)
 
 

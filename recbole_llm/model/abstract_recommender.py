@@ -61,15 +61,34 @@ def normalised_edges(
 
 
 def csr_matrix(edge_index: torch.Tensor, weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A sparse CSR tensor (PyG's ``to_torch_csr_tensor``) without torch's "beta" warning."""
+    """A sparse CSR tensor (PyG's ``to_torch_csr_tensor``) without torch's "beta" warning.
+
+    Its indices are int32 when they fit: torch's CPU product (MKL) takes int32 indices and
+    would otherwise convert both index arrays on every call."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return to_torch_csr_tensor(edge_index, weight, size=size)
+        matrix = to_torch_csr_tensor(edge_index, weight, size=size)
+        if max(matrix._nnz(), *size) >= 2**31:
+            return matrix
+        crow, col = matrix.crow_indices().int(), matrix.col_indices().int()
+        return torch.sparse_csr_tensor(crow, col, matrix.values(), size=size)
 
 
 def transposed_csr_matrix(edge_index: torch.Tensor, weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The transpose of ``csr_matrix(edge_index, weight, size)``, itself in CSR layout."""
     return csr_matrix(edge_index.flip(0), weight, (size[1], size[0]))
+
+
+def csr_equal(first: torch.Tensor, second: torch.Tensor) -> bool:
+    """Whether two sparse CSR matrices are the same operator entry for entry (shape, pattern and
+    bit-identical values), so a product with one can stand for a product with the other."""
+    return (
+        first.shape == second.shape
+        and first._nnz() == second._nnz()
+        and torch.equal(first.crow_indices(), second.crow_indices())
+        and torch.equal(first.col_indices(), second.col_indices())
+        and torch.equal(first.values(), second.values())
+    )
 
 
 def normalised_adjacency(
@@ -78,6 +97,29 @@ def normalised_adjacency(
     """``[n_nodes, n_nodes]`` sparse CSR adjacency of :func:`normalised_edges`."""
     edge_index, weight = normalised_edges(rows, cols, n_nodes, norm, self_loop)
     return csr_matrix(edge_index, weight, (n_nodes, n_nodes))
+
+
+def batch_emb_loss(table: torch.Tensor, rows: torch.Tensor, n_blocks: int, require_pow: bool = False) -> torch.Tensor:
+    """RecBole's ``EmbLoss()(*table[rows].chunk(n_blocks), require_pow=require_pow)``: LightGCN's
+    L2 term on a batch's blocks of rows (users, positives, negatives), sum of the blocks'
+    Frobenius norms (squared and halved with ``require_pow``) divided by the batch size.
+
+    A block's squared norm is the sum of its rows' squared norms. When the table has fewer rows
+    than the batch (small graphs), it is computed from each table row's squared norm and how often
+    the block holds that row, without gathering the ``[batch, dim]`` blocks (whose norm backward
+    makes several passes over them); otherwise the blocks are gathered once, in one tensor. (A
+    block of all-zero rows, where the norm has no gradient, is not met in training batches.)
+    """
+    batch = rows.shape[0] // n_blocks
+    if table.shape[0] < rows.shape[0]:
+        offsets = torch.arange(n_blocks, device=rows.device).unsqueeze(1) * table.shape[0]
+        counts = torch.bincount((rows.view(n_blocks, batch) + offsets).flatten(), minlength=n_blocks * table.shape[0])
+        squared = counts.view(n_blocks, -1).to(table.dtype) @ torch.linalg.vecdot(table, table)
+        norms = squared.sqrt()
+    else:
+        norms = torch.linalg.vector_norm(table.index_select(0, rows).view(n_blocks, -1), dim=1)
+        squared = norms.square()
+    return (squared.sum() / 2 if require_pow else norms.sum()) / batch
 
 
 class _SparseMatmul(torch.autograd.Function):

@@ -31,7 +31,18 @@ the strongest graph baseline rather than on the paper's GCN.
 
 Speed: every sparse product multiplies by a transpose built once in backward
 (:func:`~recbole_llm.model.abstract_recommender.sparse_matmul`); what remains per step is what
-depends on the weights (FC-Tanh over the distinct training reviews, once per step).
+depends on the weights (FC-Tanh over the distinct training reviews, once per step). When every
+training pair has a review (Amazon 5-core sets), the review adjacency is the purchase adjacency
+entry for entry (:attr:`ReviewGNN.review_adj_shared`, checked once): the last layer then computes
+``A h`` once for both relations (``A (h W_s) = (A h) W_s``; with gcn the two weights on ``A h``
+are added, ``W_s + W_rh``, so one product remains). Further per-step savings, each exact up to
+float rounding: ``W_r [x || y]`` as ``W_rh x + W_rr y`` added in place (no concatenation); hidden
+reviews read a zero row in the gather from the distinct texts (no multiplication by keep
+weights); the MSE term gathers from the distinct texts' vectors; row gathers use
+``index_select`` (its backward is an ``index_add``; ``[]`` accumulates through a slower
+``index_put``), one for the batch's users, positives and negatives; the L2 term is
+:func:`~recbole_llm.model.abstract_recommender.batch_emb_loss` (from per-node squared norms when
+the graph has fewer nodes than the batch has rows).
 
 ``use_reviews: false`` removes the review branch (no FC-Tanh, no W_r, no MSE): the GCN baseline
 through the same code. :class:`ReviewGCN` is that baseline under its own name, for comparisons
@@ -55,7 +66,9 @@ from torch import nn
 
 from recbole_llm.model.abstract_recommender import (
     GeneralGraphRecommender,
+    batch_emb_loss,
     checked_choice,
+    csr_equal,
     csr_matrix,
     normalised_edges,
     sparse_matmul,
@@ -154,6 +167,8 @@ class ReviewGNN(GeneralGraphRecommender):
         self.register_buffer("alpha_best_valid", torch.tensor(0.0))
         self.review_fields: list[str] = []
         self.n_review_edges = 0
+        #: the review adjacency equals the purchase adjacency: the last layer computes ``A h`` once
+        self.review_adj_shared = False
         if not self.use_reviews:
             return
         self.review_fields = review_fields_from_config(config)
@@ -203,11 +218,13 @@ class ReviewGNN(GeneralGraphRecommender):
         self.register_buffer("review_pair_keys", torch.from_numpy(keys), persistent=False)
         self._register_review_operators(keys, edge_users, edge_items)
         logger.info(
-            "ReviewGNN: %d review edges (%d distinct texts) from %d training rows with text (fields %s).",
+            "ReviewGNN: %d review edges (%d distinct texts) from %d training rows with text (fields %s); "
+            "review adjacency %s the purchase adjacency.",
             n_edges,
             len(distinct),
             int(mask.sum()),
             self.review_fields,
+            "is" if self.review_adj_shared else "differs from",
         )
 
     def _register_review_operators(self, keys: np.ndarray, edge_users: torch.Tensor, edge_items: torch.Tensor) -> None:
@@ -218,6 +235,7 @@ class ReviewGNN(GeneralGraphRecommender):
         square = (self.n_nodes, self.n_nodes)
         self.register_buffer("review_adj", csr_matrix(edge_index, weight, square), persistent=False)
         self.register_buffer("review_adj_t", transposed_csr_matrix(edge_index, weight, square), persistent=False)
+        self.review_adj_shared = csr_equal(self.review_adj, self.adjacency)
         rows, cols = edge_index
         users, items = torch.minimum(rows, cols), torch.maximum(rows, cols) - self.n_users
         edge_ids = torch.searchsorted(torch.from_numpy(keys), users * self.n_items + items)
@@ -236,55 +254,94 @@ class ReviewGNN(GeneralGraphRecommender):
         """The frozen (centred) text embedding of every review edge, ``[n_review_edges, dim]``."""
         return self.distinct_review_embeddings[self.edge_review]
 
-    def review_vectors(self) -> torch.Tensor:
-        """r_ui = tanh(FC(e_ui)) for every review edge, ``[n_review_edges, embedding_size]``,
-        computed once per distinct review text."""
-        return torch.tanh(self.review_fc(self.distinct_review_embeddings))[self.edge_review]
+    def distinct_review_vectors(self) -> torch.Tensor:
+        """r = tanh(FC(e)) once per distinct review text, ``[n_distinct_texts, embedding_size]``;
+        review edge ``k`` reads row ``edge_review[k]``."""
+        return torch.tanh(self.review_fc(self.distinct_review_embeddings))
 
-    def review_message(
-        self, h: torch.Tensor, reviews: torch.Tensor, review_keep: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The review relation ``sum c' W_r [h_i || r_ui]`` of every node, from the previous
-        layer's vectors ``h`` and the review vectors (weighted by ``review_keep`` when given)."""
-        neighbour_sum = sparse_matmul(self.review_adj, self.review_adj_t, h)
-        kept = reviews if review_keep is None else reviews * review_keep.unsqueeze(1)
-        review_sum = sparse_matmul(self.review_incidence, self.review_incidence_t, kept)
-        return self.review_weight(torch.cat([neighbour_sum, review_sum], dim=1))
+    def review_vectors(self) -> torch.Tensor:
+        """r_ui = tanh(FC(e_ui)) for every review edge, ``[n_review_edges, embedding_size]``."""
+        return self.distinct_review_vectors().index_select(0, self.edge_review)
+
+    def review_sum(self, distinct_reviews: torch.Tensor, review_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``sum_{i in N_r(v)} c'_vi r_vi`` of every node ``v``, without the hidden review edges
+        (``review_keep`` 0). A hidden edge reads an appended zero row in the gather from the
+        distinct texts, which spares a multiplication of every edge's vector by its keep weight."""
+        if review_keep is None:
+            kept = distinct_reviews.index_select(0, self.edge_review)
+        else:
+            padded = torch.cat([distinct_reviews, distinct_reviews.new_zeros(1, distinct_reviews.shape[1])])
+            hidden_to_zero = self.edge_review.masked_fill(review_keep == 0, len(distinct_reviews))
+            kept = padded.index_select(0, hidden_to_zero)
+        return sparse_matmul(self.review_incidence, self.review_incidence_t, kept)
 
     def collaborative_layers(self) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Layers ``h0 .. h_{L-1}`` and the purchase part of the last layer's message.
+        """Layers ``h0 .. h_{L-1}`` and ``A h_{L-1}``, the propagated last layer that the last
+        layer's purchase relation and, when the graphs are equal, its review relation read.
 
-        ``gcn`` (the paper): h1 = act(A H0 W_1), message = A h1 W_s. ``lightgcn``: h_k = A h_{k-1}
-        without weights or activation, message = A h_{L-1} (LightGCN's next layer).
+        ``gcn`` (the paper): h1 = act(A H0 W_1). ``lightgcn``: h_k = A h_{k-1} without weights or
+        activation.
         """
         h0 = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
+        layers = [h0]
         if self.backbone == "gcn":
             x1 = self.layer1_weight(h0) if self.layer1_weight is not None else h0
-            h1 = self._act(self.propagate(x1))
-            return [h0, h1], self.propagate(self.purchase_weight(h1))
-        layers = [h0]
-        for _ in range(self.n_layers - 1):
-            layers.append(self.propagate(layers[-1]))
+            layers.append(self._act(self.propagate(x1)))
+        else:
+            for _ in range(self.n_layers - 1):
+                layers.append(self.propagate(layers[-1]))
         return layers, self.propagate(layers[-1])
+
+    def last_message(
+        self, h: torch.Tensor, propagated: torch.Tensor, review_keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The last layer's message ``P + W_r [A' h || sum c' r]`` (before the activation) and the
+        review vectors of the distinct texts (``None`` without reviews).
+
+        ``h``: layer ``L-1``; ``propagated``: ``A h``. The purchase relation ``P`` is
+        ``(A h) W_s`` (gcn; the paper's ``A (h W_s)`` by linearity) or ``A h`` (lightgcn).
+        ``W_r [x || y] = W_rh x + W_rr y`` is applied as two products added in place, without
+        concatenating. When the review adjacency ``A'`` is ``A`` (:attr:`review_adj_shared`),
+        ``A' h`` is ``propagated``, and with gcn ``(A h) W_s + (A h) W_rh = (A h)(W_s + W_rh)``.
+        """
+        if not self.use_reviews:
+            return (self.purchase_weight(propagated) if self.purchase_weight is not None else propagated), None
+        distinct_reviews = self.distinct_review_vectors()
+        review_sum = self.review_sum(distinct_reviews, review_keep)
+        w_neighbour, w_review = self.review_weight.weight.split(self.embedding_size, dim=1)
+        if self.review_adj_shared and self.purchase_weight is not None:
+            message = F.linear(propagated, self.purchase_weight.weight + w_neighbour)
+        else:
+            purchase = self.purchase_weight(propagated) if self.purchase_weight is not None else propagated
+            shared = self.review_adj_shared
+            neighbour_sum = propagated if shared else sparse_matmul(self.review_adj, self.review_adj_t, h)
+            message = torch.addmm(purchase, neighbour_sum, w_neighbour.t())
+        return torch.addmm(message, review_sum, w_review.t()), distinct_reviews
+
+    def node_vectors(
+        self, review_keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Layer-0 and final vectors of every node (users first), and the review vectors of the
+        distinct texts (see :meth:`distinct_review_vectors`).
+
+        ``review_keep``: optional [n_review_edges] weights, 1 = keep, 0 = leave the edge's review
+        out of the last layer (training hides the batch's own reviews, see ``hide_target_reviews``).
+        """
+        layers, propagated = self.collaborative_layers()
+        message, distinct_reviews = self.last_message(layers[-1], propagated, review_keep)
+        last = self._act(message) if self.backbone == "gcn" else message
+        layers.append(last)
+        final = sum(layers[1:], layers[0]) / float(len(layers)) if self.layer_combine == "mean" else last
+        return layers[0], final, distinct_reviews
 
     def forward(
         self, review_keep: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Final user and item vectors (and the review vectors, for the MSE term).
-
-        ``review_keep``: optional [n_review_edges] 0/1 weights on the review vectors in the last
-        layer (training hides the batch's own reviews, see ``hide_target_reviews``).
-        """
-        layers, message = self.collaborative_layers()
-        reviews = None
-        if self.use_reviews:
-            reviews = self.review_vectors()
-            message = message + self.review_message(layers[-1], reviews, review_keep)
-        last = self._act(message) if self.backbone == "gcn" else message
-        layers.append(last)
-        final = sum(layers[1:], layers[0]) / float(len(layers)) if self.layer_combine == "mean" else last
+        """Final user and item vectors, and the review vectors of the distinct texts (for the MSE
+        term); see :meth:`node_vectors`."""
+        _, final, distinct_reviews = self.node_vectors(review_keep)
         user_e, item_e = torch.split(final, [self.n_users, self.n_items])
-        return user_e, item_e, reviews
+        return user_e, item_e, distinct_reviews
 
     # ------------------------------------------------------------------ loss
     def review_edge_index(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
@@ -293,25 +350,27 @@ class ReviewGNN(GeneralGraphRecommender):
         if self.n_review_edges == 0:
             return torch.full_like(keys, -1)
         pos = torch.searchsorted(self.review_pair_keys, keys).clamp(max=self.n_review_edges - 1)
-        return torch.where(self.review_pair_keys[pos] == keys, pos, torch.full_like(pos, -1))
+        return pos.masked_fill(self.review_pair_keys[pos] != keys, -1)
 
-    def alignment_loss(self, reviews, u, i, index) -> torch.Tensor:
+    def alignment_loss(self, distinct_reviews, u, i, index) -> torch.Tensor:
         """MSE between each review vector and its user/item representation (``mse_target``),
         averaged over the batch pairs that are review edges (pairs without review weigh 0).
 
-        ``u``/``i``: final vectors of the batch's pairs; ``index``: their review edges (-1: none).
+        ``distinct_reviews``: :meth:`distinct_review_vectors`; ``u``/``i``: final vectors of the
+        batch's pairs; ``index``: their review edges (-1: none). Squared errors are summed per
+        row first, so the 0/1 weights multiply one number per pair.
         """
-        weight = (index >= 0).to(reviews.dtype).unsqueeze(1)
-        r = reviews[index.clamp(min=0)]
+        weight = (index >= 0).to(distinct_reviews.dtype)
+        r = distinct_reviews.index_select(0, self.edge_review.index_select(0, index.clamp(min=0)))
         if self.mse_target == "both":
-            error = (u - r).square() + (i - r).square()
+            error = F.mse_loss(u, r, reduction="none") + F.mse_loss(i, r, reduction="none")
         elif self.mse_target == "user":
-            error = (u - r).square()
+            error = F.mse_loss(u, r, reduction="none")
         elif self.mse_target == "item":
-            error = (i - r).square()
+            error = F.mse_loss(i, r, reduction="none")
         else:
-            error = (u * i - r).square()
-        return (weight * error).sum() / (weight.sum() * r.shape[1]).clamp(min=1.0)
+            error = F.mse_loss(u * i, r, reduction="none")
+        return torch.dot(error.sum(dim=1), weight) / (weight.sum() * r.shape[1]).clamp(min=1.0)
 
     def hidden_target_reviews(self, review_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Keep weights over the review edges for one training step, and the batch rows that
@@ -326,13 +385,17 @@ class ReviewGNN(GeneralGraphRecommender):
         """
         keep = torch.ones(self.n_review_edges, device=review_index.device)
         targets = review_index[review_index >= 0]
+        keep[targets] = 0.0
         cap = max(1, int(self.max_hidden_review_share * self.n_review_edges))
-        distinct = torch.unique(targets) if len(targets) > cap else targets  # (no sort when under the cap)
+        if len(targets) <= cap:
+            return keep, None
+        # the batch's distinct review edges in increasing order (torch.unique's), read off the
+        # keep weights instead of sorting the batch
+        distinct = (keep == 0.0).nonzero().squeeze(1)
         if len(distinct) <= cap:
-            keep[targets] = 0.0
             return keep, None
         hidden = distinct[torch.randperm(len(distinct), device=distinct.device)[:cap]]
-        keep[hidden] = 0.0
+        keep.fill_(1.0)[hidden] = 0.0
         rows = (review_index < 0) | (keep[review_index.clamp(min=0)] == 0.0)
         return keep, rows
 
@@ -347,19 +410,20 @@ class ReviewGNN(GeneralGraphRecommender):
             if self.hide_target_reviews:
                 review_keep, rows = self.hidden_target_reviews(review_index)
                 if rows is not None:
+                    picked = rows.nonzero().squeeze(1)
                     user, pos_item, neg_item, review_index = (
-                        user[rows],
-                        pos_item[rows],
-                        neg_item[rows],
-                        review_index[rows],
+                        t.index_select(0, picked) for t in (user, pos_item, neg_item, review_index)
                     )
-        user_all, item_all, reviews = self.forward(review_keep)
-        u_e, pos_e, neg_e = user_all[user], item_all[pos_item], item_all[neg_item]
-        loss = self.bpr_loss(
-            u_e, pos_e, neg_e, self.user_embedding(user), self.item_embedding(pos_item), self.item_embedding(neg_item)
-        )
+        layer0, final, distinct_reviews = self.node_vectors(review_keep)
+        # the batch's users, positives and negatives in one gather (the rows of user_all[user],
+        # item_all[pos_item], ...); the L2 term reads the same node ids in the layer-0 vectors
+        nodes = torch.cat([user, pos_item + self.n_users, neg_item + self.n_users])
+        u_e, pos_e, neg_e = final.index_select(0, nodes).split(len(user))
+        pos_scores, neg_scores = (u_e * pos_e).sum(dim=1), (u_e * neg_e).sum(dim=1)
+        reg = batch_emb_loss(layer0, nodes, 3, self.require_pow)
+        loss = self.mf_loss(pos_scores, neg_scores) + self.reg_weight * reg
         if self.use_reviews:
-            loss = loss + self.alpha * self.alignment_loss(reviews, u_e, pos_e, review_index)
+            loss = loss + self.alpha * self.alignment_loss(distinct_reviews, u_e, pos_e, review_index)
         return loss
 
     # ------------------------------------------------------------------ adaptive alpha
