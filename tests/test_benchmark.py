@@ -151,6 +151,23 @@ def test_interrupted_tuning_resumes_without_rerunning_finished_trials(tmp_path):
     assert "resumed after an interruption" in (search / "trials.md").read_text()
 
 
+def test_random_search_configurations_follow_the_seed_alone():
+    """The configurations a random search runs are drawn before Ray starts, from the seed only: two calls give
+    the same list (a rerun on another machine knows which are stored), another seed another list; a
+    configuration drawn twice is run once; each sample covers every grid combination, as in Ray."""
+    from recbole_llm.tune.space import load_search_space, sample_configs
+
+    space = load_search_space(
+        {"learning_rate": {"loguniform": [1.0e-4, 1.0e-2]}, "n_layers": {"grid": [1, 2]}, "k": {"choice": [8, 16]}}
+    )
+    first = sample_configs(space, 3, seed=7)
+    assert first == sample_configs(space, 3, seed=7) != sample_configs(space, 3, seed=8)
+    assert len(first) == 6 and [c["n_layers"] for c in first] == [1, 2] * 3 and list(first[0]) == list(space)
+    assert all(1.0e-4 <= c["learning_rate"] <= 1.0e-2 and type(c["learning_rate"]) is float for c in first)
+    small = load_search_space({"learning_rate": {"choice": [0.001, 0.01]}})
+    assert sorted(c["learning_rate"] for c in sample_configs(small, 5, seed=7)) == [0.001, 0.01]
+
+
 def test_final_stage_without_a_stored_tuning_is_an_error(tmp_path):
     suite = restrict(load_suite(TINY), models="BPR", seeds="1")
     with pytest.raises(BenchmarkError, match="no stored tuning of BPR on ml-100k"):
