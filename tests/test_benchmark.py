@@ -1,9 +1,10 @@
-"""Benchmark suites: a tiny suite end to end, and a run killed half-way that resumes without repeating work."""
+"""Benchmark suites: a tiny suite end to end, and runs killed half-way that resume without repeating work."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,40 +42,37 @@ def _stored(output: Path) -> list[dict]:
     return [json.loads(line) for line in (output / "tiny.jsonl").read_text().splitlines() if line.strip()]
 
 
-def _finished_trials(work: Path) -> dict[str, Path]:
-    """Trial id -> folder of every trial that Ray Tune's saved state (what a rerun restores) calls finished."""
-    from ray.tune import ExperimentAnalysis
-
-    finished = {}
-    for experiment in work.glob("tune/*/*/*/ray"):
-        try:
-            trials = ExperimentAnalysis(str(experiment)).trials
-        except Exception:  # no state saved yet
-            continue
-        finished.update({t.trial_id: Path(t.local_path) for t in trials if t.status == "TERMINATED"})
-    return finished
+def _stored_trials(store: Path) -> list[dict]:
+    """The tuning trials in a store file, read as a rerun would (a line cut by a kill left out)."""
+    return ResultStore(store).entries("trial") if store.is_file() else []
 
 
-def _interrupt_once_a_trial_finished(child: subprocess.Popen, work: Path, log: Path) -> dict[str, Path]:
-    """Ctrl+C for ``child`` once Ray Tune saved a finished trial; returns the finished trials then."""
+def _interrupt_once_a_trial_is_stored(child: subprocess.Popen, store: Path, log: Path) -> list[dict]:
+    """Ctrl+C for ``child`` once a finished trial is in the store while the search runs; returns the stored trials."""
     deadline = time.monotonic() + 300
-    while not (finished := _finished_trials(work)):
+    while not (stored := _stored_trials(store)):
         assert child.poll() is None, f"the search ended before it was interrupted:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, "no trial finished in 300 s"
+        assert time.monotonic() < deadline, "no trial stored in 300 s"
         time.sleep(0.5)
     child.send_signal(signal.SIGINT)
     assert child.wait(timeout=120) != 0, "the interrupted search ran to its end"
-    return finished
+    return stored
 
 
 def test_tiny_suite_end_to_end(tmp_path):
     report = run_suite(load_suite(TINY), tmp_path / "results", tmp_path / "work", command="test")
     entries = _stored(tmp_path / "results")
-    assert sorted(e["kind"] for e in entries) == ["run"] * 4 + ["trials"] * 2
+    assert sorted(e["kind"] for e in entries) == ["run"] * 4 + ["trial"] * 4 + ["trials"] * 2
     assert {(e["model"], e["seed"]) for e in entries if e["kind"] == "run"} == {
         (m, s) for m in ("LightGCN", "BPR") for s in (2020, 2021)
     }
-    assert all(e["budget"] == 2 and e["best_params"] for e in entries if e["kind"] == "trials")
+    sets = [e for e in entries if e["kind"] == "trials"]
+    assert all(e["budget"] == 2 and e["best_params"] and e["searches"] == 1 and "note" not in e for e in sets)
+    for trial_set in sets:  # the set sums up its stored trials: the best one's values and score
+        trials = [e for e in entries if e["kind"] == "trial" and e["set_key"] == trial_set["key"]]
+        assert len(trials) == 2 and trial_set["completed"] == 2
+        best = max(trials, key=lambda t: t["best_valid_score"])
+        assert (trial_set["best_params"], trial_set["best_valid_score"]) == (best["params"], best["best_valid_score"])
     text = report.read_text()
     assert "Strongest tuned baseline by validation ndcg@10: BPR" in text
     assert "- LightGCN vs BPR on test ndcg@10:" in text and "| BPR | 2 / 2 |" in text
@@ -93,14 +91,14 @@ def test_killed_suite_resumes_without_repeating_finished_runs(tmp_path):
     with pytest.raises(Interrupted):
         run_suite(load_suite(TINY), tmp_path / "results", tmp_path / "work", "test", interrupt_after_first_run)
     before = _stored(tmp_path / "results")
-    assert [e["kind"] for e in before] == ["trials", "run"]
+    assert [e["kind"] for e in before] == ["trial", "trial", "trials", "run"]
 
     stored_again = []
     run_suite(load_suite(TINY), tmp_path / "results", tmp_path / "work", "test", stored_again.append)
     after = _stored(tmp_path / "results")
-    assert len(after) == 6 and len({e["key"] for e in after}) == 6
+    assert len(after) == 10 and len({e["key"] for e in after}) == 10
     assert {e["key"] for e in before}.isdisjoint(e["key"] for e in stored_again)
-    assert [e["kind"] for e in stored_again] == ["run", "trials", "run", "run"]
+    assert [e["kind"] for e in stored_again] == ["run", "trial", "trial", "trials", "run", "run"]
 
     # The demo's mode: the stored tunings, fresh final runs of a subset in another folder, no search.
     demo_stored = []
@@ -116,39 +114,91 @@ def test_killed_suite_resumes_without_repeating_finished_runs(tmp_path):
     assert [(e["kind"], e["model"], e["seed"]) for e in demo_stored] == [("run", "LightGCN", 2020)]
 
 
-def test_interrupted_tuning_resumes_without_rerunning_finished_trials(tmp_path):
-    """Ctrl+C after the first of LightGCN's 2 trials finished: nothing is stored, and the rerun restores the
-    search (Ray Tune's saved state), runs only the second trial and stores the full trial set."""
+def test_interrupted_tuning_resumes_on_a_fresh_machine_without_rerunning_stored_trials(tmp_path):
+    """Ctrl+C once the first of LightGCN's 2 trials is stored (while the search runs), then the Ray folder is
+    deleted (another machine: only the store is committed): the rerun runs only the second trial and stores
+    the set of the 2 configurations drawn from the seed, noting that 2 searches ran them."""
+    from recbole_llm.tune.space import load_search_space, sample_configs
+
     store, work, log = tmp_path / "tiny.jsonl", tmp_path / "work", tmp_path / "first_run.log"
     command = [sys.executable, "-c", TUNE_LIGHTGCN, str(TINY), str(store), str(work)]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
-        "TUNE_GLOBAL_CHECKPOINT_S": "0",  # Ray Tune saves its state at every step: a finished trial is saved at once
-    }
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     with log.open("w") as handle:
         child = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
         try:
-            finished = _interrupt_once_a_trial_finished(child, work, log)
+            [first] = _interrupt_once_a_trial_is_stored(child, store, log)
         finally:
             if child.poll() is None:
                 child.kill()
                 child.wait()
     assert "KeyboardInterrupt" in log.read_text()
-    assert not store.exists()  # the cut-short search is not stored as the tuning
-    assert len(finished) == 1
-    [(done_id, done_dir)] = finished.items()
-    done_results = (done_dir / "result.json").read_bytes()
+    assert not ResultStore(store).entries("trials")  # the cut-short search is not stored as the tuning
+    assert [t["key"] for t in _stored_trials(store)] == [first["key"]]  # the running trial was not stored
+    shutil.rmtree(work)
 
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trials = _stored_trials(store)
+    assert len(trials) == 2 and trials[0] == first and trials[1]["search"] != first["search"]  # one new trial
     [entry] = ResultStore(store).entries("trials")
-    assert entry["model"] == "LightGCN" and entry["completed"] == 2
+    assert entry["model"] == "LightGCN" and entry["completed"] == 2 and entry["searches"] == 2
+    assert entry["note"].startswith("trials stored by 2 searches")
+    space = load_search_space(TINY.parent / "search" / "tiny_LightGCN.yaml")
+    assert sorted(t["params"]["learning_rate"] for t in trials) == sorted(
+        c["learning_rate"]
+        for c in sample_configs(space, 2, seed=2020)  # RecBole's default seed
+    )
     search = Path(entry["trials_file"])
-    trials = pd.read_csv(search / "trials.csv")
-    assert len(trials) == 2 and done_id in set(trials["trial"]) and set(trials["status"]) == {"completed"}
-    assert len(list((search / "ray").glob("trainable_*"))) == 2  # no third trial
-    assert (done_dir / "result.json").read_bytes() == done_results  # the finished trial did not run again
-    assert "resumed after an interruption" in (search / "trials.md").read_text()
+    assert len(pd.read_csv(search / "trials.csv")) == 1 and len(list((search / "ray").glob("trainable_*"))) == 1
+    assert "1 trial(s) of the budget stored by an earlier search" in (search / "trials.md").read_text()
+
+
+def test_random_search_configurations_follow_the_seed_alone():
+    """The configurations a random search runs are drawn before Ray starts, from the seed only: two calls give
+    the same list (a rerun on another machine knows which are stored), another seed another list; a
+    configuration drawn twice is run once; each sample covers every grid combination, as in Ray."""
+    from recbole_llm.tune.space import load_search_space, sample_configs
+
+    space = load_search_space(
+        {"learning_rate": {"loguniform": [1.0e-4, 1.0e-2]}, "n_layers": {"grid": [1, 2]}, "k": {"choice": [8, 16]}}
+    )
+    first = sample_configs(space, 3, seed=7)
+    assert first == sample_configs(space, 3, seed=7) != sample_configs(space, 3, seed=8)
+    assert len(first) == 6 and [c["n_layers"] for c in first] == [1, 2] * 3 and list(first[0]) == list(space)
+    assert all(1.0e-4 <= c["learning_rate"] <= 1.0e-2 and type(c["learning_rate"]) is float for c in first)
+    small = load_search_space({"learning_rate": {"choice": [0.001, 0.01]}})
+    assert sorted(c["learning_rate"] for c in sample_configs(small, 5, seed=7)) == [0.001, 0.01]
+
+
+def test_ledger_keeps_finished_trials_only():
+    """What a ledger gets of a search's trials (the store's ``trial`` entries; through Ray Client all at the end):
+    a trial that ran to its end is completed, one ASHA stopped is stopped early, errored or silent ones are left."""
+    from types import SimpleNamespace
+
+    from recbole_llm.tune.ledger import store_results
+
+    class Ledger:
+        def __init__(self):
+            self.added = []
+
+        def add(self, params, outcome):
+            self.added.append((params, outcome["status"], outcome["reports"], outcome["best_valid_score"]))
+
+    def result(lr, metrics, error=None):
+        return SimpleNamespace(config={"learning_rate": lr, "other": 1}, metrics=metrics, error=error, path=f"/t/{lr}")
+
+    report = {"best_valid_score": 0.3, "finished": True, "training_iteration": 2, "epoch": 2, "trial_id": "a"}
+    ledger = Ledger()
+    results = [
+        result(0.1, report),
+        result(0.2, {**report, "finished": False, "training_iteration": 1}),
+        result(0.3, report, error=RuntimeError("boom")),
+        result(0.4, {}),
+    ]
+    store_results(ledger, results, ["learning_rate"])
+    assert ledger.added == [
+        ({"learning_rate": 0.1}, "completed", 2, 0.3),
+        ({"learning_rate": 0.2}, "stopped early", 1, 0.3),
+    ]
 
 
 def test_final_stage_without_a_stored_tuning_is_an_error(tmp_path):

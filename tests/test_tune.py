@@ -166,21 +166,6 @@ def test_search_replaces_a_half_initialized_ray(local_ray):
     assert not ray.is_initialized()
 
 
-def test_resumable_search_never_shares_its_folder(tmp_path):
-    first, other, unkeyed = tmp_path / "first", tmp_path / "other", tmp_path / "unkeyed"
-    first.mkdir()
-    assert not tune_runner._can_resume(first, "abc")  # new: marked as the search's, nothing to restore
-    assert (first / tune_runner.SEARCH_KEY_FILE).read_text().strip() == "abc"
-    assert not tune_runner._can_resume(first, "abc")  # the same search, not saved by Ray yet
-    with pytest.raises(recbole_tune.SearchSpaceError, match="holds another search \\(abc, not xyz\\)"):
-        tune_runner._can_resume(first, "xyz")
-    (unkeyed / tune_runner.EXPERIMENT_NAME).mkdir(parents=True)
-    with pytest.raises(recbole_tune.SearchSpaceError, match="no key"):
-        tune_runner._can_resume(unkeyed, "abc")
-    other.mkdir()
-    assert not tune_runner._can_resume(other, None) and not list(other.iterdir())  # not resumable: untouched
-
-
 @pytest.mark.parametrize(
     "space_text, extra, expected",
     [

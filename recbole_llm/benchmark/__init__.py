@@ -6,11 +6,11 @@
 Stages: (a) tune each model with ``tuning.trials`` Ray Tune trials over its search space on the
 validation split; (b) train the best configuration with each final seed through the experiment
 runner (early stopping on validation with ``min_epochs``); (c) write ``<output>/<suite>.md``,
-``.csv``, ``.png`` and ``_curves.png``. Finished trial sets and runs are stored in
-``<output>/<suite>.jsonl``; a rerun skips them. ``--key=value`` flags apply to every run and are part
-of each run's key only when they change what is computed; Ray Tune options (``--cpus_per_trial=2``)
-go to the tuning stage; ``--device=cuda`` trains on the GPU (a result stored on the CPU is not
-repeated: the device is not part of the key).
+``.csv``, ``.png`` and ``_curves.png``. Finished tuning trials, trial sets and runs are stored in
+``<output>/<suite>.jsonl``; a rerun, here or on another machine, skips them. ``--key=value`` flags
+apply to every run and are part of each run's key only when they change what is computed; Ray Tune
+options (``--cpus_per_trial=2``) go to the tuning stage; ``--device=cuda`` trains on the GPU (a result
+stored on the CPU is not repeated: the device is not part of the key).
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ def run_suite(
 ) -> Path:
     """Run (or resume) a suite and write its report; returns the path of ``<suite>.md``.
 
-    ``on_stored`` sees every newly stored entry (trial set or final run) right after it is on disk.
+    ``on_stored`` sees every newly stored entry (tuning trial, trial set or final run) right after it is
+    on disk; for a tuning trial that is inside Ray Tune's loop, in this thread.
     ``tuned_from``: another suite store whose trial sets (the tuned configurations) are reused; only
     the final stage runs then (the demo: committed tunings, fresh final runs in another folder).
     """

@@ -1,9 +1,11 @@
 """The two training stages of a suite: (a) tune every model on validation, (b) train the best with N seeds.
 
 Both read and write the suite's :class:`ResultStore`: a finished trial set or final run is skipped
-when its key (resolved configuration + model code version) is already stored. A search is stored
-once all its trials finished; until then it lives in ``<work_dir>/tune/<dataset>/<model>/<key>``,
-where Ray Tune keeps its state, so an interrupted search resumes without rerunning finished trials.
+when its key (resolved configuration + model code version) is already stored. Each tuning trial is
+stored the moment it finishes (``kind: trial``, keyed by its set's key and its values), so a search
+killed half-way, here or on another machine, goes on with the trials it lacks; the trial set
+(``kind: trials``) is stored, from its stored trials, once its search has run them all. Ray Tune's
+folder ``<work_dir>/tune/<dataset>/<model>/<key>`` holds only logs and the last search's report.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from recbole_llm.benchmark.store import ResultStore, content_key, model_code_version, resolved_config
+from recbole_llm.benchmark.store import ResultStore, content_key, model_code_version, resolved_config, trial_key
 from recbole_llm.benchmark.suite import DatasetEntry, ModelEntry, Suite, SuiteError
 from recbole_llm.compare import Job, run_job
 from recbole_llm.compare.hooks import oie_history
@@ -111,7 +114,8 @@ def trial_set_key(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, confi
 
 
 def tune_model(ws: Workspace, dataset: DatasetEntry, model: ModelEntry) -> dict[str, Any]:
-    """Stage (a) for one model: its stored trial set, or a fresh Ray Tune search on validation."""
+    """Stage (a) for one model: its stored trial set, or a Ray Tune search on validation (its stored
+    trials kept: only the others run)."""
     config_file = ws.fixed_config_file(dataset, model)
     key = trial_set_key(ws, dataset, model, config_file)
     if key in ws.store:
@@ -137,38 +141,81 @@ def tune_model(ws: Workspace, dataset: DatasetEntry, model: ModelEntry) -> dict[
         entry.update(best_params={}, completed=0, best_valid_score=None, trials_file=None)
     else:
         entry.update(_search(ws, dataset, model, config_file, key))
-    entry["seconds"] = round(time.perf_counter() - started, 1)
+    entry["seconds"] = round(time.perf_counter() - started + entry.pop("earlier_seconds", 0.0), 1)
     ws.stored(entry)
     return entry
 
 
+class StoredTrials:
+    """The suite's store as a search's ledger (``recbole_llm.tune.ledger``): the trials of one trial set.
+
+    Every search that adds to the set has its own id (``search``), so a set finished by several searches
+    (after a kill, or on several machines) says so: ASHA compared its trials only within each search.
+    """
+
+    def __init__(self, ws: Workspace, set_key: str) -> None:
+        self.ws, self.set_key, self.search = ws, set_key, uuid.uuid4().hex[:12]
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [e for e in self.ws.store.entries("trial") if e["set_key"] == self.set_key]
+
+    def stored(self) -> list[tuple[dict[str, Any], float]]:
+        return [(e["params"], e["best_valid_score"]) for e in self.entries()]
+
+    def add(self, params: dict[str, Any], outcome: dict[str, Any]) -> None:
+        key = trial_key(self.set_key, params)
+        if key not in self.ws.store:
+            entry = {"kind": "trial", "key": key, "set_key": self.set_key, "params": params, **outcome}
+            self.ws.stored({**entry, "search": self.search})
+
+
 def _search(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, config_file: str, key: str) -> dict[str, Any]:
-    """Run the search (or resume it where a kill or Ctrl+C stopped it) and sum it up for the store."""
+    """Run the trials not stored yet (each stored as it finishes) and sum up the stored ones for the store."""
     from recbole_llm.tune import run_tune
 
+    ledger = StoredTrials(ws, key)
+    options = _tune_options(ws, dataset, model, key)
     summary = run_tune(
         model.model,
         dataset.name,
         search_space_path(model.search_space),
         [config_file],
         [],
-        _tune_options(ws, dataset, model, key),
+        options,
         command=f"{ws.command}  # tuning {model.name} on {dataset.name}",
-        resume_key=key,
+        ledger=ledger,
     )
-    if summary.best is None:
+    trials = ledger.entries()
+    best = _best_trial(trials, summary.mode)
+    if best is None:
         raise BenchmarkError(f"every tuning trial of {model.name} on {dataset.name} failed: see {summary.output_dir}")
-    params = {k[len("param.") :]: v for k, v in summary.best.items() if k.startswith("param.")}
-    completed = (
-        int((summary.trials["status"] == "completed").sum()) if "status" in summary.trials else len(summary.trials)
-    )
-    return {
-        "best_params": params,
-        "best_valid_score": float(summary.best["best_valid_score"]),
+    searches = len({t["search"] for t in trials})
+    entry = {
+        "best_params": best["params"],
+        "best_valid_score": float(best["best_valid_score"]),
         "metric": summary.metric,
-        "completed": completed,
+        "completed": sum(t["status"] == "completed" for t in trials),
         "trials_file": str(summary.output_dir),
+        "searches": searches,
+        # the time of the trials that earlier searches ran (this search's time is added by the caller)
+        "earlier_seconds": round(sum(t.get("seconds", 0.0) for t in trials if t["search"] != ledger.search), 1),
     }
+    if searches > 1:
+        entry["note"] = f"trials stored by {searches} searches (a kill or another machine between them)" + (
+            "; ASHA compared trials only within each search" if options.scheduler == "asha" else ""
+        )
+    return entry
+
+
+def _best_trial(trials: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
+    """The best stored trial by validation score, by the rule of ``recbole_llm.tune.report.pick_best``:
+    the best completed trial, else the best stopped early by ASHA."""
+    for status in ("completed", "stopped early"):
+        candidates = [t for t in trials if t["status"] == status]
+        if candidates:
+            pick = max if mode == "max" else min
+            return pick(candidates, key=lambda t: t["best_valid_score"])
+    return None
 
 
 def final_run(

@@ -1,4 +1,4 @@
-"""What a suite has finished: one JSON line per trial set and per final run, keyed by content.
+"""What a suite has finished: one JSON line per tuning trial, per trial set and per final run, keyed by content.
 
 A key is the hash of the resolved configuration of the run (RecBole's final config: every yaml
 default, the suite's settings, the tuned values, the seed; paths and device left out, so a result
@@ -95,6 +95,12 @@ def content_key(kind: str, model: str, payload: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def trial_key(set_key: str, params: dict[str, Any]) -> str:
+    """Key of one tuning trial: its trial set's key (which holds the code and data versions) and its values."""
+    text = json.dumps({"kind": "trial", "set": set_key, "params": params}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 class ResultStore:
     """Append-only JSON-lines file of finished entries, each with a ``key``."""
 
@@ -120,7 +126,11 @@ class ResultStore:
         return [e for e in self._entries.values() if kind is None or e.get("kind") == kind]
 
     def add(self, entry: dict[str, Any]) -> None:
-        """Store one finished entry (it must carry ``key`` and ``kind``), on disk before returning."""
+        """Store one finished entry (it must carry ``key`` and ``kind``), on disk before returning.
+
+        Tuning trials are added from a Ray Tune callback, which runs in the driver's thread (the one
+        that called ``fit``): one writer at a time, as for every other entry.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a+", encoding="utf-8") as handle:
             if handle.tell() > 0:

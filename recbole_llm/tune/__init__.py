@@ -37,14 +37,17 @@ best validation metric, epochs, status, error) and ``best.yaml``, which reproduc
 
     python run_recbole_llm.py --model=BPR --dataset=ml-100k --config_files=<output>/best.yaml
 
-``run_tune(..., resume_key=KEY)`` (the benchmark suites) makes a search resumable: the key goes
-into the output folder, and when a rerun finds the same key and Ray Tune's saved state there, it
-restores the search (``Tuner.restore``): finished trials are kept, unfinished and failed ones run
-again from their start, and Ctrl+C stops it like a kill instead of returning the cut-short search.
+A random search draws its ``num_samples`` configurations up front from the seed (``seed``, the
+config's unless searched), so the same space and seed give the same trials on any machine.
+``run_tune(..., ledger=...)`` (the benchmark suites, ``recbole_llm.tune.ledger``) makes a search
+resumable anywhere: the ledger gets each trial as it finishes, and a rerun runs only the trials it
+lacks (random: the drawn configurations not in it; optuna: the rest of the budget, told the stored
+scores; hyperopt: the rest, with a seed moved past the stored ones); Ctrl+C stops it like a kill.
 
 The package, one module per job: ``space`` (read, check, convert a search space), ``options``
 (``TuneOptions``), ``trainable`` (one trial, reporting through ``TuneReportMixin``), ``report``
-(trials table, ``trials.md``, ``best.yaml``), ``runner`` (``run_tune``) and ``cli`` (the flags).
+(trials table, ``trials.md``, ``best.yaml``), ``ledger`` (finished trials kept by the caller),
+``runner`` (``run_tune``) and ``cli`` (the flags).
 """
 
 from __future__ import annotations

@@ -98,7 +98,14 @@ def trials_table(results, searched: Sequence[str], mode: str) -> pd.DataFrame:
         ["error", "completed"],
         "stopped early",
     )
-    first = [
+    first = _first_columns(searched)
+    table = table[[*first, *(c for c in table.columns if c.startswith("valid.")), "trial_dir"]]
+    table = table.sort_values("best_valid_score", ascending=mode == "min", na_position="last", kind="stable")
+    return table.reset_index(drop=True)
+
+
+def _first_columns(searched: Sequence[str]) -> list[str]:
+    return [
         "trial",
         *(f"param.{k}" for k in searched),
         "best_valid_score",
@@ -109,9 +116,11 @@ def trials_table(results, searched: Sequence[str], mode: str) -> pd.DataFrame:
         "seconds",
         "node",
     ]
-    table = table[[*first, *(c for c in table.columns if c.startswith("valid.")), "trial_dir"]]
-    table = table.sort_values("best_valid_score", ascending=mode == "min", na_position="last", kind="stable")
-    return table.reset_index(drop=True)
+
+
+def empty_trials_table(searched: Sequence[str]) -> pd.DataFrame:
+    """The table of a search that ran no trial (a ledger held them all), with the columns of any other."""
+    return pd.DataFrame(columns=[*_first_columns(searched), "trial_dir"])
 
 
 def pick_best(table: pd.DataFrame) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""``run_tune``: check everything, start (or join) Ray, run (or resume) the trials, write the report."""
+"""``run_tune``: check everything, start (or join) Ray, run the trials (those a ledger lacks), write the report."""
 
 from __future__ import annotations
 
@@ -8,20 +8,24 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recbole_llm.tune.options import TuneOptions
-from recbole_llm.tune.report import SearchRecord, TuneSummary, trials_table, write_report
+from recbole_llm.tune.report import SearchRecord, TuneSummary, empty_trials_table, trials_table, write_report
 from recbole_llm.tune.space import (
     SearchSpace,
     SearchSpaceError,
     fixed_settings,
     preserved_cuda_visible_devices,
+    sample_configs,
     to_ray_space,
     upper_bound,
     validate_search_space,
 )
 from recbole_llm.tune.trainable import TrialSettings, trainable
+
+if TYPE_CHECKING:
+    from recbole_llm.tune.ledger import TrialLedger
 
 # Environment the trials need on every node (a cluster's workers do not share the driver's env).
 FORWARDED_ENV = (
@@ -32,9 +36,8 @@ FORWARDED_ENV = (
     "TOKENIZERS_PARALLELISM",
     "HF_HOME",
 )
-# Ray Tune's experiment folder inside the output folder, and the file naming the search saved there.
+# Ray Tune's experiment folder inside the output folder.
 EXPERIMENT_NAME = "ray"
-SEARCH_KEY_FILE = "search_key"
 
 
 @dataclass
@@ -48,7 +51,8 @@ class _Plan:
     mode: str  # "max" or "min": the direction of the validation metric
     search_alg: Any  # Ray searcher, seeded
     max_reports: int
-    resume: bool = False  # the output folder holds this search, interrupted: Ray Tune restores it
+    num_samples: int  # trials this search runs: the budget less the trials the ledger already holds
+    stored: int = 0  # trials of the budget that the ledger already holds (run by an earlier search)
 
 
 def _absolute_paths(probe, fixed: dict[str, Any]) -> dict[str, Any]:
@@ -89,12 +93,21 @@ def _prepare_dataset_once(probe) -> None:
             )
 
 
-def _search_algorithm(options: TuneOptions, space: SearchSpace, seed: int):
-    """Ray's searcher for ``--search_alg``, seeded; ``grid`` keys need the random (variant) generator."""
+def _search_algorithm(
+    options: TuneOptions, space: SearchSpace, seed: int, points: list | None = None, rewards: list | None = None
+):
+    """Ray's searcher for ``--search_alg``, seeded; ``grid`` keys need the random (variant) generator.
+
+    ``points``: the configurations a random search runs, or for optuna the trials already run, with their
+    scores in ``rewards``. Ray 2.6.3's HyperOptSearch takes no scores: its seed moves on by the number of
+    trials already run instead, so it does not draw the same first configurations again.
+    """
     if options.search_alg == "random":
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=seed, max_concurrent=options.max_concurrent or 0)
+        return BasicVariantGenerator(
+            points_to_evaluate=points, random_state=seed, max_concurrent=options.max_concurrent or 0
+        )
     grids = [k for k, (dist, _) in space.items() if dist == "grid"]
     if grids:
         raise SearchSpaceError(
@@ -104,10 +117,28 @@ def _search_algorithm(options: TuneOptions, space: SearchSpace, seed: int):
     if options.search_alg == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
-        return OptunaSearch(seed=seed)
+        return OptunaSearch(seed=seed, points_to_evaluate=points or None, evaluated_rewards=rewards or None)
     from ray.tune.search.hyperopt import HyperOptSearch
 
-    return HyperOptSearch(random_state_seed=seed)
+    return HyperOptSearch(random_state_seed=seed + len(rewards or ()))
+
+
+def _trials_to_run(options: TuneOptions, space: SearchSpace, seed: int, ledger) -> tuple[int, list, list, int]:
+    """(trials to run, searcher points, their scores, trials of the budget that ``ledger`` already holds).
+
+    A random search draws its configurations up front from the seed (``sample_configs``), so any machine
+    knows them, and runs those the ledger lacks; optuna and hyperopt run the rest of the budget.
+    """
+    from recbole_llm.tune.ledger import canonical
+
+    stored = ledger.stored() if ledger is not None else []
+    if options.search_alg == "random":
+        done = {canonical(params) for params, _ in stored}
+        configs = sample_configs(space, options.num_samples, seed)
+        points = [config for config in configs if canonical(config) not in done]
+        return len(points), points, [], len(configs) - len(points)
+    held = len(stored)
+    return max(0, options.num_samples - held), [p for p, _ in stored], [score for _, score in stored], held
 
 
 def _scheduler(options: TuneOptions, max_reports: int):
@@ -160,7 +191,7 @@ def _ray_session(options: TuneOptions) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _interrupt_as_kill(resumable: bool) -> Iterator[None]:
-    """In a resumable search, Ctrl+C stops like a kill (``KeyboardInterrupt``) and a rerun resumes.
+    """In a search with a ledger, Ctrl+C stops like a kill (``KeyboardInterrupt``) and a rerun resumes.
 
     Ray Tune's own handler would stop the trials and return the cut-short search as if it had
     finished, and a caller would keep it as the search's result.
@@ -179,39 +210,18 @@ def _interrupt_as_kill(resumable: bool) -> Iterator[None]:
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous
 
 
-def _can_resume(output_dir: Path, resume_key: str | None) -> bool:
-    """Whether ``output_dir`` holds this search (``resume_key``), saved by Ray Tune; marks the folder as its.
-
-    A folder with another search in it is an error: trials of two searches never share a folder.
-    """
-    if resume_key is None:
-        return False
-    from ray.tune import Tuner
-
-    key_file, experiment = output_dir / SEARCH_KEY_FILE, output_dir / EXPERIMENT_NAME
-    found = key_file.read_text(encoding="utf-8").strip() if key_file.is_file() else None
-    if found != resume_key and (found is not None or experiment.exists()):
-        raise SearchSpaceError(
-            f"{output_dir} holds another search ({found or 'no key'}, not {resume_key}): use a new output folder"
-        )
-    key_file.write_text(resume_key + "\n", encoding="utf-8")
-    return Tuner.can_restore(experiment)
-
-
-def _plan(
-    model, dataset, search_space, config_file_list, cmd_args, options: TuneOptions, resume_key: str | None = None
-) -> _Plan:
-    """Every check before Ray starts; the dataset converted once; the output folder made (or found)."""
+def _plan(model, dataset, search_space, config_file_list, cmd_args, options: TuneOptions, ledger=None) -> _Plan:
+    """Every check before Ray starts; the trials to run; the dataset converted once; the output folder made."""
     options.validate()
     config_files = [str(Path(f).resolve()) for f in config_file_list] if config_file_list else None
     space, probe = validate_search_space(model, dataset, search_space, config_files, cmd_args)
     seed = int(space["seed"][1][0]) if "seed" in space else int(probe["seed"])
-    search_alg = _search_algorithm(options, space, seed)  # a grid with optuna/hyperopt fails before any work
+    num_samples, points, rewards, stored = _trials_to_run(options, space, seed, ledger)
+    search_alg = _search_algorithm(options, space, seed, points, rewards)  # a grid with optuna fails here
     _prepare_dataset_once(probe)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     output_dir = Path(options.output or Path("saved", "tune", f"{probe['model']}-{probe['dataset']}-{stamp}")).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    resume = _can_resume(output_dir, resume_key)
     fixed = fixed_settings(space, probe)
     settings = TrialSettings(
         model=probe["model"],
@@ -222,7 +232,8 @@ def _plan(
         gpus_per_trial=options.gpus_per_trial,
     )
     mode = "max" if probe["valid_metric_bigger"] else "min"
-    return _Plan(space, probe, settings, output_dir, mode, search_alg, _max_reports(probe, space), resume)
+    max_reports = _max_reports(probe, space)
+    return _Plan(space, probe, settings, output_dir, mode, search_alg, max_reports, num_samples, stored)
 
 
 def _trainable(plan: _Plan, options: TuneOptions):
@@ -233,18 +244,14 @@ def _trainable(plan: _Plan, options: TuneOptions):
     return tune.with_resources(tune.with_parameters(trainable, settings=plan.settings), resources)
 
 
-def _tuner(plan: _Plan, options: TuneOptions):
+def _tuner(plan: _Plan, options: TuneOptions, callbacks: list):
     """Ray's Tuner: one trial per sampled configuration, each in its own folder, failures contained.
 
-    A resumed search keeps its finished trials and runs the others again from their start (trials keep
-    no checkpoints), failed ones too, as a failed final run of a suite is run again: a failure may have
-    been the machine's. Its searcher, scheduler and settings come from the saved search.
+    A search that goes on from a ledger's trials is a new Ray experiment (in the same folder, beside the
+    trials of the search before it): what it needs of the earlier search is in the ledger, not in Ray's state.
     """
     from ray import air, tune
 
-    if plan.resume:
-        experiment = str(plan.output_dir / EXPERIMENT_NAME)
-        return tune.Tuner.restore(experiment, _trainable(plan, options), resume_unfinished=True, restart_errored=True)
     return tune.Tuner(
         _trainable(plan, options),
         param_space=to_ray_space(plan.space),
@@ -253,7 +260,7 @@ def _tuner(plan: _Plan, options: TuneOptions):
             mode=plan.mode,
             search_alg=plan.search_alg,
             scheduler=_scheduler(options, plan.max_reports),
-            num_samples=options.num_samples,
+            num_samples=plan.num_samples,
             time_budget_s=options.time_budget_s,
             max_concurrent_trials=options.max_concurrent if options.search_alg != "random" else None,
             chdir_to_trial_dir=True,
@@ -263,8 +270,28 @@ def _tuner(plan: _Plan, options: TuneOptions):
             storage_path=str(plan.output_dir),
             verbose=options.verbose,
             failure_config=air.FailureConfig(max_failures=0, fail_fast=False),
+            callbacks=callbacks,
         ),
     )
+
+
+def _fit(plan: _Plan, options: TuneOptions, ledger: TrialLedger | None):
+    """Run the trials and return their table; the ledger gets each one as it finishes.
+
+    Through Ray Client (``ray://``) Tune's loop, and so any callback, runs on the cluster: the ledger
+    gets the trials when the search returns there.
+    """
+    import ray
+
+    from recbole_llm.tune.ledger import LedgerCallback, store_results
+
+    client = ray.util.client.ray.is_connected()
+    searched = list(plan.space)
+    callbacks = [LedgerCallback(ledger, searched)] if ledger is not None and not client else []
+    results = _tuner(plan, options, callbacks).fit()
+    if ledger is not None and client:
+        store_results(ledger, results, searched)
+    return trials_table(results, searched, plan.mode)
 
 
 def _record(plan: _Plan, options: TuneOptions, command: str, elapsed_s: float) -> SearchRecord:
@@ -279,7 +306,7 @@ def _record(plan: _Plan, options: TuneOptions, command: str, elapsed_s: float) -
     setup = (
         f"Search: {options.search_alg}, scheduler {options.scheduler}{asha}, num_samples {options.num_samples}, "
         f"{options.cpus_per_trial:g} CPU / {options.gpus_per_trial:g} GPU per trial"
-        + (", resumed after an interruption" if plan.resume else "")
+        + (f", {plan.stored} trial(s) of the budget stored by an earlier search, not run again" if plan.stored else "")
     )
     return SearchRecord(
         model=probe["model"],
@@ -302,19 +329,21 @@ def run_tune(
     cmd_args: Sequence[str] | None = None,
     options: TuneOptions | None = None,
     command: str | None = None,
-    resume_key: str | None = None,
+    ledger: TrialLedger | None = None,
 ) -> TuneSummary:
     """Run a Ray Tune search; every check on the space and options happens before Ray starts.
 
-    ``resume_key`` (e.g. a hash of everything the search depends on) makes the search resumable:
-    it is written into ``options.output``, and when that folder already holds the search with this
-    key, interrupted (killed, Ctrl+C), Ray Tune restores it, so finished trials are not run again.
+    ``ledger`` (the benchmark store) makes the search resumable on any machine: it gets each trial as
+    the trial finishes, and a rerun runs only the budget's trials it lacks (none: Ray does not start;
+    the report then lists no trial). Ctrl+C then stops the search like a kill.
     """
     options = options or TuneOptions()
-    plan = _plan(model, dataset, search_space, config_file_list, cmd_args, options, resume_key)
+    plan = _plan(model, dataset, search_space, config_file_list, cmd_args, options, ledger)
     started = time.time()
-    with _ray_session(options), _interrupt_as_kill(resume_key is not None):
-        results = _tuner(plan, options).fit()
-        table = trials_table(results, list(plan.space), plan.mode)
+    if plan.num_samples == 0:
+        table = empty_trials_table(list(plan.space))
+    else:
+        with _ray_session(options), _interrupt_as_kill(ledger is not None):
+            table = _fit(plan, options, ledger)
     command = command or f"run_tune({model!r}, {dataset!r}, {search_space!r})"
     return write_report(plan.output_dir, table, _record(plan, options, command, time.time() - started))

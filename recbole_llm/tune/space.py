@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import itertools
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -196,6 +197,34 @@ def to_ray_space(space: Mapping[str, tuple[str, Any]]) -> dict[str, Any]:
         "randint": lambda a: tune.randint(*a),
     }
     return {key: makers[dist](args) for key, (dist, args) in space.items()}
+
+
+def sample_configs(space: Mapping[str, tuple[str, Any]], num_samples: int, seed: int) -> list[dict[str, Any]]:
+    """The configurations of a random search, drawn up front from ``seed`` alone: the same list on any machine.
+
+    Ray's random search draws inside its searcher, so a rerun on a machine without the Ray folder could not
+    tell which of its trials were already run. As in Ray's variant generator, each of the ``num_samples``
+    samples is every combination of the ``grid`` keys (the first one varying fastest), each with its own
+    draw of the other keys. A configuration drawn again is skipped (with the trial's seed it would only
+    repeat a result) and drawing goes on, up to 100 draws a configuration: a small space gives fewer.
+    """
+    domains = to_ray_space({key: spec for key, spec in space.items() if spec[0] != "grid"})
+    grids = [(key, args) for key, (dist, args) in space.items() if dist == "grid"]
+    combinations = [
+        dict(zip([key for key, _ in reversed(grids)], values, strict=True))
+        for values in itertools.product(*(args for _, args in reversed(grids)))
+    ]
+    rng = np.random.default_rng(seed)
+    wanted = num_samples * len(combinations)
+    configs: dict[str, dict[str, Any]] = {}
+    for _ in range(100 * num_samples):
+        for combination in combinations:
+            drawn = {key: plain(domain.sample(random_state=rng)) for key, domain in domains.items()}
+            config = {key: combination[key] if key in combination else drawn[key] for key in space}
+            configs.setdefault(repr(sorted(config.items())), config)
+        if len(configs) >= wanted:
+            break
+    return list(configs.values())[:wanted]
 
 
 @contextlib.contextmanager
