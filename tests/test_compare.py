@@ -9,6 +9,7 @@ import signal
 import pandas as pd
 import pytest
 
+from recbole_llm.cli import main
 from recbole_llm.compare import Job, compare, describe_exit, parse_seeds, run_jobs
 
 FAST_ARGS = [
@@ -62,23 +63,29 @@ def test_describe_exit_names_signals():
     assert describe_exit(137) == "exited with code 137"
 
 
-def test_compare_two_models_two_seeds_on_ml100k(tmp_path):
+def test_compare_two_models_two_seeds_through_the_entry_point(tmp_path, capsys):
+    """``--compare`` of the command line (in this process; each run in its own child) on the mini gift cards."""
     output = tmp_path / "out"
-    runs = compare(
-        ["BPR", "Pop"], "ml-100k", [2020, 2021], cmd_args=FAST_ARGS, reference="BPR", output_dir=output, command="test"
-    )
-    assert list(runs["model"]) == ["BPR", "BPR", "Pop", "Pop"]
-    assert (runs["status"] == "ok").all() and {"ndcg@10", "recall@10", "valid_ndcg@10"} <= set(runs.columns)
-    assert set(pd.read_csv(output / "comparison.csv")["seed"]) == {2020, 2021}
-    table = [line for line in (output / "comparison.md").read_text().splitlines() if line.startswith("|")]
+    argv = ["--compare=BPR,Pop", "--dataset=amazon-gift-cards", "--seeds=2", "--reference=BPR", f"--output={output}"]
+    assert main([*argv, *FAST_ARGS]) == 0, capsys.readouterr().err[-3000:]
+    runs = pd.read_csv(output / "comparison.csv")
+    assert list(runs["model"]) == ["BPR", "BPR", "Pop", "Pop"] and list(runs["seed"]) == [2020, 2021] * 2
+    assert (runs["status"] == "ok").all()
+    assert {"ndcg@10", "recall@10", "valid_ndcg@10", "epoch_time_s", "peak_memory_mb"} <= set(runs.columns)
+    bpr = runs[runs.model == "BPR"]  # different seeds give different runs
+    assert bpr["ndcg@10"].nunique() == 2 or bpr["recall@10"].nunique() == 2
+    report = (output / "comparison.md").read_text()
+    assert "± " in report and "**" in report and "Command: `python run_recbole_llm.py --compare=BPR,Pop" in report
+    table = [line for line in report.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
     assert header == ["model", "recall@10", "ndcg@10", "s/epoch", "× BPR s/epoch", "peak MB", "epochs"]
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["BPR (ref)", "Pop"]
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in table[2:]}
-    assert set(rows) == {"BPR (ref)", "Pop"}
     seconds = runs.groupby("model")["epoch_time_s"].mean()
     assert float(rows["BPR (ref)"][4]) == 1.0
     assert float(rows["Pop"][4]) == pytest.approx(seconds["Pop"] / seconds["BPR"], abs=0.006)
-    assert (output / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    png = (output / "comparison.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     history = json.loads(runs["valid_history"].iloc[0])
     assert [epoch for epoch, _ in history] == [0]
 

@@ -1,4 +1,4 @@
-"""Foundation: model lookup, config merging, entry point, checkpoint reload, comparison command."""
+"""Foundation: model lookup, config merging, entry point, checkpoint reload (comparisons: tests/test_compare.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pickle
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 import torch
 from recbole.model.general_recommender.lightgcn import LightGCN
@@ -133,31 +132,3 @@ def test_checkpoint_reload_under_weights_only_torch():
     trainer = get_trainer(config, type(model))(config, model)
     reloaded = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
     assert reloaded["ndcg@10"] == pytest.approx(result["test_result"]["ndcg@10"], abs=1e-4)
-
-
-def test_compare_two_models_two_seeds(tmp_path):
-    out = tmp_path / "cmp"
-    result = run_cli(
-        "--compare=BPR,Pop",  # two cheap models: the entry point's comparison path is what is tested
-        "--seeds=2",
-        "--reference=BPR",
-        f"--output={out}",
-        "--epochs=1",
-        "--show_progress=False",
-        "--state=ERROR",
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = pd.read_csv(out / "comparison.csv")
-    assert sorted(runs["model"].unique()) == ["BPR", "Pop"]
-    assert sorted(runs["seed"].unique()) == [2020, 2021]
-    assert {"ndcg@10", "recall@10", "epoch_time_s", "peak_memory_mb"} <= set(runs.columns)
-    # Different seeds give different runs.
-    bpr = runs[runs.model == "BPR"]
-    assert bpr["ndcg@10"].nunique() == 2 or bpr["recall@10"].nunique() == 2
-    table = (out / "comparison.md").read_text()
-    assert "| model |" in table and "± " in table and "**" in table and "Command:" in table
-    rows = [line for line in table.splitlines() if line.startswith("| BPR") or line.startswith("| Pop")]
-    assert len(rows) == 2 and "(ref)" in rows[0]
-    png = (out / "comparison.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
