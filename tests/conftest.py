@@ -9,6 +9,10 @@
   the summary says how many were skipped.
 - RecBole writes ``log/``, ``log_tensorboard/`` and ``saved/`` into the current directory, so every
   test runs inside its own temporary folder (``monkeypatch.chdir``, restored afterwards).
+- torch runs one thread (``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` default to 1, inherited by child
+  processes, spawned runs and Ray workers). The tests' models are tiny, and on a busy machine a
+  second OpenMP thread that gets no core stalls every parallel operation: one epoch of SASRec on the
+  mini data took 25 s with two threads and 2 s with one on a 2-core machine running a benchmark.
 """
 
 from __future__ import annotations
@@ -17,7 +21,13 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
+
+for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")  # before torch starts its thread pool (see the docstring)
+
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MINI_RAW = Path(__file__).resolve().parent / "data" / "raw"

@@ -9,7 +9,8 @@ import signal
 import pandas as pd
 import pytest
 
-from recbole_llm.compare import Job, compare, describe_exit, parse_seeds, run_jobs
+from recbole_llm.cli import main
+from recbole_llm.compare import ChildOutcome, Job, compare, describe_exit, parse_seeds, run_jobs, runner
 
 FAST_ARGS = [
     "--epochs=1",
@@ -62,25 +63,41 @@ def test_describe_exit_names_signals():
     assert describe_exit(137) == "exited with code 137"
 
 
-def test_compare_two_models_two_seeds_on_ml100k(tmp_path):
+def test_compare_two_models_two_seeds_through_the_entry_point(tmp_path, capsys):
+    """``--compare`` of the command line (in this process; each run in its own child) on the mini gift cards."""
     output = tmp_path / "out"
-    runs = compare(
-        ["BPR", "Pop"], "ml-100k", [2020, 2021], cmd_args=FAST_ARGS, reference="BPR", output_dir=output, command="test"
-    )
-    assert list(runs["model"]) == ["BPR", "BPR", "Pop", "Pop"]
-    assert (runs["status"] == "ok").all() and {"ndcg@10", "recall@10", "valid_ndcg@10"} <= set(runs.columns)
-    assert set(pd.read_csv(output / "comparison.csv")["seed"]) == {2020, 2021}
-    table = [line for line in (output / "comparison.md").read_text().splitlines() if line.startswith("|")]
+    argv = ["--compare=BPR,Pop", "--dataset=amazon-gift-cards", "--seeds=2", "--reference=BPR", f"--output={output}"]
+    assert main([*argv, *FAST_ARGS]) == 0, capsys.readouterr().err[-3000:]
+    runs = pd.read_csv(output / "comparison.csv")
+    assert list(runs["model"]) == ["BPR", "BPR", "Pop", "Pop"] and list(runs["seed"]) == [2020, 2021] * 2
+    assert (runs["status"] == "ok").all()
+    assert {"ndcg@10", "recall@10", "valid_ndcg@10", "epoch_time_s", "peak_memory_mb"} <= set(runs.columns)
+    bpr = runs[runs.model == "BPR"]  # different seeds give different runs
+    assert bpr["ndcg@10"].nunique() == 2 or bpr["recall@10"].nunique() == 2
+    report = (output / "comparison.md").read_text()
+    assert "± " in report and "**" in report and "Command: `python run_recbole_llm.py --compare=BPR,Pop" in report
+    table = [line for line in report.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
     assert header == ["model", "recall@10", "ndcg@10", "s/epoch", "× BPR s/epoch", "peak MB", "epochs"]
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["BPR (ref)", "Pop"]
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in table[2:]}
-    assert set(rows) == {"BPR (ref)", "Pop"}
     seconds = runs.groupby("model")["epoch_time_s"].mean()
     assert float(rows["BPR (ref)"][4]) == 1.0
     assert float(rows["Pop"][4]) == pytest.approx(seconds["Pop"] / seconds["BPR"], abs=0.006)
-    assert (output / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    png = (output / "comparison.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     history = json.loads(runs["valid_history"].iloc[0])
     assert [epoch for epoch, _ in history] == [0]
+
+
+@pytest.fixture
+def in_process_children(monkeypatch):
+    """Jobs run in this process: for the tests of the report (the dead-children test runs real children)."""
+
+    def run_here(function, *args, timeout_s=None):
+        return ChildOutcome(ok=True, result=function(*args))
+
+    monkeypatch.setattr(runner, "run_in_child", run_here)
 
 
 def test_dead_children_are_reported_and_the_others_finish(tmp_path):
@@ -90,22 +107,20 @@ def test_dead_children_are_reported_and_the_others_finish(tmp_path):
         Job("Weak", seed=2020, label="sigkill"),
         Job("Weak", seed=2020, label="raises"),
         Job("Strong", seed=2020),
-        Job("Weak", seed=2021),
-        Job("Strong", seed=2021),
     ]
     runs = run_jobs(jobs, tmp_path, reference="Weak", command="test", work=_die_unless_synthetic)
     by_label = runs.set_index("model")
     assert by_label.loc["exit137", "status"] == "failed" and by_label.loc["exit137", "exit_code"] == 137
     assert by_label.loc["sigkill", "exit_code"] == -signal.SIGKILL
     assert by_label.loc["raises", "exit_code"] == 1 and "MemoryError" in by_label.loc["raises", "error"]
-    assert (runs[runs["model"].isin(["Weak", "Strong"])]["status"] == "ok").sum() == 4
+    assert list(runs[runs["model"].isin(["Weak", "Strong"])]["status"]) == ["ok", "ok"]  # before and after them
     report = (tmp_path / "comparison.md").read_text()
     assert "| exit137 | 2020 | 137 |" in report and "killed by signal 9 (SIGKILL)" in report
     strong_row = next(line for line in report.splitlines() if line.startswith("| Strong"))
     assert strong_row.split("|")[5].strip() == "2.00"  # 0.5 s/epoch against Weak's 0.25
 
 
-def test_report_is_rewritten_after_every_run(tmp_path):
+def test_report_is_rewritten_after_every_run(tmp_path, in_process_children):
     seen = []
 
     def on_record(record):
@@ -118,7 +133,7 @@ def test_report_is_rewritten_after_every_run(tmp_path):
     assert "still to come" not in (tmp_path / "comparison.md").read_text()
 
 
-def test_extra_result_hook_lands_in_the_csv(tmp_path):
+def test_extra_result_hook_lands_in_the_csv(tmp_path, in_process_children):
     def hook(result, config):
         return {"checkpoint": result["saved_model_file"], "seed_seen": config["seed"], "curve": [1, 2]}
 
@@ -139,7 +154,7 @@ def test_unknown_reference_is_refused(tmp_path):
         compare(["BPR"], "ml-100k", [2020], reference="X", output_dir=tmp_path)
 
 
-def test_explicit_metrics_choose_the_table_columns(tmp_path):
+def test_explicit_metrics_choose_the_table_columns(tmp_path, in_process_children):
     """Metrics without ``@k`` (the stock task's ic, icir) are shown when named; others are left out."""
     run_jobs([Job("Weak", seed=2020)], tmp_path, command="test", work=_synthetic_run, metrics=["recall@10", "nope"])
     header = next(line for line in (tmp_path / "comparison.md").read_text().splitlines() if line.startswith("| model"))

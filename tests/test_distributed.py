@@ -142,6 +142,9 @@ def train_and_gather_parameters(config_dict: dict) -> list[list[float]]:
 def test_training_keeps_the_processes_parameters_identical():
     """RecBole's gradient-sync hooks stay in place: after an epoch on different shares, both models are equal."""
     settings = distributed_settings(2, -1, "localhost", free_port(), 0)
+    # What run_distributed prepares before it spawns: both trainers would create ./saved (RecBole's
+    # ensure_dir checks, then creates), and the one that loses the race dies with FileExistsError.
+    Path("saved").mkdir()
     sums = spawn(train_and_gather_parameters, 2, settings, config_dict={**FAST, "train_batch_size": 2048})
     assert len(sums) == 2 and sums[0] == pytest.approx(sums[1], rel=1e-6)
 

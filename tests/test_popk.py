@@ -279,31 +279,29 @@ def test_other_pairwise_models_train_with_popk_unchanged(model_name, tmp_path):
     assert result["recall@10"] > 1.2 * _random_recall(train_data._dataset, model.USER_ID), result
 
 
-def test_acceptance_command_prints_accuracy_and_diversity():
-    """`run_recbole_llm.py --model=LightGCN --dataset=ml-100k --config_files=properties/popk.yaml` (1 epoch)."""
-    import subprocess
-    import sys
+def test_acceptance_command_prints_accuracy_and_diversity(capsys, caplog):
+    """`run_recbole_llm.py --model=LightGCN --dataset=ml-100k --config_files=properties/popk.yaml` (1 epoch).
+
+    The command's ``main`` in this process (the script is run by tests/test_foundation.py, and the
+    installed wheel's command with popk.yaml by tests/test_packaging.py).
+    """
+    import logging
     from pathlib import Path
 
+    from recbole_llm.cli import main
+
+    caplog.set_level(logging.INFO)
     project = Path(__file__).resolve().parent.parent
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(project / "run_recbole_llm.py"),
-            "--model=LightGCN",
-            "--dataset=ml-100k",
-            f"--config_files={project / 'properties' / 'popk.yaml'}",
-            "--epochs=1",
-            "--show_progress=False",
-            "--train_batch_size=8192",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    output = done.stdout + done.stderr
-    assert "POPK train sampler" in output
-    test_line = next(line for line in output.splitlines() if line.startswith("test result"))
+    argv = [
+        "--model=LightGCN",
+        "--dataset=ml-100k",
+        f"--config_files={project / 'properties' / 'popk.yaml'}",
+        "--epochs=1",
+        "--show_progress=False",
+        "--train_batch_size=8192",
+    ]
+    assert main(argv) == 0
+    assert "POPK train sampler" in caplog.text
+    test_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("test result"))
     for metric in ("recall@10", "ndcg@10", "averagepopularity@10", "giniindex@10", "categorydiversity@10"):
         assert f"'{metric}'" in test_line, test_line

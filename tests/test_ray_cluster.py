@@ -56,14 +56,40 @@ def _wait_for_client_server(head, port: int) -> None:
     pytest.fail(f"Ray Client server on port {port} not listening ({status}):\n{_client_server_logs(head)}")
 
 
-@pytest.fixture
-def cluster():
-    """Head node (with a Ray Client server) and one more node, both on this machine; one cluster per test.
+def _wait_for_runtime_env_agent(head) -> None:
+    """Until the head's runtime-env agent answers (the Ray Client server asks it for each client's runtime
+    env, ours has env_vars: asked too early, it retries with backoff while the client waits)."""
+    import grpc
+    from ray.core.generated import runtime_env_agent_pb2, runtime_env_agent_pb2_grpc
 
-    No driver of this process connects to the cluster before a test (a Ray Client connection to a
-    cluster that an earlier driver in this process used failed to start): node ids come from the
-    cluster's GCS. Teardown runs whatever happened, also when the start failed half-way, and leaves
-    no Ray behind: no driver, no client connection or stale client mode, no node process.
+    waiting = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.DEADLINE_EXCEEDED)
+    deadline = time.monotonic() + CLIENT_SERVER_START_S
+    with grpc.insecure_channel(f"127.0.0.1:{head.metrics_agent_port}") as channel:
+        stub = runtime_env_agent_pb2_grpc.RuntimeEnvServiceStub(channel)
+        while True:
+            try:
+                stub.GetRuntimeEnvsInfo(runtime_env_agent_pb2.GetRuntimeEnvsInfoRequest(), timeout=5)
+                return
+            except grpc.RpcError as exc:
+                if exc.code() not in waiting or time.monotonic() > deadline:
+                    pytest.fail(f"runtime-env agent of the head node not answering: {exc.code()} {exc.details()}")
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Head node (with a Ray Client server) and one more node, both on this machine; one for the module.
+
+    The node processes start with gRPC's fork handlers off (``GRPC_ENABLE_FORK_SUPPORT=false``): for each
+    client the Ray Client server forks the client's own server process (``ray_client_server_23000``);
+    with Ray 2.6.3 and this grpcio, a fork while other threads are in gRPC ("skipping fork() handlers"
+    in ray_client_server.err) left that process dead at start, and the search failed with "Starting Ray
+    client server failed" (4 of 7 connections to a fresh cluster; 0 of 8 with the handlers off).
+    The tests start once the Ray Client server listens and the runtime-env agent answers; each search
+    shuts its own driver down (``_ray_session``), so the Ray Client search after the search by address
+    finds the cluster without a driver. No driver of this process connects before a test: node ids come
+    from the cluster's GCS. Teardown runs whatever happened, also when the start failed half-way, and
+    leaves no Ray behind: no driver, no client connection or stale client mode, no node process.
     """
     from ray.cluster_utils import Cluster
 
@@ -71,12 +97,15 @@ def cluster():
     try:
         client_port = _port_free_on_every_interface()
         head = {"num_cpus": 1, "resources": {"node_a": 1}, "include_dashboard": False}
-        ray_cluster.add_node(**head, ray_client_server_port=client_port)
-        ray_cluster.add_node(num_cpus=1, resources={"node_b": 1})
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("GRPC_ENABLE_FORK_SUPPORT", "false")  # for the node processes (they inherit it) only
+            ray_cluster.add_node(**head, ray_client_server_port=client_port)
+            ray_cluster.add_node(num_cpus=1, resources={"node_b": 1})
         ray_cluster.wait_for_nodes()
         ray_cluster.node_ids = {n["NodeID"] for n in ray_cluster.global_state.node_table() if n["Alive"]}
         assert len(ray_cluster.node_ids) == 2
         _wait_for_client_server(ray_cluster.head_node, client_port)
+        _wait_for_runtime_env_agent(ray_cluster.head_node)
         ray_cluster.client_address = f"ray://127.0.0.1:{client_port}"
         yield ray_cluster
     finally:

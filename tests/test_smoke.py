@@ -52,8 +52,11 @@ CASES = [
         SEQUENCE_DATA,
         {
             "backbone": "random-t5",
+            "random_backbone": {"d_model": 32, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 1},
             "MAX_ITEM_LIST_LENGTH": 5,
+            "train_prefixes_per_user": 1,  # one prompt per user and epoch
             "beam_size": 10,
+            "beam_batch_size": 128,  # every user's beam search in one call (the search's steps dominate)
             "train_batch_size": 64,
             "oie_metrics": False,
         },
