@@ -134,7 +134,8 @@ def _interrupt_once_a_trial_is_stored(child: subprocess.Popen, store: Path, log:
 
 
 def test_tiny_suite_end_to_end(tiny_suite):
-    """2 models x 1 dataset x 2 trials x 2 seeds, tuned, trained and reported (the run of ``tiny_suite``)."""
+    """2 models x 1 dataset x 2 trials x 2 seeds tuned, trained and reported: the store, table, report and plots
+    that ``tiny_suite``'s run (killed half-way, then run again) leaves at its end."""
     report, entries = tiny_suite.report, _stored(tiny_suite.output)
     assert sorted(e["kind"] for e in entries) == ["run"] * 4 + ["trial"] * 4 + ["trials"] * 2
     assert {(e["model"], e["seed"]) for e in entries if e["kind"] == "run"} == {
@@ -158,8 +159,8 @@ def test_tiny_suite_end_to_end(tiny_suite):
 
 
 def test_killed_suite_resumes_without_repeating_finished_runs(tiny_suite, tmp_path):
-    """The kill of ``tiny_suite`` lost nothing finished (each entry was on disk before the next job began) and
-    its rerun ran only the jobs left: the other LightGCN seed, BPR's tuning and BPR's 2 seeds."""
+    """The kill of ``tiny_suite`` lost nothing finished (each entry was on disk when the store hook saw it, before
+    the next job began) and its rerun ran only the jobs left: the other LightGCN seed, BPR's tuning and seeds."""
     before, stored_again = tiny_suite.before, tiny_suite.stored_again
     assert [e["kind"] for e in before] == ["trial", "trial", "trials", "run"]
     assert not tiny_suite.late, "an entry reached the store hook before it was on disk"
