@@ -1,4 +1,9 @@
-"""Benchmark suites: a tiny suite end to end, and runs killed half-way that resume without repeating work."""
+"""Benchmark suites: a tiny suite end to end, and runs killed half-way that resume without repeating work.
+
+The suite's runs share what they can: one killed-and-resumed run of the tiny suite (fixture ``tiny_suite``)
+serves both the end-to-end test and the kill test, one small local Ray serves every search run in this
+process, and every run trains on one thread.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import chdir
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -38,8 +45,75 @@ class Interrupted(Exception):
     """Stands for a kill: raised from the store hook once the first final run is on disk."""
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Final runs (spawned children) and Ray's trials train on one thread: on a 2-core machine shared with
+    other work, torch's thread per core made a LightGCN epoch of the tiny suite 8 s instead of 0.6 s."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray of 1 CPU (the tiny suite's ``ray_num_cpus``) for every search run in this process; a
+    search finds it running and leaves it (the start of its own Ray is exercised by the child process of
+    ``test_interrupted_tuning_resumes_on_a_fresh_machine_without_rerunning_stored_trials``)."""
+    import ray
+
+    from recbole_llm.compat import shutdown_ray
+    from recbole_llm.tune.runner import FORWARDED_ENV
+
+    shutdown_ray()
+    env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    ray.init(
+        address="local",
+        num_cpus=1,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": env_vars},
+    )
+    yield
+    shutdown_ray()
+
+
 def _stored(output: Path) -> list[dict]:
     return [json.loads(line) for line in (output / "tiny.jsonl").read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def tiny_suite(local_ray, tmp_path_factory):
+    """The tiny suite run end to end the way a kill leaves it: interrupted once its first final run is stored
+    (job 2 of its 6: LightGCN's tuning, then LightGCN seed 2020), then run again to its end.
+
+    ``before``: the store the kill left; ``stored_again``: what the rerun stored, in order; ``late``: entries
+    the store hook saw before they were on disk (a kill there would lose a finished job: must stay empty).
+    """
+    root = tmp_path_factory.mktemp("tiny_suite")
+    output, work = root / "results", root / "work"
+    late: list[dict] = []
+
+    def check_on_disk(entry):
+        if entry["key"] not in ResultStore(output / "tiny.jsonl"):
+            late.append(entry)
+
+    def interrupt_after_first_run(entry):
+        check_on_disk(entry)
+        if entry["kind"] == "run":
+            raise Interrupted
+
+    stored_again: list[dict] = []
+
+    def store_again(entry):
+        check_on_disk(entry)
+        stored_again.append(entry)
+
+    with chdir(root):  # RecBole writes log folders into the working directory
+        with pytest.raises(Interrupted):
+            run_suite(load_suite(TINY), output, work, "test", interrupt_after_first_run)
+        before = _stored(output)
+        report = run_suite(load_suite(TINY), output, work, "test", store_again)
+    return SimpleNamespace(output=output, report=report, before=before, stored_again=stored_again, late=late)
 
 
 def _stored_trials(store: Path) -> list[dict]:
@@ -59,9 +133,10 @@ def _interrupt_once_a_trial_is_stored(child: subprocess.Popen, store: Path, log:
     return stored
 
 
-def test_tiny_suite_end_to_end(tmp_path):
-    report = run_suite(load_suite(TINY), tmp_path / "results", tmp_path / "work", command="test")
-    entries = _stored(tmp_path / "results")
+def test_tiny_suite_end_to_end(tiny_suite):
+    """2 models x 1 dataset x 2 trials x 2 seeds tuned, trained and reported: the store, table, report and plots
+    that ``tiny_suite``'s run (killed half-way, then run again) leaves at its end."""
+    report, entries = tiny_suite.report, _stored(tiny_suite.output)
     assert sorted(e["kind"] for e in entries) == ["run"] * 4 + ["trial"] * 4 + ["trials"] * 2
     assert {(e["model"], e["seed"]) for e in entries if e["kind"] == "run"} == {
         (m, s) for m in ("LightGCN", "BPR") for s in (2020, 2021)
@@ -76,26 +151,20 @@ def test_tiny_suite_end_to_end(tmp_path):
     text = report.read_text()
     assert "Strongest tuned baseline by validation ndcg@10: BPR" in text
     assert "- LightGCN vs BPR on test ndcg@10:" in text and "| BPR | 2 / 2 |" in text
-    table = pd.read_csv(tmp_path / "results" / "tiny.csv")
+    table = pd.read_csv(tiny_suite.output / "tiny.csv")
     assert {"ndcg@10", "recall@10", "best_epoch", "epochs", "epoch_time_s", "peak_memory_mb", "flags"} <= set(table)
     assert (table["epochs"] <= 2).all() and table["flags"].fillna("").str.contains("hit epoch cap|best in first").any()
     for png in ("tiny.png", "tiny_curves.png"):
-        assert (tmp_path / "results" / png).read_bytes()[:4] == b"\x89PNG"
+        assert (tiny_suite.output / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_killed_suite_resumes_without_repeating_finished_runs(tmp_path):
-    def interrupt_after_first_run(entry):
-        if entry["kind"] == "run":
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        run_suite(load_suite(TINY), tmp_path / "results", tmp_path / "work", "test", interrupt_after_first_run)
-    before = _stored(tmp_path / "results")
+def test_killed_suite_resumes_without_repeating_finished_runs(tiny_suite, tmp_path):
+    """The kill of ``tiny_suite`` lost nothing finished (each entry was on disk when the store hook saw it, before
+    the next job began) and its rerun ran only the jobs left: the other LightGCN seed, BPR's tuning and seeds."""
+    before, stored_again = tiny_suite.before, tiny_suite.stored_again
     assert [e["kind"] for e in before] == ["trial", "trial", "trials", "run"]
-
-    stored_again = []
-    run_suite(load_suite(TINY), tmp_path / "results", tmp_path / "work", "test", stored_again.append)
-    after = _stored(tmp_path / "results")
+    assert not tiny_suite.late, "an entry reached the store hook before it was on disk"
+    after = _stored(tiny_suite.output)
     assert len(after) == 10 and len({e["key"] for e in after}) == 10
     assert {e["key"] for e in before}.isdisjoint(e["key"] for e in stored_again)
     assert [e["kind"] for e in stored_again] == ["run", "trial", "trial", "trials", "run", "run"]
@@ -109,15 +178,17 @@ def test_killed_suite_resumes_without_repeating_finished_runs(tmp_path):
         tmp_path / "demo_work",
         "test",
         demo_stored.append,
-        tuned_from=tmp_path / "results" / "tiny.jsonl",
+        tuned_from=tiny_suite.output / "tiny.jsonl",
     )
     assert [(e["kind"], e["model"], e["seed"]) for e in demo_stored] == [("run", "LightGCN", 2020)]
 
 
-def test_interrupted_tuning_resumes_on_a_fresh_machine_without_rerunning_stored_trials(tmp_path):
-    """Ctrl+C once the first of LightGCN's 2 trials is stored (while the search runs), then the Ray folder is
-    deleted (another machine: only the store is committed): the rerun runs only the second trial and stores
-    the set of the 2 configurations drawn from the seed, noting that 2 searches ran them."""
+def test_interrupted_tuning_resumes_on_a_fresh_machine_without_rerunning_stored_trials(local_ray, tmp_path):
+    """Ctrl+C once the first of LightGCN's 2 trials is stored (while the search runs, in a child process that
+    starts its own Ray), then the Ray folder is deleted (another machine: only the store is committed): the
+    rerun (here, on this process' Ray) runs only the second trial and stores the set of the 2 configurations
+    drawn from the seed, noting that 2 searches ran them."""
+    from recbole_llm.benchmark.stages import Workspace, tune_model
     from recbole_llm.tune.space import load_search_space, sample_configs
 
     store, work, log = tmp_path / "tiny.jsonl", tmp_path / "work", tmp_path / "first_run.log"
@@ -136,7 +207,8 @@ def test_interrupted_tuning_resumes_on_a_fresh_machine_without_rerunning_stored_
     assert [t["key"] for t in _stored_trials(store)] == [first["key"]]  # the running trial was not stored
     shutil.rmtree(work)
 
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    suite = load_suite(TINY)
+    tune_model(Workspace(suite, ResultStore(store), work, "test"), suite.datasets[0], suite.models[0])
     trials = _stored_trials(store)
     assert len(trials) == 2 and trials[0] == first and trials[1]["search"] != first["search"]  # one new trial
     [entry] = ResultStore(store).entries("trials")
