@@ -488,3 +488,15 @@ def test_report_tests_each_variant_against_its_base_early_and_after_early_stoppi
         load_suite(TINY), tmp_path / "plain", [_fake_run("BPR", 2020, 0.3, 0.1, None)], [], [], "t"
     )
     assert "previous item's id + 1" not in plain.read_text() and "Variants against" not in plain.read_text()
+
+
+def test_stored_checkpoint_paths_hold_no_machine_root(tmp_path, monkeypatch):
+    """The committed store must not name this machine's folders: checkpoints under the working folder are
+    kept relative to it, others by file name only."""
+    from recbole_llm.benchmark.stages import portable_path
+
+    monkeypatch.chdir(tmp_path)
+    inside = tmp_path / "saved" / "x" / "LightGCN.pth"
+    assert portable_path(str(inside)) == "saved/x/LightGCN.pth"
+    assert portable_path("/elsewhere/run/BPR.pth") == "BPR.pth"
+    assert portable_path(None) is None

@@ -218,6 +218,14 @@ def _best_trial(trials: list[dict[str, Any]], mode: str) -> dict[str, Any] | Non
     return None
 
 
+def portable_path(path: str | None) -> str | None:
+    """A path as the committed store keeps it: relative to the working folder, never this machine's root."""
+    if path is None:
+        return None
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(Path.cwd())) if resolved.is_relative_to(Path.cwd()) else resolved.name
+
+
 def final_run(
     ws: Workspace, dataset: DatasetEntry, model: ModelEntry, params: dict[str, Any], seed: int
 ) -> tuple[str, dict[str, Any]]:
@@ -258,6 +266,7 @@ def final_run(
         "code": model_code_version(model.model),
         "params": params,
         **record,
+        "saved_model_file": portable_path(record.get("saved_model_file")),
         "dataset": dataset.name,
     }
     ws.stored(entry)
