@@ -255,3 +255,26 @@ def test_shipped_search_space_is_valid_for_its_model(name):
     distribution, args = space["learning_rate"]
     assert distribution in ("loguniform", "choice")
     assert 1e-5 <= min(args) and max(args) <= 1e-1
+
+
+def test_random_search_runs_list_valued_choices(local_ray, tmp_path):
+    # Ray 2.6.3 fails on list values given as preset points; the drawn configurations must reach the trials whole
+    text = "hidden_size_list: {choice: [[8], [8, 8]]}\nlearning_rate: {choice: [0.01]}\n"
+    space = _write(tmp_path / "space.yaml", text)
+    code = main(
+        [
+            f"--tune={space}",
+            "--model=NGCF",
+            "--dataset=ml-100k",
+            f"--output={tmp_path / 'out'}",
+            "--num_samples=2",
+            "--epochs=1",
+            "--scheduler=fifo",
+            *FAST_FLAGS,
+        ]
+    )
+    assert code == 0
+    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    assert (trials["status"] == "completed").all() and len(trials) == 2
+    assert sorted(trials["param.hidden_size_list"].map(str)) == ["[8, 8]", "[8]"]
+    assert "recbole_llm_trial_index" not in " ".join(trials.columns)

@@ -6,7 +6,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from recbole_llm.tune.space import (
     upper_bound,
     validate_search_space,
 )
-from recbole_llm.tune.trainable import TrialSettings, trainable
+from recbole_llm.tune.trainable import TRIAL_INDEX_KEY, TrialSettings, trainable
 
 if TYPE_CHECKING:
     from recbole_llm.tune.ledger import TrialLedger
@@ -53,6 +53,7 @@ class _Plan:
     max_reports: int
     num_samples: int  # trials this search runs: the budget less the trials the ledger already holds
     stored: int = 0  # trials of the budget that the ledger already holds (run by an earlier search)
+    points: list = field(default_factory=list)  # a random search's configurations still to run
 
 
 def _absolute_paths(probe, fixed: dict[str, Any]) -> dict[str, Any]:
@@ -98,16 +99,15 @@ def _search_algorithm(
 ):
     """Ray's searcher for ``--search_alg``, seeded; ``grid`` keys need the random (variant) generator.
 
-    ``points``: the configurations a random search runs, or for optuna the trials already run, with their
-    scores in ``rewards``. Ray 2.6.3's HyperOptSearch takes no scores: its seed moves on by the number of
-    trials already run instead, so it does not draw the same first configurations again.
+    ``points``: for optuna the trials already run, with their scores in ``rewards`` (a random search runs
+    its drawn configurations through ``_param_space``). Ray 2.6.3's HyperOptSearch takes no scores: its
+    seed moves on by the number of trials already run instead, so it does not draw the same first
+    configurations again.
     """
     if options.search_alg == "random":
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        return BasicVariantGenerator(
-            points_to_evaluate=points, random_state=seed, max_concurrent=options.max_concurrent or 0
-        )
+        return BasicVariantGenerator(random_state=seed, max_concurrent=options.max_concurrent or 0)
     grids = [k for k, (dist, _) in space.items() if dist == "grid"]
     if grids:
         raise SearchSpaceError(
@@ -233,7 +233,26 @@ def _plan(model, dataset, search_space, config_file_list, cmd_args, options: Tun
     )
     mode = "max" if probe["valid_metric_bigger"] else "min"
     max_reports = _max_reports(probe, space)
-    return _Plan(space, probe, settings, output_dir, mode, search_alg, max_reports, num_samples, stored)
+    points = points if options.search_alg == "random" else []
+    return _Plan(space, probe, settings, output_dir, mode, search_alg, max_reports, num_samples, stored, points)
+
+
+def _param_space(plan: _Plan, options: TuneOptions) -> dict[str, Any]:
+    """Ray's ``param_space``: for a random search, a grid over the indices of the configurations drawn up front.
+
+    Each searched key then reads its value from the drawn configuration (``sample_from``), so trials keep
+    flat configs. Ray 2.6.3 cannot take list-valued settings (NGCF's ``hidden_size_list``) as
+    ``points_to_evaluate``: its check of a preset point walks into the list and fails formatting a warning.
+    """
+    from ray import tune
+
+    if options.search_alg != "random":
+        return to_ray_space(plan.space)
+    points = plan.points
+    space: dict[str, Any] = {TRIAL_INDEX_KEY: tune.grid_search(list(range(len(points))))}
+    for key in plan.space:
+        space[key] = tune.sample_from(lambda spec, key=key: points[spec.config[TRIAL_INDEX_KEY]][key])
+    return space
 
 
 def _trainable(plan: _Plan, options: TuneOptions):
@@ -254,13 +273,13 @@ def _tuner(plan: _Plan, options: TuneOptions, callbacks: list):
 
     return tune.Tuner(
         _trainable(plan, options),
-        param_space=to_ray_space(plan.space),
+        param_space=_param_space(plan, options),
         tune_config=tune.TuneConfig(
             metric="valid_score",
             mode=plan.mode,
             search_alg=plan.search_alg,
             scheduler=_scheduler(options, plan.max_reports),
-            num_samples=plan.num_samples,
+            num_samples=1 if options.search_alg == "random" else plan.num_samples,
             time_budget_s=options.time_budget_s,
             max_concurrent_trials=options.max_concurrent if options.search_alg != "random" else None,
             chdir_to_trial_dir=True,

@@ -8,6 +8,9 @@ from typing import Any
 
 from recbole_llm.tune.space import plain
 
+# The index of a random search's configuration among those drawn up front (Ray's grid over them); not a setting.
+TRIAL_INDEX_KEY = "recbole_llm_trial_index"
+
 
 @dataclass
 class TrialSettings:
@@ -66,7 +69,8 @@ class TuneReportMixin:
 
 def _trial_config_dict(params: dict[str, Any], settings: TrialSettings) -> dict[str, Any]:
     """The trial's settings: shared ones, the sampled values, and the device Ray gave this worker."""
-    config_dict = {**settings.config_dict, **{k: plain(v) for k, v in params.items()}}
+    sampled = {k: plain(v) for k, v in params.items() if k != TRIAL_INDEX_KEY}
+    config_dict = {**settings.config_dict, **sampled}
     config_dict["use_gpu"] = settings.gpus_per_trial > 0
     if settings.gpus_per_trial > 0:
         # RecBole's Config sets CUDA_VISIBLE_DEVICES from gpu_id: keep the GPU(s) Ray gave us.
