@@ -151,6 +151,8 @@ def test_tiny_suite_end_to_end(tiny_suite):
     text = report.read_text()
     assert "Strongest tuned baseline by validation ndcg@10: BPR" in text
     assert "- LightGCN vs BPR on test ndcg@10:" in text and "| BPR | 2 / 2 |" in text
+    assert "- The paper's claim: none (a suite for the tests)" in text and "- Note: Its numbers mean nothing" in text
+    assert "final runs" in text and "min." in text  # the time the suite took, beside the tuning time
     table = pd.read_csv(tiny_suite.output / "tiny.csv")
     assert {"ndcg@10", "recall@10", "best_epoch", "epochs", "epoch_time_s", "peak_memory_mb", "flags"} <= set(table)
     assert (table["epochs"] <= 2).all() and table["flags"].fillna("").str.contains("hit epoch cap|best in first").any()
@@ -208,7 +210,8 @@ def test_interrupted_tuning_resumes_on_a_fresh_machine_without_rerunning_stored_
     shutil.rmtree(work)
 
     suite = load_suite(TINY)
-    tune_model(Workspace(suite, ResultStore(store), work, "test"), suite.datasets[0], suite.models[0])
+    with chdir(tmp_path):  # the store keeps the search folder relative to the working folder
+        tune_model(Workspace(suite, ResultStore(store), work, "test"), suite.datasets[0], suite.models[0])
     trials = _stored_trials(store)
     assert len(trials) == 2 and trials[0] == first and trials[1]["search"] != first["search"]  # one new trial
     [entry] = ResultStore(store).entries("trials")
@@ -219,7 +222,8 @@ def test_interrupted_tuning_resumes_on_a_fresh_machine_without_rerunning_stored_
         c["learning_rate"]
         for c in sample_configs(space, 2, seed=2020)  # RecBole's default seed
     )
-    search = Path(entry["trials_file"])
+    assert not Path(entry["trials_file"]).is_absolute()
+    search = tmp_path / entry["trials_file"]
     assert len(pd.read_csv(search / "trials.csv")) == 1 and len(list((search / "ray").glob("trainable_*"))) == 1
     assert "1 trial(s) of the budget stored by an earlier search" in (search / "trials.md").read_text()
 
@@ -347,6 +351,8 @@ def test_every_committed_suite_loads(suite):
         ({"tuning": {"trials": 0}}, "'tuning.trials' must be >= 1"),
         ({"protocol": {"min_epochs": 5, "epochs": 5}}, "protocol.min_epochs (5) must be below protocol.epochs (5)"),
         ({"final": {"seeds": "x"}}, "'final.seeds' must be a count"),
+        ({"report": {"claim": "x"}}, "'report' takes only 'paper' (text) and 'notes'"),
+        ({"report": {"notes": "x"}}, "'report.notes' must be a list of texts"),
     ],
 )
 def test_bad_suite_is_one_clear_error(tmp_path, change, message):

@@ -347,13 +347,19 @@ def header_lines(
             f"validation {suite.valid_metric} (patience {suite.protocol['stopping_step']}, never before epoch "
             f"{suite.min_epochs}, cap {suite.epoch_cap}); test metrics of the best-validation checkpoint."
         ),
-        f"- Tuning time: {sum(t.get('seconds', 0) for t in trial_sets) / 60:.1f} min in all.",
+        (
+            f"- Time (wall, one job at a time): tuning {sum(t.get('seconds', 0) for t in trial_sets) / 60:.1f} min, "
+            f"final runs {sum(e.get('wall_s') or 0 for e in entries) / 60:.1f} min."
+        ),
         (
             "- Flags: `best in first N epochs` = the run's best validation score came before `min_epochs` (its "
             "checkpoint "
             "may be under-trained); `hit epoch cap` = early stopping never fired (not converged)."
         ),
     ]
+    if suite.report.get("paper"):
+        lines.append(f"- The paper's claim: {suite.report['paper']}")
+    lines += [f"- Note: {note}" for note in suite.report.get("notes", [])]
     if failed:
         lines.append(
             "- Failed final runs (not stored; a rerun tries them again): "

@@ -195,7 +195,7 @@ def _search(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, config_file
         "best_valid_score": float(best["best_valid_score"]),
         "metric": summary.metric,
         "completed": sum(t["status"] == "completed" for t in trials),
-        "trials_file": str(summary.output_dir),
+        "trials_file": portable_path(str(summary.output_dir)),
         "searches": searches,
         # the time of the trials that earlier searches ran (this search's time is added by the caller)
         "earlier_seconds": round(sum(t.get("seconds", 0.0) for t in trials if t["search"] != ledger.search), 1),

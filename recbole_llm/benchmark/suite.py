@@ -71,6 +71,8 @@ class Suite:
     tuning: dict[str, Any]
     seeds: list[int]
     extra_config: dict[str, Any] = field(default_factory=dict)
+    # what the report prints beside the figures: ``paper`` (the paper's claim), ``notes`` (explanations)
+    report: dict[str, Any] = field(default_factory=dict)
 
     @property
     def min_epochs(self) -> int:
@@ -192,4 +194,15 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
         tuning={k: v for k, v in tuning.items() if k != "trials"},
         seeds=_seeds(_require(dict(_require(raw, "final", path, "")), "seeds", path, "final."), path),
         extra_config=dict(overrides or {}),
+        report=_report_settings(raw.get("report") or {}, path),
     )
+
+
+def _report_settings(report: Any, path: Path) -> dict[str, Any]:
+    """``report: {paper: str, notes: [str]}``: text the report prints; checked so a typo fails before any run."""
+    if not isinstance(report, dict) or set(report) - {"paper", "notes"}:
+        raise SuiteError(f"{path}: 'report' takes only 'paper' (text) and 'notes' (a list of texts)")
+    notes = report.get("notes") or []
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise SuiteError(f"{path}: 'report.notes' must be a list of texts")
+    return {"paper": str(report.get("paper") or ""), "notes": notes}
