@@ -129,6 +129,7 @@ def available_models(extra: tuple[str, ...] = ()) -> list[str]:
     names: list[str] = []
     for package_name in _model_packages(extra):
         package = _import(package_name)
+        names += list(getattr(package, "__all__", []))  # our type packages export their classes lazily
         names += [n for n, v in vars(package).items() if inspect.isclass(v) and hasattr(v, "calculate_loss")]
         for info in pkgutil.iter_modules(getattr(package, "__path__", [])):
             names.append(info.name)

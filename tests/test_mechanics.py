@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -223,3 +224,14 @@ def test_popk_data_step_keeps_the_config_and_runs_the_model_hook(model_folder):
     assert isinstance(train_data, PopkTrainDataLoader) and train_data.neg_sample_args["distribution"] == "popk"
     assert train_data._dataset.tiny_prepared is True  # model_class.prepare_data ran on the train split
     assert not hasattr(valid_data._dataset, "tiny_prepared")
+
+
+def test_looking_up_a_recbole_model_imports_none_of_our_model_files():
+    """Our type packages export lazily: RecBole's LightGCN does not pay for P4R's PyG and transformers imports."""
+    code = (
+        "import sys; from recbole_llm.utils import get_model; get_model('LightGCN'); "
+        "files = [m for m in sys.modules if m.startswith('recbole_llm.model.') and m.count('.') == 3]; "
+        "print('torch_geometric' in sys.modules, bool(files))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[-2:] == ["False", "False"]

@@ -1,6 +1,6 @@
-"""General recommenders of recbole-llm: every model class is imported here, so lookup by name finds it."""
+"""General recommenders of recbole-llm: each class is imported from its file on first use (lookup by name)."""
 
-from recbole_llm.model.general_recommender.p4r import P4R
-from recbole_llm.model.general_recommender.reviewgnn import ReviewGCN, ReviewGNN
+from recbole_llm.model import lazy_exports
 
 __all__ = ["P4R", "ReviewGCN", "ReviewGNN"]
+__getattr__, __dir__ = lazy_exports(__name__, {"P4R": "p4r", "ReviewGCN": "reviewgnn", "ReviewGNN": "reviewgnn"})

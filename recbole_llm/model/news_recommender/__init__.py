@@ -1,11 +1,10 @@
 """News recommenders on impression logs (one model per file; file name = class name lower-cased).
 
-Shared pieces (base class, encoders, impression loaders, trainer) are in :mod:`recbole_llm.news`.
+Shared pieces (base class, encoders, impression loaders, trainer) are in :mod:`recbole_llm.news`. Each class
+is imported from its file on first use.
 """
 
-from recbole_llm.model.news_recommender.awrs import AWRS
-from recbole_llm.model.news_recommender.lstur import LSTUR
-from recbole_llm.model.news_recommender.naml import NAML
-from recbole_llm.model.news_recommender.nrms import NRMS
+from recbole_llm.model import lazy_exports
 
 __all__ = ["AWRS", "LSTUR", "NAML", "NRMS"]
+__getattr__, __dir__ = lazy_exports(__name__, {name: name.lower() for name in __all__})

@@ -1,6 +1,6 @@
-"""Sequential recommenders of recbole-llm: every model class is imported here, so lookup by name finds it."""
+"""Sequential recommenders of recbole-llm: each class is imported from its file on first use (lookup by name)."""
 
-from recbole_llm.model.sequential_recommender.bsarec import BSARec
-from recbole_llm.model.sequential_recommender.p5edit import P5Edit
+from recbole_llm.model import lazy_exports
 
 __all__ = ["BSARec", "P5Edit"]
+__getattr__, __dir__ = lazy_exports(__name__, {name: name.lower() for name in __all__})
