@@ -344,10 +344,11 @@ def test_stock_search_space_mistakes_fail_before_ray():
 
 
 @pytest.mark.slow  # one spawned training process (about 20 s on a busy 2-core machine)
-def test_seeds_run_through_the_comparison_runner(capsys, tmp_path):
+def test_seeds_run_through_the_comparison_runner(capfd, tmp_path):
     flags = ("--model=RankLSTM", "--epochs=1", "--seeds=1", "--seed=7", f"--output={tmp_path / 'cmp'}")
-    status, out, _ = _run_cli(capsys, *flags)
+    status, out, err = _run_cli(capfd, *flags)  # capfd: the run's child process writes to the inherited fds
     assert status == 0 and "1 run(s) finished, 0 failed" in out
+    assert "RankLSTM seed 7: epoch 0: train loss" in err  # a long run shows its epochs
     runs = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
     assert runs["seed"].tolist() == [7] and set(runs["status"]) == {"ok"}
     table = (tmp_path / "cmp" / "comparison.md").read_text()

@@ -72,7 +72,11 @@ def run_stock(
 
 
 def stock_job_work(job) -> dict[str, Any]:
-    """A comparison job's work in its child process (module-level, so it pickles)."""
+    """A comparison job's work in its child process (module-level, so it pickles).
+
+    The trainer's epoch lines go to the child's stderr, the comparison's log: a run takes up to an hour on a CPU.
+    """
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {job.model} seed {job.seed}: %(message)s")
     files = list(job.config_file_list) if job.config_file_list else None
     return run_stock(job.model, job.dataset, files, job.overrides(), list(job.cmd_args))
 

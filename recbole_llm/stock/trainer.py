@@ -120,7 +120,10 @@ class StockTrainer:
             valid = self.metrics(self.predict("valid"))
             value = valid[self.valid_metric]
             history.append((epoch, float(value)))
-            logger.info("epoch %d: train loss %.4g, valid %s = %.4g", epoch, train_loss, self.valid_metric, value)
+            logger.info(
+                "epoch %d: train loss %.4g, valid %s = %.4g (%.1f s training)",
+                *(epoch, train_loss, self.valid_metric, value, epoch_times[-1]),
+            )
             if self._improved(value, best):
                 best, best_valid, best_epoch, waited = value, valid, epoch, 0
                 best_state = copy.deepcopy(self.model.state_dict())
