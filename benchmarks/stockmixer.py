@@ -9,7 +9,9 @@ released settings: lookback 16, market 20, scales {1, 2}, Adam 1e-3, alpha 0.1; 
 early stopping on the validation loss with patience 10) on the 756 / 252 / 237-day split. The
 report puts StockMixer's published NASDAQ row (AAAI 2024, Table 2) beside ours. Its "RIC" column is
 mean(IC) / std(IC) in the authors' evaluator, which is our ``icir``; our ``rank_ic`` (mean daily
-Spearman) has no published counterpart. ``--extra=--key=value`` passes settings to every run.
+Spearman) has no published counterpart. ``--extra=--key=value`` passes settings to every run. Finished runs are kept in
+``benchmarks/results/stockmixer/comparison.csv`` (keyed by their settings): rerunning the command runs
+only the missing ones (``--fresh`` reruns all).
 """
 
 from __future__ import annotations
@@ -84,13 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", default=str(PROJECT / "benchmarks" / "results" / "stockmixer.md"))
     parser.add_argument("--extra", action="append", default=[], help="a --key=value for every run")
+    parser.add_argument("--fresh", action="store_true", help="rerun every run, not only those not stored yet")
     args = parser.parse_args(argv)
     seeds = parse_seeds(args.seeds)
     overrides = (f"--device={args.device}", *args.extra)
     jobs = [Job(model, "nasdaq", {}, seed, cmd_args=overrides) for model in args.models.split(",") for seed in seeds]
     output = Path(args.output)
     command = "python benchmarks/stockmixer.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    runs = run_jobs(jobs, output.with_suffix(""), None, command, work=stock_job_work, metrics=METRICS)
+    runs = run_jobs(
+        jobs, output.with_suffix(""), None, command, work=stock_job_work, metrics=METRICS, resume=not args.fresh
+    )
     write_markdown(runs, output, command, seeds, [f"--device={args.device}", *args.extra])
     print(f"wrote {output}")
     return 0

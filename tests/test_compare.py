@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -95,7 +99,10 @@ def in_process_children(monkeypatch):
     """Jobs run in this process: for the tests of the report (the dead-children test runs real children)."""
 
     def run_here(function, *args, timeout_s=None):
-        return ChildOutcome(ok=True, result=function(*args))
+        try:
+            return ChildOutcome(ok=True, result=function(*args))
+        except Exception as exc:  # noqa: BLE001  (as the real child reports it)
+            return ChildOutcome(ok=False, exit_code=1, error=f"{type(exc).__name__}: {exc}")
 
     monkeypatch.setattr(runner, "run_in_child", run_here)
 
@@ -159,3 +166,66 @@ def test_explicit_metrics_choose_the_table_columns(tmp_path, in_process_children
     run_jobs([Job("Weak", seed=2020)], tmp_path, command="test", work=_synthetic_run, metrics=["recall@10", "nope"])
     header = next(line for line in (tmp_path / "comparison.md").read_text().splitlines() if line.startswith("| model"))
     assert header.startswith("| model | recall@10 | s/epoch") and "ndcg@10" not in header
+
+
+def test_resume_keeps_finished_runs_and_reruns_changed_or_failed_ones(tmp_path, in_process_children):
+    calls: list[str] = []
+
+    def counted(job: Job) -> dict:
+        calls.append(f"{job.name}-{job.seed}")
+        if job.name == "raises":
+            raise MemoryError("synthetic")
+        return _synthetic_run(job)
+
+    first = [Job("Weak", seed=1), Job("Strong", seed=1), Job("Weak", seed=1, label="raises")]
+    run_jobs(first, tmp_path, command="test", work=counted)
+    second = [Job("Weak", seed=1), Job("Strong", seed=1, config_dict={"lr": 0.1}), Job("Weak", seed=2)]
+    second.append(Job("Weak", seed=1, label="raises"))
+    calls.clear()
+    runs = run_jobs(second, tmp_path, command="test", work=counted, resume=True)
+    assert calls == ["Strong-1", "Weak-2", "raises-1"]  # the finished Weak-1 is kept; a changed config reruns
+    stored = pd.read_csv(tmp_path / "comparison.csv")
+    assert len(runs) == len(stored) == 4 and stored["job_key"].nunique() == 4
+    calls.clear()
+    run_jobs(second[:3], tmp_path, command="test", work=counted, resume=True)
+    assert calls == [] and "still to come" not in (tmp_path / "comparison.md").read_text()
+
+
+ORPHAN_PARENT = """
+import sys, time
+from recbole_llm.compare.isolation import run_in_child
+from tests.test_compare import _sleep_and_report_pid
+run_in_child(_sleep_and_report_pid, sys.argv[1])
+"""
+
+
+def _sleep_and_report_pid(path: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(str(os.getpid()))
+    time.sleep(120)
+
+
+def test_child_stops_when_the_comparison_is_killed(tmp_path):
+    """Killing the runner must not leave its training child running on the CPU."""
+    pid_file = tmp_path / "child.pid"
+    root = Path(__file__).resolve().parent.parent
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN_PARENT, str(pid_file)], cwd=root)
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    child = int(pid_file.read_text())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())

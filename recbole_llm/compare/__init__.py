@@ -71,11 +71,14 @@ def run_jobs(
     work: Callable[[Job], dict] = train_and_evaluate,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     metrics: Sequence[str] | None = None,
+    resume: bool = False,
 ) -> pd.DataFrame:
     """Run ``jobs`` one at a time; rewrite the report in ``output_dir`` after each; return the run table.
 
     ``reference`` is a job label (default: the first job's). ``on_record`` sees each record as it is made.
     ``metrics`` names the table's test metrics (default: every ``name@k`` column of the results).
+    ``resume``: keep the finished runs of ``output_dir/comparison.csv`` whose job key matches a job and
+    run only the others, so a comparison killed after hours loses at most the running job.
     """
     if not jobs:
         raise ValueError("run_jobs needs at least one job")
@@ -87,17 +90,41 @@ def run_jobs(
             f"{list(dict.fromkeys(job.name for job in jobs))}."
         )
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
-    records: list[dict[str, Any]] = []
-    runs = pd.DataFrame()
+    records = finished_records(output, jobs) if resume else []
+    done = {record["job_key"] for record in records}
+    runs = write_report(records, output, reference, command, pending(jobs, records), metrics) if records else None
     for index, job in enumerate(jobs):
+        if job.key() in done:
+            print(f"[compare] {job.name} seed={job.seed} ({index + 1}/{len(jobs)}) finished before, kept", flush=True)
+            continue
         print(f"[compare] {job.name} seed={job.seed} ({index + 1}/{len(jobs)}) ...", flush=True)
         record = run_job(job, extra_result, work)
         records.append(record)
         if on_record is not None:
             on_record(record)
-        runs = write_report(records, output, reference, command, pending=len(jobs) - index - 1, metrics=metrics)
+        runs = write_report(records, output, reference, command, pending=pending(jobs, records), metrics=metrics)
     print(f"[compare] wrote {output}/comparison.md, comparison.csv, comparison.png", flush=True)
-    return runs
+    return runs if runs is not None else pd.DataFrame()
+
+
+def finished_records(output: Path, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+    """The ``ok`` rows of an earlier ``comparison.csv`` that belong to one of ``jobs`` (same job key)."""
+    path = output / "comparison.csv"
+    if not path.exists():
+        return []
+    stored = pd.read_csv(path)
+    if "job_key" not in stored or "status" not in stored:
+        return []
+    keys = {job.key() for job in jobs}
+    kept = stored[(stored["status"] == "ok") & stored["job_key"].isin(keys)].drop_duplicates("job_key", keep="last")
+    return [
+        {k: v for k, v in row.items() if not (isinstance(v, float) and pd.isna(v))} for row in kept.to_dict("records")
+    ]
+
+
+def pending(jobs: Sequence[Job], records: Sequence[dict[str, Any]]) -> int:
+    """How many jobs have no record yet (for the report's 'still to come')."""
+    return len({job.key() for job in jobs} - {record.get("job_key") for record in records})
 
 
 def compare(

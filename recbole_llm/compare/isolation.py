@@ -9,9 +9,11 @@ reported with its exit code instead of hanging the comparison.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue as queue_module
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -32,7 +34,27 @@ class ChildOutcome:
     error: str = ""
 
 
-def _child_main(result_queue, function: Callable, args: tuple) -> None:
+ORPHAN_POLL_S = 2.0  # how often a child checks that the process that started it is still alive
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    """Stop the child once its parent is gone, so a killed comparison leaves no training running.
+
+    Without it, ``kill`` on a comparison kills the runner only and its child trains on for hours,
+    sharing the CPU with the next run. The parent's pid changes (to init or a subreaper) when it dies.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(ORPHAN_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
+def _child_main(result_queue, function: Callable, args: tuple, parent_pid: int | None = None) -> None:
+    if parent_pid is not None:
+        _exit_when_orphaned(parent_pid)
     try:
         result_queue.put(("ok", function(*args)))
     except BaseException as exc:  # noqa: BLE001  (report any failure to the parent instead of dying silently)
@@ -78,7 +100,7 @@ def run_in_child(function: Callable, *args: Any, timeout_s: float | None = None)
     """
     ctx = mp.get_context("spawn")
     result_queue = ctx.Queue()
-    process = ctx.Process(target=_child_main, args=(result_queue, function, args))
+    process = ctx.Process(target=_child_main, args=(result_queue, function, args, os.getpid()))
     started = time.monotonic()
     process.start()
     message = _wait_for_message(process, result_queue, timeout_s)

@@ -7,6 +7,7 @@ and the reason. ``run_jobs`` runs a list of them and rewrites the comparison rep
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +48,15 @@ class Job:
     def overrides(self) -> dict[str, Any]:
         """The config dict the run gets: the job's overrides and its seed."""
         return {**dict(self.config_dict), "seed": self.seed}
+
+    def key(self) -> str:
+        """A short hash of what decides the run's result, so a resumed comparison knows it finished.
+
+        Timeouts and trainer mixins are left out: they change how a run is watched, not its settings.
+        """
+        spec = [self.name, self.model, self.dataset, self.overrides(), self.config_file_list, list(self.cmd_args)]
+        text = json.dumps(spec, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
 
 
 def train_and_evaluate(job: Job) -> dict[str, Any]:
@@ -131,10 +141,11 @@ def run_job(
     wall_s = time.perf_counter() - started
     if not outcome.ok:
         print(f"[compare] {job.name} seed={job.seed} FAILED: {outcome.error.strip().splitlines()[:1]}", flush=True)
-        return failure_record(job, outcome, wall_s)
+        return {**failure_record(job, outcome, wall_s), "job_key": job.key()}
     record = record_from_result(job, outcome.result, wall_s)
     if extra_result is not None:
         record.update(dict(extra_result(outcome.result, job.overrides())))
+    record["job_key"] = job.key()
     return record
 
 
