@@ -29,6 +29,7 @@ sys.path.insert(0, str(PROJECT))
 from recbole_llm.compare import Job, machine_description, parse_seeds, run_jobs, summarise  # noqa: E402
 from recbole_llm.stock.runner import stock_job_work  # noqa: E402
 
+NOTES = PROJECT / "benchmarks" / "results" / "stockmixer_notes.md"
 METRICS = ["ic", "rank_ic", "icir", "prec@10", "sharpe@5"]
 #: StockMixer (Fan & Shen, AAAI 2024) Table 2, NASDAQ: IC, RIC (= our icir), prec@N, SR; LSTM row likewise.
 PAPER = {
@@ -42,14 +43,21 @@ def _cell(row: pd.Series, metric: str) -> str:
     return f"{mean:.4f} ± {std:.4f}" if row["n_seeds"] > 1 else f"{mean:.4f}"
 
 
-def write_markdown(runs: pd.DataFrame, path: Path, command: str, seeds: list[int], extra: list[str]) -> None:
-    """Ours (mean ± std over seeds) beside the paper's rows; epochs, s/epoch, budget, failed runs."""
+def write_markdown(
+    runs: pd.DataFrame, path: Path, command: str, seeds: list[int], extra: list[str], notes: Path | None = None
+) -> None:
+    """Ours (mean ± std over seeds) beside the paper's rows; epochs, s/epoch, budget, failed runs.
+
+    ``notes``: a hand-written reading of the figures, kept in its own file so that a rerun that
+    rewrites the table does not lose it; shown under the title when the file exists.
+    """
     finished = runs[runs["status"] == "ok"] if "status" in runs else runs
     summary = summarise(finished, METRICS, None) if len(finished) else pd.DataFrame()
     hours = float(runs["wall_s"].sum()) / 3600 if "wall_s" in runs else float("nan")
     lines = [
         "# StockMixer on NASDAQ (Feng et al. 2013-2017 panel), beside the paper",
         "",
+        *([notes.read_text(encoding="utf-8").strip(), ""] if notes is not None and notes.exists() else []),
         f"- Command: `{command}`",
         f"- Machine: {machine_description()}; budget: {len(runs)} runs, one at a time, {hours:.2f} h wall in all",
         f"- Seeds: {', '.join(map(str, seeds))}. Settings: the yaml defaults of `properties/stock/` (split 756 / 252 / "
@@ -86,17 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", default=str(PROJECT / "benchmarks" / "results" / "stockmixer.md"))
     parser.add_argument("--extra", action="append", default=[], help="a --key=value for every run")
+    parser.add_argument("--notes", default=str(NOTES), help="hand-written reading shown under the title, if present")
     parser.add_argument("--fresh", action="store_true", help="rerun every run, not only those not stored yet")
     args = parser.parse_args(argv)
     seeds = parse_seeds(args.seeds)
     overrides = (f"--device={args.device}", *args.extra)
     jobs = [Job(model, "nasdaq", {}, seed, cmd_args=overrides) for model in args.models.split(",") for seed in seeds]
     output = Path(args.output)
-    command = "python benchmarks/stockmixer.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = " ".join(["python benchmarks/stockmixer.py", *(shlex.quote(a) for a in (argv or sys.argv[1:]))])
     runs = run_jobs(
         jobs, output.with_suffix(""), None, command, work=stock_job_work, metrics=METRICS, resume=not args.fresh
     )
-    write_markdown(runs, output, command, seeds, [f"--device={args.device}", *args.extra])
+    write_markdown(runs, output, command, seeds, [f"--device={args.device}", *args.extra], Path(args.notes))
     print(f"wrote {output}")
     return 0
 
