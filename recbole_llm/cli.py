@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds", type=str, default=None, help="--compare: a count or a list (default 3); --benchmark: the first N"
     )
     parser.add_argument("--reference", type=str, default=None, help="with --compare: model for the paired test")
+    parser.add_argument(
+        "--resume", action="store_true", help="with --compare: keep the output folder's finished runs, run the rest"
+    )
     parser.add_argument("--output", type=str, default=None, help="with --compare / --tune: output folder")
     parser.add_argument("--tune", type=str, default=None, help="Ray Tune search-space yaml (see properties/search/)")
     parser.add_argument("--benchmark", type=str, default=None, help="benchmark suite yaml (recbole_llm.benchmark)")
@@ -94,6 +97,7 @@ def _run_compare(args, argv: list[str], config_files, overrides: list[str]) -> i
         reference=args.reference,
         output_dir=output,
         command="python run_recbole_llm.py " + " ".join(shlex.quote(a) for a in argv),
+        resume=args.resume,
     )
     return 0
 

@@ -229,3 +229,13 @@ def _alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def test_resume_flag_reaches_the_comparison(monkeypatch, tmp_path):
+    import recbole_llm.compare as compare_module
+
+    seen = {}
+    monkeypatch.setattr(compare_module, "compare", lambda *args, **kwargs: seen.update(kwargs))
+    argv = ["--compare=BPR", "--dataset=amazon-gift-cards", "--seeds=1", f"--output={tmp_path}", "--resume"]
+    assert main(argv) == 0
+    assert seen["resume"] is True and seen["output_dir"] == str(tmp_path)

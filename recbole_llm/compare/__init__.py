@@ -138,8 +138,11 @@ def compare(
     command: str | None = None,
     config_dict: Mapping[str, Any] | None = None,
     extra_result: ExtraResultHook | None = None,
+    resume: bool = False,
 ) -> pd.DataFrame:
     """Train every model with every seed on the same dataset and split; write the report files.
+
+    ``resume``: keep the finished runs stored in ``output_dir`` and run only the others (see ``run_jobs``).
 
     Returns the per-run table (one row per model and seed, test metrics as columns, ``status`` and
     ``exit_code`` telling finished from failed runs).
@@ -153,4 +156,4 @@ def compare(
         for model in models
         for seed in seeds
     ]
-    return run_jobs(jobs, output_dir, reference, command, extra_result)
+    return run_jobs(jobs, output_dir, reference, command, extra_result, resume=resume)

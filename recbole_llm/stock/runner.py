@@ -101,7 +101,7 @@ def _run_jobs(args, argv: list[str], models: list[str], overrides: list[str]) ->
     output = args.output or f"saved/stock/{'-'.join(models)}-{args.dataset or 'nasdaq'}"
     command = "python run_recbole_llm.py " + " ".join(shlex.quote(a) for a in argv)
     metrics = ["ic", "rank_ic", "icir", f"prec@{configs[0]['precision_at']}", f"sharpe@{configs[0]['portfolio_size']}"]
-    runs = run_jobs(jobs, output, args.reference, command, work=stock_job_work, metrics=metrics)
+    runs = run_jobs(jobs, output, args.reference, command, work=stock_job_work, metrics=metrics, resume=args.resume)
     failed = int((runs["status"] != "ok").sum()) if "status" in runs else 0
     print(f"{len(runs) - failed} run(s) finished, {failed} failed; table: {output}/comparison.md")
     return 1 if failed == len(runs) else 0
