@@ -3,7 +3,7 @@
 Calls the project's experiment runner ``recbole_llm.compare.compare`` (each model and seed in its own
 process; test metrics of the best-validation checkpoint; paired t-test over seeds against LightGCN), in
 model groups so a slow group cannot lose the results of the others, then merges the groups into
-``benchmarks/results/p4r.md`` with the exact commands, the epoch budget and the per-epoch time of
+``benchmarks/results/p4r_early_training.md`` with the exact commands, the epoch budget and the per-epoch time of
 P4R relative to LightGCN.
 
     python benchmarks/p4r.py                                   # ml-100k, 3 seeds, template profiles
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stopping_step", type=int, default=3)
     parser.add_argument("--groups", default=GROUPS, help="model groups, ';'-separated, each a --compare list")
     parser.add_argument("--extra", action="append", default=[], help="extra --key=value for every run")
-    parser.add_argument("--report", default=str(RESULTS / "p4r.md"))
+    parser.add_argument("--report", default=str(RESULTS / "p4r_early_training.md"))
     parser.add_argument("--report_only", action="store_true")
     parser.add_argument(
         "--threads",
