@@ -191,6 +191,35 @@ def test_resume_keeps_finished_runs_and_reruns_changed_or_failed_ones(tmp_path, 
     assert calls == [] and "still to come" not in (tmp_path / "comparison.md").read_text()
 
 
+def test_resume_reruns_a_run_stored_before_its_model_code_changed(tmp_path, in_process_children, monkeypatch):
+    """The key holds the model's code version (its source file's hash), stock models included: a run stored
+    before the model's code changed is run again; a name no registry knows still gets a key (its run fails)."""
+    import hashlib
+
+    from recbole_llm.benchmark import store
+    from recbole_llm.stock import models as stock_models
+    from recbole_llm.utils import UnknownModelError
+
+    source = Path(stock_models.__file__).read_bytes()
+    assert store.model_code_version("StockMixer") == hashlib.sha256(source).hexdigest()[:12]
+    with pytest.raises(UnknownModelError):
+        store.model_code_version("NoSuchModel")
+    assert Job("NoSuchModel").key() == Job("NoSuchModel").key()
+    calls: list[str] = []
+
+    def counted(job: Job) -> dict:
+        calls.append(job.name)
+        return _synthetic_run(job)
+
+    jobs = [Job("LightGCN", seed=1), Job("BPR", seed=1)]
+    run_jobs(jobs, tmp_path, command="test", work=counted)
+    real = store.model_code_version
+    monkeypatch.setattr(store, "model_code_version", lambda m: "edited" if m == "BPR" else real(m))
+    calls.clear()
+    run_jobs(jobs, tmp_path, command="test", work=counted, resume=True)
+    assert calls == ["BPR"]
+
+
 ORPHAN_PARENT = """
 import sys, time
 from recbole_llm.compare.isolation import run_in_child

@@ -49,11 +49,17 @@ INERT_DEFAULTS: dict[str, Any] = {"oie_permute_ids": False, "oie_permute_seed": 
 
 @cache
 def model_code_version(model: str) -> str:
-    """First 12 hex digits of the sha256 of the model class's source file."""
+    """First 12 hex digits of the sha256 of the model class's source file (``UnknownModelError`` if none)."""
+    source = Path(inspect.getsourcefile(model_class(model)))
+    return hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+
+
+def model_class(model: str) -> type:
+    """The class a model name runs: a stock-ranking model (``--task=stock``), else a RecBole or recbole-llm one."""
+    from recbole_llm.stock.models import STOCK_MODELS
     from recbole_llm.utils import get_model
 
-    source = Path(inspect.getsourcefile(get_model(model)))
-    return hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    return STOCK_MODELS[model] if model in STOCK_MODELS else get_model(model)
 
 
 def resolved_config(model: str, dataset: str, config_file_list: list[str] | None, config_dict: dict[str, Any]) -> dict:

@@ -52,11 +52,25 @@ class Job:
     def key(self) -> str:
         """A short hash of what decides the run's result, so a resumed comparison knows it finished.
 
-        Timeouts and trainer mixins are left out: they change how a run is watched, not its settings.
+        The settings and the model's code version (its source file's hash, as in the suites' store): a run
+        stored before the model's code changed is run again. Timeouts and trainer mixins are left out: they
+        change how a run is watched, not its settings.
         """
-        spec = [self.name, self.model, self.dataset, self.overrides(), self.config_file_list, list(self.cmd_args)]
+        settings = [self.dataset, self.overrides(), self.config_file_list, list(self.cmd_args)]
+        spec = [self.name, self.model, _code_version(self.model), *settings]
         text = json.dumps(spec, sort_keys=True, default=str)
         return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _code_version(model: str) -> str | None:
+    """The model's code version; None for a name no registry knows (its run fails and says why)."""
+    from recbole_llm.benchmark.store import model_code_version
+    from recbole_llm.utils import UnknownModelError
+
+    try:
+        return model_code_version(model)
+    except UnknownModelError:
+        return None
 
 
 def train_and_evaluate(job: Job) -> dict[str, Any]:
@@ -141,12 +155,12 @@ def run_job(
     wall_s = time.perf_counter() - started
     if not outcome.ok:
         print(f"[compare] {job.name} seed={job.seed} FAILED: {outcome.error.strip().splitlines()[:1]}", flush=True)
-        return {**failure_record(job, outcome, wall_s), "job_key": job.key()}
-    record = record_from_result(job, outcome.result, wall_s)
-    if extra_result is not None:
-        record.update(dict(extra_result(outcome.result, job.overrides())))
-    record["job_key"] = job.key()
-    return record
+        record = failure_record(job, outcome, wall_s)
+    else:
+        record = record_from_result(job, outcome.result, wall_s)
+        if extra_result is not None:
+            record.update(dict(extra_result(outcome.result, job.overrides())))
+    return {**record, "job_key": job.key()}
 
 
 def jsonable(value: Any) -> Any:
