@@ -375,6 +375,42 @@ def test_bad_suite_is_one_clear_error(tmp_path, change, message):
         load_suite(path)
 
 
+def test_a_model_runs_only_on_the_datasets_it_names(tmp_path, monkeypatch):
+    """``datasets:`` on a model entry (LLM profiles exist for some datasets only): the stages tune and train
+    it there alone, the progress bar counts only those jobs; a dataset the suite lacks is one clear error."""
+    import yaml
+
+    import recbole_llm.benchmark as benchmark
+
+    raw = yaml.safe_load(TINY.read_text())
+    raw["datasets"] = ["ml-100k", "amazon-gift-cards"]
+    raw["models"][0]["datasets"] = ["ml-100k"]
+    path = tmp_path / "some.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    suite = load_suite(path)
+    ran: list[tuple[str, str, int | None]] = []
+
+    def tune(ws, dataset, model):
+        ran.append((dataset.name, model.name, None))
+        return {"best_params": {}}
+
+    def final(ws, dataset, model, params, seed):
+        ran.append((dataset.name, model.name, seed))
+        return None, {"status": "ok"}
+
+    monkeypatch.setattr(benchmark, "tune_model", tune)
+    monkeypatch.setattr(benchmark, "final_run", final)
+    bar = benchmark._progress(suite)
+    assert bar.total == 3 * (1 + 2)
+    benchmark._run_stages(SimpleNamespace(suite=suite, store=ResultStore(tmp_path / "s.jsonl")), bar)
+    expected = [("amazon-gift-cards", "BPR"), ("ml-100k", "BPR"), ("ml-100k", "LightGCN")]
+    assert sorted({(d, m) for d, m, _ in ran}) == expected and len(ran) == 3 * (1 + 2)
+    raw["models"][0]["datasets"] = ["ml-1m"]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SuiteError, match=r"model 'LightGCN' names datasets \['ml-1m'\] not in the suite"):
+        load_suite(path)
+
+
 def test_min_epochs_keeps_training_past_an_early_peak():
     """Scores that peak at epoch 0: patience 1 stops after 3 epochs, min_epochs 5 trains 5."""
     from recbole.trainer import Trainer

@@ -7,6 +7,8 @@ here from a config, with a word-level tokenizer trained on the prompt and item t
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -214,7 +216,7 @@ def test_transformers_backend_interrupted_and_resumed_with_real_generation(small
     assert len(records) == 32 and len(path.read_text().splitlines()) == 1 + 32
     assert all(records[t] == first[t] for t in first)  # the first 16 were not redone
     header = read_header(path)
-    assert header["model"] == tiny_llm[0] and header["prompt_hash"] == PromptTemplate.load().text_hash
+    assert header["model"] == Path(tiny_llm[0]).name and header["prompt_hash"] == PromptTemplate.load().text_hash
     assert header["decoding"]["max_new_tokens"] == 6 and header["decoding"]["do_sample"] is False
     assert header["decoding"]["generation"] == "free" and header["model_hash"].startswith("sha256:")
     assert header["generation_batch_size"] == 8
@@ -414,6 +416,24 @@ def test_model_fingerprint_follows_the_file_content(tmp_path):
     assert model_fingerprint("no-such-org/no-such-model").startswith("not cached locally")
 
 
+def test_llm_named_through_a_variable_gives_the_same_profile_file_on_every_machine(
+    small_data, tiny_llm, tmp_path, monkeypatch
+):
+    """A suite names the LLM as ``$VARIABLE`` (its place differs between machines): the file is named by the
+    weights' folder name and content, not their place, so a copy of the weights elsewhere finds the same file;
+    an unset variable is one clear error."""
+    _, _, train = small_data
+    moved = tmp_path / "elsewhere" / Path(tiny_llm[0]).name
+    shutil.copytree(tiny_llm[0], moved)
+    monkeypatch.setenv("PROFILE_TEST_LLM", str(moved))
+    direct = _config(tmp_path, profile_backend="transformers", profile_llm=tiny_llm[0])
+    through_variable = _config(tmp_path, profile_backend="transformers", profile_llm="$PROFILE_TEST_LLM")
+    assert profile_path(direct, train) == profile_path(through_variable, train)
+    monkeypatch.delenv("PROFILE_TEST_LLM")
+    with pytest.raises(ValueError, match="PROFILE_TEST_LLM.*environment variable in it is not set"):
+        profile_path(through_variable, train)
+
+
 def test_missing_gguf_file_is_one_clear_error(tmp_path):
     with pytest.raises(OSError, match="GGUF file .*missing.gguf not found"):
         TransformersBackend(str(tmp_path / "missing.gguf"), PromptTemplate.load(), generation="sectioned")
@@ -451,7 +471,7 @@ def test_gguf_model_writes_a_three_part_profile(small_data):
         repetition_penalty=1.2,
         no_repeat_ngram_size=3,
     )
-    assert backend.use_chat_template and backend.model_id == path
+    assert backend.use_chat_template and backend.model_id == Path(path).name
     (record,) = backend.generate([item])
     assert record["parsed"] and backend.generated_tokens > 0
     assert all(record[k].strip() for k in ("summary", "audience", "reasoning"))

@@ -278,3 +278,18 @@ def test_random_search_runs_list_valued_choices(local_ray, tmp_path):
     assert (trials["status"] == "completed").all() and len(trials) == 2
     assert sorted(trials["param.hidden_size_list"].map(str)) == ["[8, 8]", "[8]"]
     assert "recbole_llm_trial_index" not in " ".join(trials.columns)
+
+
+def test_trials_find_profiles_in_the_default_folder_of_the_driver(tmp_path, monkeypatch):
+    """P4R's unset ``profile_dir`` on RecBole's bundled ml-100k means ``dataset/ml-100k`` under the working folder;
+    Ray runs each trial in its own folder, so the trials get the driver's folder, where LLM profiles made
+    beforehand are (else each trial would start an hour of generation in its own folder)."""
+    from recbole_llm.config import Config
+
+    monkeypatch.chdir(tmp_path)
+    quiet = {"state": "ERROR", "show_progress": False}
+    resolved = tune_runner._absolute_paths(Config("P4R", "ml-100k", config_dict=quiet), {})
+    assert resolved["profile_dir"] == str(tmp_path / "dataset" / "ml-100k")
+    given = tune_runner._absolute_paths(Config("P4R", "ml-100k", config_dict=quiet), {"profile_dir": "profiles"})
+    assert given["profile_dir"] == str(tmp_path / "profiles")
+    assert "profile_dir" not in tune_runner._absolute_paths(Config("BPR", "ml-100k", config_dict=quiet), {})

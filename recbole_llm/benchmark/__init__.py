@@ -48,7 +48,7 @@ DEFAULT_OUTPUT = Path("benchmarks") / "results"
 def _progress(suite: Suite):
     from tqdm.auto import tqdm
 
-    total = len(suite.datasets) * len(suite.models) * (1 + len(suite.seeds))
+    total = sum(len(suite.models_on(d)) for d in suite.datasets) * (1 + len(suite.seeds))
     return tqdm(total=total, desc=f"suite {suite.name}", unit="job", dynamic_ncols=True)
 
 
@@ -66,7 +66,7 @@ def _run_stages(ws: Workspace, bar) -> tuple[list[dict], list[dict], list[dict]]
     """Stages (a) and (b) for every dataset and model; returns (trial sets, stored runs, failed runs)."""
     trial_sets, runs, failed = [], [], []
     for dataset in ws.suite.datasets:
-        for model in ws.suite.models:
+        for model in ws.suite.models_on(dataset):
             bar.set_postfix_str(f"tuning {model.name} on {dataset.name}")
             known = len(ws.store.entries())
             trial_sets.append(tune_model(ws, dataset, model))

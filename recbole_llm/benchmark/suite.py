@@ -24,7 +24,9 @@ relative to the suite file; null: not tuned, flagged), ``config`` (fixed setting
 (``{dataset: {key: value}}``: fixed settings on one dataset only), ``baseline`` (true for the
 baselines the paired test picks from), ``variant_of`` (the name of the entry this one modifies, e.g.
 an OIE initialisation of that vanilla model: the report tests it against that entry too, early in
-training and after early stopping, and draws their validation curves in one panel).
+training and after early stopping, and draws their validation curves in one panel), ``datasets``
+(the suite's datasets this model runs on, default all: a model whose input costs hours per dataset,
+such as LLM-written profiles, runs where that input exists).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 
 import yaml
 
-MODEL_KEYS = ("name", "model", "search_space", "config", "baseline", "per_dataset", "variant_of")
+MODEL_KEYS = ("name", "model", "search_space", "config", "baseline", "per_dataset", "variant_of", "datasets")
 PROTOCOL_KEYS = ("eval_args", "metrics", "topk", "valid_metric", "stopping_step", "min_epochs", "epochs")
 
 
@@ -52,6 +54,7 @@ class ModelEntry:
     baseline: bool
     per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
     variant_of: str | None = None
+    datasets: tuple[str, ...] | None = None  # None: every dataset of the suite
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,10 @@ class Suite:
     extra_config: dict[str, Any] = field(default_factory=dict)
     # what the report prints beside the figures: ``paper`` (the paper's claim), ``notes`` (explanations)
     report: dict[str, Any] = field(default_factory=dict)
+
+    def models_on(self, dataset: DatasetEntry) -> list[ModelEntry]:
+        """The models that run on ``dataset`` (a model entry may name the datasets it runs on)."""
+        return [m for m in self.models if m.datasets is None or dataset.name in m.datasets]
 
     @property
     def min_epochs(self) -> int:
@@ -130,6 +137,7 @@ def _models(raw: list, path: Path) -> list[ModelEntry]:
                 bool(item.get("baseline", False)),
                 per_dataset,
                 None if item.get("variant_of") is None else str(item["variant_of"]),
+                None if item.get("datasets") is None else tuple(str(d) for d in item["datasets"]),
             )
         )
     if len({e.name for e in entries}) != len(entries):
@@ -149,6 +157,15 @@ def _check_variants(entries: list[ModelEntry], path: Path) -> None:
             raise SuiteError(f"{path}: model '{entry.name}' has variant_of '{entry.variant_of}', not another model")
         if base.variant_of is not None:
             raise SuiteError(f"{path}: model '{entry.name}' is a variant of '{base.name}', itself a variant")
+
+
+def _check_model_datasets(models: list[ModelEntry], datasets: list[DatasetEntry], path: Path) -> None:
+    """A model's ``datasets`` names datasets of the suite (a typo would silently drop the model)."""
+    known = [d.name for d in datasets]
+    for model in models:
+        unknown = sorted(set(model.datasets or ()) - set(known))
+        if unknown:
+            raise SuiteError(f"{path}: model '{model.name}' names datasets {unknown} not in the suite ({known})")
 
 
 def _seeds(spec: Any, path: Path) -> list[int]:
@@ -184,11 +201,13 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
         DatasetEntry(d, {}) if isinstance(d, str) else DatasetEntry(str(d["name"]), dict(d.get("config") or {}))
         for d in _require(raw, "datasets", path, "")
     ]
+    models = _models(_require(raw, "models", path, ""), path)
+    _check_model_datasets(models, datasets, path)
     return Suite(
         name=str(raw.get("name") or path.stem),
         path=path.resolve(),
         datasets=datasets,
-        models=_models(_require(raw, "models", path, ""), path),
+        models=models,
         protocol=protocol,
         trials=trials,
         tuning={k: v for k, v in tuning.items() if k != "trials"},

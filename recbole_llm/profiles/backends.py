@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,22 @@ def is_gguf(model_name_or_path: str) -> bool:
     return str(model_name_or_path).lower().endswith(".gguf")
 
 
+def llm_location(model_name_or_path: str) -> str:
+    """``profile_llm`` with ``~`` and ``$VARIABLES`` expanded: a suite or yaml can name a file whose place
+    differs between machines (``$SMOLLM2_GGUF``); an unset variable is one clear error."""
+    location = os.path.expandvars(os.path.expanduser(str(model_name_or_path)))
+    if "$" in location:
+        raise ValueError(f"profile_llm '{model_name_or_path}': an environment variable in it is not set.")
+    return location
+
+
+def llm_identity(model_name_or_path: str) -> str:
+    """How a profile file names its LLM: a local file or folder by its name (its content hash is stamped
+    beside it), a hub name as given; so the same weights give the same file name on every machine."""
+    location = llm_location(model_name_or_path)
+    return Path(location.rstrip("/")).name if Path(location).exists() else location
+
+
 def _hash_files(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -112,7 +129,7 @@ def model_fingerprint(model_name_or_path: str) -> str:
     """Content hash of the LLM's files (a GGUF file, or a folder's weights, config and tokenizer),
     so a profile file names the exact weights that wrote it. A hub name is resolved through the
     local cache; one that is not cached is stamped as such (it cannot be loaded offline either)."""
-    path = Path(str(model_name_or_path)).expanduser()
+    path = Path(llm_location(model_name_or_path))
     if not path.exists():
         try:
             from huggingface_hub import snapshot_download
@@ -129,9 +146,9 @@ def load_causal_lm(model_name_or_path: str, dtype: torch.dtype):
     ``gguf_file=``: the weights are de-quantised to ``dtype``; needs the gguf and accelerate packages)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source, extra = str(model_name_or_path), {}
+    source, extra = llm_location(model_name_or_path), {}
     if is_gguf(source):
-        path = Path(source).expanduser()
+        path = Path(source)
         if not path.is_file():
             raise OSError(f"profile_llm: GGUF file {path} not found.")
         source, extra = str(path.parent), {"gguf_file": path.name}
@@ -223,14 +240,14 @@ class TransformersBackend(ProfileBackend):
         self.repetition_scope = repetition_scope
         self.device = torch.device(device)
         self.prompt = prompt
-        self.model_id = str(model_name_or_path)
+        self.model_id = llm_identity(model_name_or_path)
         self.batch_size = int(batch_size)
         self.max_new_tokens = int(max_new_tokens)
         self.max_prompt_tokens = int(max_prompt_tokens)
         self.generation, self.seed = generation, int(seed)
         self.repetition_penalty, self.no_repeat_ngram_size = float(repetition_penalty), int(no_repeat_ngram_size)
         self.temperature = float(temperature)
-        self.tokenizer, self.model = load_causal_lm(self.model_id, _resolve_dtype(dtype, self.device))
+        self.tokenizer, self.model = load_causal_lm(model_name_or_path, _resolve_dtype(dtype, self.device))
         self.model.to(self.device).eval()
         self.tokenizer.padding_side = "left"  # decoder-only batches must be left-padded
         if self.tokenizer.pad_token is None:

@@ -36,6 +36,7 @@ from recbole_llm.profiles.backends import (
     TemplateBackend,
     TransformersBackend,
     decoding_stamp,
+    llm_identity,
     model_fingerprint,
 )
 from recbole_llm.profiles.prompt import PromptTemplate, profile_text
@@ -97,7 +98,7 @@ def profile_identity(config, train_dataset) -> dict[str, Any]:
     if backend == "template":
         model, prompt_hash = "template", TEMPLATE_VERSION
     else:
-        model = str(config["profile_llm"])
+        model = llm_identity(config["profile_llm"])
         prompt_hash = PromptTemplate.load(config["profile_prompt_file"]).text_hash
     identity = {
         "dataset": str(config["dataset"]),
@@ -109,11 +110,13 @@ def profile_identity(config, train_dataset) -> dict[str, Any]:
         "split": split_fingerprint(train_dataset) if extrinsic else "none (intrinsic attributes only)",
     }
     if backend != "template":
-        identity["model_hash"] = model_fingerprint(model)  # the weights, not just their name
+        identity["model_hash"] = model_fingerprint(config["profile_llm"])  # the weights, not just their name
     return identity
 
 
-def _default_profile_dir(config) -> Path:
+def default_profile_dir(config) -> Path:
+    """``profile_dir: ~``: next to the data when that folder is writable and not inside an installed package,
+    else ``dataset/<dataset>`` under the working folder (made absolute for Ray trials by ``recbole_llm.tune``)."""
     data_path = Path(str(config["data_path"]))
     parts = data_path.resolve().parts
     if data_path.is_dir() and writable_dir(data_path) and "site-packages" not in parts and "dist-packages" not in parts:
@@ -127,7 +130,7 @@ def profile_path(config, train_dataset, identity: dict[str, Any] | None = None) 
     if explicit:
         return Path(explicit).expanduser()
     identity = identity or profile_identity(config, train_dataset)
-    folder = Path(config["profile_dir"] or _default_profile_dir(config)).expanduser()  # ~: next to the data
+    folder = Path(config["profile_dir"] or default_profile_dir(config)).expanduser()  # ~: next to the data
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     slug = identity["backend"]
     if identity["backend"] != "template":

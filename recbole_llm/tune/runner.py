@@ -61,7 +61,9 @@ def _absolute_paths(probe, fixed: dict[str, Any]) -> dict[str, Any]:
 
     ``data_path`` and the raw-data folder always; other ``*_dir`` / ``*_path`` settings given as
     relative paths (caches, profile folders) too, so trials share them; ``*_file`` settings when
-    the file exists from here. ``checkpoint_dir`` stays relative: each trial keeps its own.
+    the file exists from here. ``checkpoint_dir`` stays relative: each trial keeps its own. An unset
+    ``profile_dir`` may mean a folder under the working folder (P4R on RecBole's bundled ml-100k): it is
+    fixed to that folder here, so trials find the profiles generated beforehand instead of writing new ones.
     """
     from recbole_llm.data.named_datasets import raw_data_root
 
@@ -79,6 +81,10 @@ def _absolute_paths(probe, fixed: dict[str, Any]) -> dict[str, Any]:
             continue
         if key.endswith(("_dir", "_path")) or (key.endswith("_file") and path.exists()):
             resolved[key] = str(path.resolve())
+    if "profile_dir" in probe.final_config_dict and not {**probe.final_config_dict, **fixed}["profile_dir"]:
+        from recbole_llm.profiles.generate import default_profile_dir
+
+        resolved["profile_dir"] = str(default_profile_dir(probe).resolve())
     return resolved
 
 
