@@ -4,11 +4,12 @@ For each file: share of profiles with all three sections, mean length, share wit
 sentence, share naming a number or proper noun absent from the item's attributes (a cheap
 hallucination proxy, see :mod:`recbole_llm.profiles.quality`), and five random examples.
 
-    python benchmarks/p4r_profiles.py --dataset=ml-100k dataset/ml-100k/ml-100k.p4r-profiles.*.jsonl
+    python benchmarks/p4r_profiles.py dataset/ml-100k/ml-100k.p4r-profiles.*.jsonl --profile_extrinsic=False
     python benchmarks/p4r_profiles.py --dataset=ml-100k --seed=2020 FILE [FILE ...] --output=/tmp/q.md
 
-The item attributes come from the dataset and its training split under the given config flags
-(``--key=value``, e.g. ``--seed``): use the settings the profiles were generated with.
+The item attributes come from each file's dataset (its header; ``--dataset`` for all files) and its
+training split under the given config flags (``--key=value``, e.g. ``--seed``, ``--profile_extrinsic``):
+use the settings the profiles were generated with.
 """
 
 from __future__ import annotations
@@ -32,10 +33,21 @@ def prompt_of(header: dict, prompt_files: str):
     return None
 
 
+def item_attributes(dataset: str, overrides: list[str]):
+    """Every item's attributes as the prompt showed them, for ``dataset`` under the config flags given."""
+    from recbole_llm.config import Config
+    from recbole_llm.profiles.attributes import collect_item_attributes
+    from recbole_llm.profiles.generate import _load_dataset_and_train_split
+
+    config = Config("P4R", dataset, config_dict={"state": "ERROR", "show_progress": False}, cmd_args=overrides)
+    data, train_data = _load_dataset_and_train_split(config)
+    return collect_item_attributes(config, data, train_data), int(config["seed"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", help="profile JSON-lines files")
-    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--dataset", default=None, help="default: the dataset each file's header names")
     parser.add_argument("--examples", type=int, default=5, help="random examples per file")
     parser.add_argument(
         "--prompts",
@@ -49,31 +61,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognised argument(s) {' '.join(bad)}: config overrides take the form --key=value")
 
     import recbole_llm  # noqa: F401  (compatibility layer)
-    from recbole_llm.config import Config
-    from recbole_llm.profiles.attributes import collect_item_attributes
-    from recbole_llm.profiles.generate import _load_dataset_and_train_split
     from recbole_llm.profiles.quality import assess_profiles, report_markdown
     from recbole_llm.profiles.store import read_header
 
-    config = Config("P4R", args.dataset, config_dict={"state": "ERROR", "show_progress": False}, cmd_args=overrides)
-    dataset, train_dataset = _load_dataset_and_train_split(config)
-    items = collect_item_attributes(config, dataset, train_dataset)
-    shown = " ".join([f"--dataset={args.dataset}", *overrides, *args.files])
+    shown = " ".join([*([f"--dataset={args.dataset}"] if args.dataset else []), *overrides, *args.files])
     note = (
         "Measures: see `recbole_llm/profiles/quality.py` (the proper-noun proxy over-counts harmless "
         "capitalised words and misses invented facts in lower case)."
     )
     lines = ["# P4R profile quality", "", f"Command: `python benchmarks/p4r_profiles.py {shown}`", "", note, ""]
+    attributes: dict[str, tuple] = {}
     for path in args.files:
         header = read_header(path) or {}
+        dataset = args.dataset or header.get("dataset") or "ml-100k"
+        if dataset not in attributes:
+            attributes[dataset] = item_attributes(dataset, overrides)
+        items, seed = attributes[dataset]
         prompt = prompt_of(header, args.prompts)
-        report = assess_profiles(
-            path,
-            items,
-            n_examples=args.examples,
-            seed=int(config["seed"]),
-            prompt_text=None if prompt is None else prompt.system + "\n" + prompt.user,
-        )
+        prompt_text = None if prompt is None else prompt.system + "\n" + prompt.user
+        report = assess_profiles(path, items, n_examples=args.examples, seed=seed, prompt_text=prompt_text)
         lines += report_markdown(report)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text("\n".join(lines) + "\n", encoding="utf-8")

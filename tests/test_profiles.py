@@ -533,7 +533,7 @@ def test_quality_measures_on_hand_written_profiles(tmp_path):
 
 
 def test_quality_report_script_writes_markdown(small_data, tmp_path):
-    """benchmarks/p4r_profiles.py on a template file of 69 ml-100k items."""
+    """benchmarks/p4r_profiles.py on a template file of 69 ml-100k items (the dataset read from its header)."""
     import importlib.util
 
     from conftest import PROJECT_ROOT
@@ -546,7 +546,7 @@ def test_quality_report_script_writes_markdown(small_data, tmp_path):
     output = tmp_path / "report.md"
     assert (
         script.main(
-            [str(result.path), "--dataset=ml-100k", "--item_inter_num_interval=[250,inf)", f"--output={output}"]
+            [str(result.path), "--item_inter_num_interval=[250,inf)", f"--output={output}"]  # dataset: header's
         )
         == 0
     )
