@@ -375,6 +375,20 @@ def test_bad_suite_is_one_clear_error(tmp_path, change, message):
         load_suite(path)
 
 
+def test_restricted_rerun_reports_the_whole_suite_from_the_store(tiny_suite, tmp_path):
+    """A command restricted to one model (``--models=BPR``) runs nothing already stored and still reports every
+    stored result of the suite, so it does not overwrite the report with its own rows only."""
+    output = tmp_path / "results"
+    shutil.copytree(tiny_suite.output, output)
+    stored = _stored(output)
+    whole = load_suite(TINY)
+    with chdir(tmp_path):
+        report = run_suite(restrict(whole, models="BPR"), output, tmp_path / "work", "only BPR", report_suite=whole)
+    assert _stored(output) == stored  # nothing ran
+    text = report.read_text()
+    assert "| LightGCN" in text and "| BPR" in text and "every stored result of the suite" in text
+
+
 def test_a_model_runs_only_on_the_datasets_it_names(tmp_path, monkeypatch):
     """``datasets:`` on a model entry (LLM profiles exist for some datasets only): the stages tune and train
     it there alone, the progress bar counts only those jobs; a dataset the suite lacks is one clear error."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from recbole_llm.benchmark.report import write_suite_report
-from recbole_llm.benchmark.stages import BenchmarkError, Workspace, final_run, tune_model
+from recbole_llm.benchmark.stages import BenchmarkError, Workspace, final_run, stored_results, tune_model
 from recbole_llm.benchmark.store import ResultStore
 from recbole_llm.benchmark.suite import Suite, SuiteError, load_suite
 from recbole_llm.trainer.min_epochs import MinEpochsMixin
@@ -87,6 +87,7 @@ def run_suite(
     command: str | None = None,
     on_stored: Callable[[dict[str, Any]], None] | None = None,
     tuned_from: str | Path | None = None,
+    report_suite: Suite | None = None,
 ) -> Path:
     """Run (or resume) a suite and write its report; returns the path of ``<suite>.md``.
 
@@ -94,6 +95,8 @@ def run_suite(
     on disk; for a tuning trial that is inside Ray Tune's loop, in this thread.
     ``tuned_from``: another suite store whose trial sets (the tuned configurations) are reused; only
     the final stage runs then (the demo: committed tunings, fresh final runs in another folder).
+    ``report_suite``: the whole suite when ``suite`` is restricted to some of its models, datasets or seeds:
+    the report then shows every result of it in the store, the ones stored by earlier commands too.
     """
     output_dir = Path(output_dir)
     command = command or "python -m recbole_llm.benchmark " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -111,6 +114,10 @@ def run_suite(
                 ws.store.add(entry)
     with _progress(suite) as bar:
         trial_sets, runs, failed = _run_stages(ws, bar)
+    if report_suite is not None and report_suite != suite:
+        trial_sets, runs = stored_results(dataclasses.replace(ws, suite=report_suite))
+        command += "  # the report shows every stored result of the suite"
+        suite = report_suite
     return write_suite_report(suite, output_dir, runs, trial_sets, failed, command)
 
 
@@ -165,11 +172,11 @@ def run_from_cli(args: argparse.Namespace, overrides: Sequence[str]) -> int:
         selection, overrides = _selection_flags(overrides)
         selection["seeds"] = selection["seeds"] or getattr(args, "seeds", None)  # the entry point parses --seeds
         run_settings, tuning = split_overrides(overrides)
-        suite = restrict(
-            load_suite(args.benchmark, run_settings), selection["models"], selection["datasets"], selection["seeds"]
-        )
-        suite = dataclasses.replace(suite, tuning={**suite.tuning, **tuning})
-        report = run_suite(suite, args.output or DEFAULT_OUTPUT, command=command, tuned_from=selection["tuned_from"])
+        whole = load_suite(args.benchmark, run_settings)
+        whole = dataclasses.replace(whole, tuning={**whole.tuning, **tuning})
+        suite = restrict(whole, selection["models"], selection["datasets"], selection["seeds"])
+        output = args.output or DEFAULT_OUTPUT
+        report = run_suite(suite, output, command=command, tuned_from=selection["tuned_from"], report_suite=whole)
     except (SuiteError, BenchmarkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, SuiteError) else 1

@@ -226,21 +226,38 @@ def portable_path(path: str | None) -> str | None:
     return str(resolved.relative_to(Path.cwd())) if resolved.is_relative_to(Path.cwd()) else resolved.name
 
 
+def final_run_key(
+    ws: Workspace, dataset: DatasetEntry, model: ModelEntry, params: dict[str, Any], seed: int, config_file: str
+) -> str:
+    run_dict = {**params, "min_epochs": ws.suite.min_epochs, "seed": seed}
+    config = resolved_config(model.model, dataset.name, [config_file], run_dict)
+    return content_key("run", model.model, {"dataset": dataset.name, "label": model.name, "config": config})
+
+
+def stored_results(ws: Workspace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(trial sets, final runs) of the whole suite found in the store, nothing run: a run restricted to some
+    models or datasets still reports every result of the suite, not only its own."""
+    trial_sets, runs = [], []
+    for dataset in ws.suite.datasets:
+        for model in ws.suite.models_on(dataset):
+            config_file = ws.fixed_config_file(dataset, model)
+            trial_set = ws.store.get(trial_set_key(ws, dataset, model, config_file))
+            if trial_set is None:
+                continue
+            trial_sets.append(trial_set)
+            for seed in ws.suite.seeds:
+                key = final_run_key(ws, dataset, model, trial_set["best_params"], seed, config_file)
+                if key in ws.store:
+                    runs.append(ws.store.get(key))
+    return trial_sets, runs
+
+
 def final_run(
     ws: Workspace, dataset: DatasetEntry, model: ModelEntry, params: dict[str, Any], seed: int
 ) -> tuple[str, dict[str, Any]]:
     """Stage (b) for one seed: (key, stored entry or the record of a failed run, not stored)."""
     config_file = ws.fixed_config_file(dataset, model)
-    run_dict = {**params, "min_epochs": ws.suite.min_epochs, "seed": seed}
-    key = content_key(
-        "run",
-        model.model,
-        {
-            "dataset": dataset.name,
-            "label": model.name,
-            "config": resolved_config(model.model, dataset.name, [config_file], run_dict),
-        },
-    )
+    key = final_run_key(ws, dataset, model, params, seed, config_file)
     if key in ws.store:
         return key, ws.store.get(key)
     overrides = {
