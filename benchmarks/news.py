@@ -354,20 +354,41 @@ def write_quality_report(args, results: dict[str, dict], command: str) -> None:
     print(f"[news] wrote {output} and {output.with_suffix('.csv')}", flush=True)
 
 
+def report_scope(args, store: ResultStore) -> argparse.Namespace:
+    """What the report shows: the command's datasets and every dataset with stored results, all models and both
+    variants, looked up in the store only; so a command that runs part of the matrix keeps the rest in the report."""
+    scope = argparse.Namespace(**vars(args))
+    stored = [e["dataset"] for e in store.entries() if e.get("kind") in ("news-run", "news-random")]
+    scope.datasets = list(dict.fromkeys([*args.datasets, *stored]))
+    scope.models, scope.variants, scope.report_only = list(MODELS), ["plain", "popk"], True
+    return scope
+
+
+def stored_quality(scope: argparse.Namespace, store: ResultStore, failed: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per dataset of the report: its stored runs, random reference and POPK coverage, and this command's failures."""
+    return {
+        dataset: {
+            "runs": quality_runs(scope, store, dataset)[0],
+            "failed": failed.get(dataset, []),
+            "random": random_reference(scope, store, dataset),
+            "coverage": popk_coverage(scope, store, dataset),
+        }
+        for dataset in scope.datasets
+    }
+
+
 def quality(args, argv: list[str]) -> int:
     store = ResultStore(Path(args.output).with_suffix(".jsonl"))
-    results = {}
-    for dataset in args.datasets:
+    scope = report_scope(args, store)
+    for dataset in scope.datasets:  # converted before any key is computed
         prepare(args, dataset)
-        runs, failed = quality_runs(args, store, dataset)
-        results[dataset] = {
-            "runs": runs,
-            "failed": failed,
-            "random": random_reference(args, store, dataset),
-            "coverage": popk_coverage(args, store, dataset),
-        }
-        write_quality_report(args, results, command_line(argv))
-    return 1 if any(r["failed"] for r in results.values()) else 0
+    failed: dict[str, list[dict]] = {}
+    for dataset in args.datasets:
+        failed[dataset] = quality_runs(args, store, dataset)[1]
+        random_reference(args, store, dataset)
+        popk_coverage(args, store, dataset)
+        write_quality_report(scope, stored_quality(scope, store, failed), command_line(argv))
+    return 1 if any(failed.values()) else 0
 
 
 # ----------------------------------------------------------------------------- speed

@@ -228,3 +228,26 @@ def test_finetune_title_encoder_trains_only_its_last_layers(folders):
 def test_finetune_layers_out_of_range_is_one_clear_error(folders):
     with pytest.raises(ValueError, match="finetune_layers must be between 0 and 6"):
         built(NRMS, folders, title_encoder="plm_finetune", finetune_layers=9)
+
+
+def test_news_benchmark_report_keeps_datasets_and_variants_run_by_earlier_commands(tmp_path):
+    """``benchmarks/news.py quality --datasets=D --variants=plain`` reports every dataset with stored results and
+    both variants (looked up, not run): a later partial command does not drop earlier results from news.md."""
+    import importlib.util
+
+    from recbole_llm.benchmark.store import ResultStore
+
+    from conftest import PROJECT_ROOT
+
+    spec = importlib.util.spec_from_file_location("news_benchmark", PROJECT_ROOT / "benchmarks" / "news.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    store = ResultStore(tmp_path / "news.jsonl")
+    store.add({"kind": "news-run", "key": "a", "dataset": "dkn-bing-news", "model": "NRMS"})
+    store.add({"kind": "news-random", "key": "b", "dataset": "mind-small-sample", "model": "random"})
+    args = script.parse_args(["quality", "--datasets=mind-small", "--variants=plain", "--models=NRMS"])
+    scope = script.report_scope(args, store)
+    assert scope.datasets == ["mind-small", "dkn-bing-news", "mind-small-sample"] and scope.report_only
+    labels = sorted(label for label, _, _ in script.variants(scope))
+    assert labels == sorted([*script.MODELS, *(f"{m}+POPK" for m in script.MODELS)])
+    assert not args.report_only and args.datasets == ["mind-small"]  # the command itself runs what it asked
