@@ -76,7 +76,8 @@ DATASET_NOTES = {
         "DKN's Bing News sample (469 users; no validation file). Per user, a seeded 10% of the raw_train rows "
         "(seed 0) is the validation impression that early stopping reads, held out of training and of every "
         "history; the other raw_train rows are cut into training impressions of 10; raw_test is one test "
-        "impression per user, read only for these metrics. 221 of the 1,252 validation news are shown to other "
+        "impression per user (101 users have test rows: 101 impressions, 416 candidates), read only for these "
+        "metrics. 221 of the 1,252 validation news are shown to other "
         "users in training, while test news never occur in training (validation is not cold-start). No times: POPK "
         "finds no earlier training bucket (see its coverage), so its rows are the plain runs again."
     ),
