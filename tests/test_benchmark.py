@@ -389,6 +389,24 @@ def test_restricted_rerun_reports_the_whole_suite_from_the_store(tiny_suite, tmp
     assert "| LightGCN" in text and "| BPR" in text and "every stored result of the suite" in text
 
 
+def test_cli_reports_the_whole_suite_except_for_a_final_stage_run_elsewhere(monkeypatch, tmp_path):
+    """``--benchmark=... --models=BPR`` hands the whole suite to the report; ``--tuned_from`` (the demo: final runs
+    in their own folder) reports only its own runs."""
+    import argparse
+
+    import recbole_llm.benchmark as benchmark
+
+    seen = []
+    monkeypatch.setattr(benchmark, "run_suite", lambda suite, *a, **k: seen.append((suite, k)) or tmp_path / "r.md")
+    args = argparse.Namespace(benchmark=str(TINY), output=str(tmp_path))
+    assert benchmark.run_from_cli(args, ["--models=BPR"]) == 0
+    assert benchmark.run_from_cli(args, ["--models=BPR", f"--tuned_from={tmp_path / 's.jsonl'}"]) == 0
+    (restricted, first), (_, second) = seen
+    assert [m.name for m in restricted.models] == ["BPR"]
+    assert [m.name for m in first["report_suite"].models] == ["LightGCN", "BPR"]
+    assert second["report_suite"] is None
+
+
 def test_a_model_runs_only_on_the_datasets_it_names(tmp_path, monkeypatch):
     """``datasets:`` on a model entry (LLM profiles exist for some datasets only): the stages tune and train
     it there alone, the progress bar counts only those jobs; a dataset the suite lacks is one clear error."""

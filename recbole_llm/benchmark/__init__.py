@@ -175,8 +175,9 @@ def run_from_cli(args: argparse.Namespace, overrides: Sequence[str]) -> int:
         whole = load_suite(args.benchmark, run_settings)
         whole = dataclasses.replace(whole, tuning={**whole.tuning, **tuning})
         suite = restrict(whole, selection["models"], selection["datasets"], selection["seeds"])
-        output = args.output or DEFAULT_OUTPUT
-        report = run_suite(suite, output, command=command, tuned_from=selection["tuned_from"], report_suite=whole)
+        output, tuned_from = args.output or DEFAULT_OUTPUT, selection["tuned_from"]
+        whole = None if tuned_from else whole  # a final stage run elsewhere (the demo) reports its own runs only
+        report = run_suite(suite, output, command=command, tuned_from=tuned_from, report_suite=whole)
     except (SuiteError, BenchmarkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, SuiteError) else 1
