@@ -125,14 +125,11 @@ def test_items_without_profile_are_masked(trained, dirs, tmp_path):
         handle.write(json.dumps(read_header(model.profile_file)) + "\n")  # same dataset and split
         for record in kept.values():
             handle.write(json.dumps(record) + "\n")
+    llm = {"profile_file": str(partial), "profile_backend": "transformers", "profile_llm": "an-llm-we-do-not-load"}
+    with pytest.raises(ProfilesMissingError, match=rf"{len(records) - len(kept)} of {len(records)} items have no"):
+        P4R(_config(dirs, **llm), train_data._dataset)  # a half-generated file is not a result by default
     for fusion in ("add", "replace"):
-        cfg = _config(
-            dirs,
-            text_fusion=fusion,
-            profile_file=str(partial),
-            profile_backend="transformers",
-            profile_llm="an-llm-we-do-not-load",
-        )
+        cfg = _config(dirs, text_fusion=fusion, profile_allow_partial=True, **llm)
         masked = P4R(cfg, train_data._dataset)
         assert int(masked.profile_mask.sum()) == len(kept)
         _, items = masked.ego_embeddings()

@@ -237,6 +237,7 @@ def test_transformers_profile_file_of_another_split_is_refused(small_data, tiny_
         profile_llm=tiny_llm[0],
         profile_file=str(path),
         profile_max_new_tokens=2,
+        profile_allow_partial=True,
     )
     generate_profiles(config, dataset, train, limit=8, show_progress=False)
     texts, _ = load_item_profiles(config, train)

@@ -44,7 +44,7 @@ VOLATILE_KEYS = PLACEMENT_KEYS | frozenset(
 #: Settings added to the yaml defaults after results were stored, with the value that computes exactly what
 #: was computed before they existed: left out of a key while at that value, so those results keep their keys
 #: (a new default key would otherwise change every key of every suite and rerun everything).
-INERT_DEFAULTS: dict[str, Any] = {"oie_permute_ids": False, "oie_permute_seed": None}
+INERT_DEFAULTS: dict[str, Any] = {"oie_permute_ids": False, "oie_permute_seed": None, "profile_allow_partial": False}
 
 
 @cache

@@ -289,12 +289,23 @@ def _generate_command(config, identity: dict[str, Any]) -> str:
     )
 
 
+def _check_complete(config, identity: dict[str, Any], path: Path, absent: list[bool]) -> None:
+    """One clear error for a profile file that lacks items, unless ``profile_allow_partial`` is set."""
+    if any(absent) and not config["profile_allow_partial"]:
+        raise ProfilesMissingError(
+            f"{sum(absent)} of {len(absent)} items have no profile in {path}: finish the generation with "
+            f"{_generate_command(config, identity)} (it resumes), or set profile_allow_partial=True to mask them."
+        )
+
+
 def load_item_profiles(config, train_dataset, generate_missing: bool | None = None) -> tuple[list[str | None], Path]:
     """One profile text per internal item id of ``train_dataset`` (index 0 = padding -> None).
 
     The ``template`` backend fills a missing or incomplete file on the fly (it is cheap and needs
     no LLM); for ``transformers`` a missing file raises :class:`ProfilesMissingError` naming the
-    command to run, and items missing from a partial file get ``None`` (the model masks them).
+    command to run, and so does a partial one (a run on half-generated profiles would be reported as
+    the method's result) unless ``profile_allow_partial``: then items without a profile get ``None``
+    (the model masks them).
     An existing file must carry this dataset and training split in its header
     (:func:`store.check_profile_file`), whichever backend wrote it.
     """
@@ -320,6 +331,7 @@ def load_item_profiles(config, train_dataset, generate_missing: bool | None = No
         check_profile_file(path, identity, hint=f"regenerate it: {_generate_command(config, identity)}")
     records = read_profiles(path)
     tokens = train_dataset.field2id_token[train_dataset.iid_field]
+    _check_complete(config, identity, path, [str(tokens[i]) not in records for i in range(1, train_dataset.item_num)])
     texts: list[str | None] = [None]
     for item_id in range(1, train_dataset.item_num):
         record = records.get(str(tokens[item_id]))
