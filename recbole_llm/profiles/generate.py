@@ -331,12 +331,9 @@ def load_item_profiles(config, train_dataset, generate_missing: bool | None = No
         check_profile_file(path, identity, hint=f"regenerate it: {_generate_command(config, identity)}")
     records = read_profiles(path)
     tokens = train_dataset.field2id_token[train_dataset.iid_field]
-    _check_complete(config, identity, path, [str(tokens[i]) not in records for i in range(1, train_dataset.item_num)])
-    texts: list[str | None] = [None]
-    for item_id in range(1, train_dataset.item_num):
-        record = records.get(str(tokens[item_id]))
-        text = profile_text(record) if record else ""
-        texts.append(text or None)
+    found = [records.get(str(tokens[item_id])) for item_id in range(1, train_dataset.item_num)]
+    _check_complete(config, identity, path, [record is None for record in found])
+    texts: list[str | None] = [None] + [(profile_text(record) if record else "") or None for record in found]
     missing = sum(t is None for t in texts[1:])
     if missing:
         logger.warning(
