@@ -79,7 +79,7 @@ DATASET_NOTES = {
         "impression per user (101 users have test rows: 101 impressions, 416 candidates), read only for these "
         "metrics. 221 of the 1,252 validation news are shown to other "
         "users in training, while test news never occur in training (validation is not cold-start). No times: POPK "
-        "finds no earlier training bucket (see its coverage), so its rows are the plain runs again."
+        "finds no earlier training bucket (see its coverage), so it adds nothing and its runs are skipped."
     ),
     "mind-small": "MIND-small: train before 2019-11-14, valid = 2019-11-14, test = MINDsmall_dev.",
 }
@@ -322,6 +322,23 @@ def quality_header(args, command: str, seeds: list[int]) -> list[str]:
     ]
 
 
+def coverage_lines(coverage: dict | None) -> list[str]:
+    """How much POPK adds on a dataset, and why its +POPK rows are missing when it adds nothing."""
+    if coverage is None:
+        return []
+    lines = [
+        "",
+        f"POPK coverage: {coverage['mean_items']:.2f} of {coverage['popk']} POPK items per training "
+        f"sample on average; {coverage['share_with_any']:.1%} of {coverage['samples']:,} samples get any.",
+    ]
+    if popk_adds_nothing(coverage):
+        lines[-1] += (
+            " POPK adds nothing here (no training sample has an earlier bucket), so the +POPK runs would repeat"
+            " the plain ones: they are not run."
+        )
+    return lines
+
+
 def write_quality_report(args, results: dict[str, dict], command: str) -> None:
     """news.md and news.csv from the stored entries of this configuration."""
     labels = [label for label, _, _ in variants(args)]
@@ -339,13 +356,7 @@ def write_quality_report(args, results: dict[str, dict], command: str) -> None:
                 f"Single-class test impressions (no click, or all clicked), skipped by every per-impression "
                 f"metric: {', '.join(map(str, skipped))}.",
             ]
-        coverage = found["coverage"]
-        if coverage is not None:
-            lines += [
-                "",
-                f"POPK coverage: {coverage['mean_items']:.2f} of {coverage['popk']} POPK items per training "
-                f"sample on average; {coverage['share_with_any']:.1%} of {coverage['samples']:,} samples get any.",
-            ]
+        lines += coverage_lines(found["coverage"])
         lines += [
             f"- failed: {r['model']} seed {r['seed']}, exit code {r['exit_code']}: {r['error']}"
             for r in found["failed"]
@@ -404,11 +415,25 @@ def quality(args, argv: list[str]) -> int:
         prepare(args, dataset)
     failed: dict[str, list[dict]] = {}
     for dataset in args.datasets:
-        failed[dataset] = quality_runs(args, store, dataset)[1]
+        coverage = popk_coverage(args, store, dataset)
+        failed[dataset] = quality_runs(without_inert_popk(args, dataset, coverage), store, dataset)[1]
         random_reference(args, store, dataset)
-        popk_coverage(args, store, dataset)
         write_quality_report(scope, stored_quality(scope, store, failed), command_line(argv))
     return 1 if any(failed.values()) else 0
+
+
+def popk_adds_nothing(coverage: dict | None) -> bool:
+    """True when no training sample got a POPK item (a dataset without times has no earlier bucket)."""
+    return coverage is not None and coverage["share_with_any"] == 0
+
+
+def without_inert_popk(args, dataset: str, coverage: dict | None) -> argparse.Namespace:
+    """``args`` without the popk variant where POPK adds nothing: its runs would repeat the plain ones
+    (hours of CPU for a copy of the plain rows); the report says why they are missing."""
+    if "popk" not in args.variants or not popk_adds_nothing(coverage):
+        return args
+    print(f"[news] {dataset}: POPK adds no item to any training sample; its +POPK runs are skipped", flush=True)
+    return argparse.Namespace(**{**vars(args), "variants": [v for v in args.variants if v != "popk"]})
 
 
 # ----------------------------------------------------------------------------- speed

@@ -230,18 +230,23 @@ def test_finetune_layers_out_of_range_is_one_clear_error(folders):
         built(NRMS, folders, title_encoder="plm_finetune", finetune_layers=9)
 
 
-def test_news_benchmark_report_keeps_datasets_and_variants_run_by_earlier_commands(tmp_path):
-    """``benchmarks/news.py quality --datasets=D --variants=plain`` reports every dataset with stored results and
-    both variants (looked up, not run): a later partial command does not drop earlier results from news.md."""
+def _news_benchmark_script():
     import importlib.util
-
-    from recbole_llm.benchmark.store import ResultStore
 
     from conftest import PROJECT_ROOT
 
     spec = importlib.util.spec_from_file_location("news_benchmark", PROJECT_ROOT / "benchmarks" / "news.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_news_benchmark_report_keeps_datasets_and_variants_run_by_earlier_commands(tmp_path):
+    """``benchmarks/news.py quality --datasets=D --variants=plain`` reports every dataset with stored results and
+    both variants (looked up, not run): a later partial command does not drop earlier results from news.md."""
+    from recbole_llm.benchmark.store import ResultStore
+
+    script = _news_benchmark_script()
     store = ResultStore(tmp_path / "news.jsonl")
     store.add({"kind": "news-run", "key": "a", "dataset": "dkn-bing-news", "model": "NRMS"})
     store.add({"kind": "news-random", "key": "b", "dataset": "mind-small-sample", "model": "random"})
@@ -251,3 +256,17 @@ def test_news_benchmark_report_keeps_datasets_and_variants_run_by_earlier_comman
     labels = sorted(label for label, _, _ in script.variants(scope))
     assert labels == sorted([*script.MODELS, *(f"{m}+POPK" for m in script.MODELS)])
     assert not args.report_only and args.datasets == ["mind-small"]  # the command itself runs what it asked
+
+
+def test_news_benchmark_skips_popk_runs_where_popk_adds_no_item():
+    """On a dataset without times (no earlier bucket) POPK appends nothing, so its runs would copy the plain ones:
+    they are not run, the plain ones are, and the report says why the +POPK rows are missing."""
+    script = _news_benchmark_script()
+    args = script.parse_args(["quality", "--datasets=dkn-bing-news", "--models=NRMS"])
+    none = {"popk": 2, "samples": 100, "mean_items": 0.0, "share_with_any": 0.0}
+    some = {**none, "mean_items": 1.5, "share_with_any": 0.9}
+    assert script.without_inert_popk(args, "dkn-bing-news", none).variants == ["plain"]
+    assert script.without_inert_popk(args, "mind-small-sample", some).variants == ["plain", "popk"]
+    assert args.variants == ["plain", "popk"]  # the command's own arguments are left alone
+    assert "they are not run" in "".join(script.coverage_lines(none))
+    assert "not run" not in "".join(script.coverage_lines(some)) and script.coverage_lines(None) == []
