@@ -512,6 +512,15 @@ def test_new_inert_defaults_leave_stored_keys_alone():
     assert seeded["oie_permute_seed"] == 3
 
 
+def test_speed_only_settings_leave_keys_alone(tmp_path):
+    """profile_batch_size changes how fast profiles are written, not them: a run's key does not follow it."""
+    from recbole_llm.benchmark.store import SPEED_ONLY_KEYS, resolved_config
+
+    quiet = {"profile_dir": str(tmp_path)}
+    small, large = (resolved_config("P4R", "ml-100k", None, {**quiet, "profile_batch_size": n}) for n in (1, 64))
+    assert small == large and small["profile_batch_size"] == SPEED_ONLY_KEYS["profile_batch_size"]
+
+
 def _suite_with(tmp_path: Path, **lightgcn: object) -> Path:
     import yaml
 

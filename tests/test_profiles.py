@@ -20,6 +20,7 @@ from recbole_llm.profiles import (
     ProfileSettingsMismatch,
     PromptTemplate,
     TemplateBackend,
+    backends,
     collect_item_attributes,
     generate_profiles,
     parse_profile,
@@ -383,6 +384,41 @@ def test_sampling_is_seeded_by_the_items(small_data, tiny_llm):
     torch.manual_seed(123)  # the global state does not matter, the seed and the items do
     assert backend.generate(items) == first
     assert backend.decoding["do_sample"] is True
+
+
+def _profiles_and_tokens_read(backend: TransformersBackend, items) -> tuple[list[dict], int]:
+    """The backend's records for ``items`` and how many input tokens the model embedded to write them."""
+    read = []
+    embeddings = backend.model.get_input_embeddings()
+    hook = embeddings.register_forward_hook(lambda _module, args, _output: read.append(args[0].numel()))
+    try:
+        return backend.generate(items), sum(read)
+    finally:
+        hook.remove()
+
+
+@pytest.mark.parametrize("generation", ["sectioned", "free"])
+def test_shared_prompt_prefix_is_read_once_and_changes_no_token(small_data, tiny_llm, monkeypatch, generation):
+    """Every prompt starts with the same instructions and example: the model reads them once, and each row's
+    profile is token for token the one written when every row reads its whole prompt (float64: no rounding
+    noise between the two ways of computing the same attention)."""
+    config, dataset, train = small_data
+    items = collect_item_attributes(config, dataset, train)[:3]
+    backend = TransformersBackend(tiny_llm[1], PromptTemplate.load(), max_new_tokens=5, generation=generation)
+    backend.model.to(torch.float64)
+    cached, read_cached = _profiles_and_tokens_read(backend, items)
+    shared = len(backend._prefix_cache[0])
+    assert shared >= backends.MIN_SHARED_PREFIX
+    monkeypatch.setattr(backends, "MIN_SHARED_PREFIX", 10**9)  # every row reads its whole prompt
+    whole, read_whole = _profiles_and_tokens_read(backend, items)
+    assert cached == whole
+    assert read_whole - read_cached >= (len(items) - 1) * shared
+
+
+def test_common_prefix_leaves_each_row_a_token_of_its_own():
+    assert backends.common_prefix_length([[1, 2, 3], [1, 2, 4]]) == 2
+    assert backends.common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
+    assert backends.common_prefix_length([[5, 2], [1, 2]]) == 0 and backends.common_prefix_length([[7]]) == 0
 
 
 def test_answer_window_penalises_the_answer_not_the_prompt():

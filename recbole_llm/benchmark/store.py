@@ -46,6 +46,11 @@ VOLATILE_KEYS = PLACEMENT_KEYS | frozenset(
 #: (a new default key would otherwise change every key of every suite and rerun everything).
 INERT_DEFAULTS: dict[str, Any] = {"oie_permute_ids": False, "oie_permute_seed": None, "profile_allow_partial": False}
 
+#: Settings that change how fast a result is computed, not the result (the profiles written in batches of 8 or
+#: 32 are the same): a key holds the value the stored results were made with, whatever the setting, so a faster
+#: default reruns nothing.
+SPEED_ONLY_KEYS: dict[str, Any] = {"profile_batch_size": 8}
+
 
 @cache
 def model_code_version(model: str) -> str:
@@ -63,12 +68,13 @@ def model_class(model: str) -> type:
 
 
 def resolved_config(model: str, dataset: str, config_file_list: list[str] | None, config_dict: dict[str, Any]) -> dict:
-    """RecBole's final configuration for these settings, without the volatile keys and inert defaults."""
+    """RecBole's final configuration for these settings, without the volatile keys and inert defaults, and with
+    the speed-only settings at their stored values."""
     from recbole_llm.config import Config
 
     config = Config(model, dataset, config_file_list, dict(config_dict))
     return {
-        k: v
+        k: SPEED_ONLY_KEYS.get(k, v)
         for k, v in config.final_config_dict.items()
         if k not in VOLATILE_KEYS and not (k in INERT_DEFAULTS and v == INERT_DEFAULTS[k])
     }
