@@ -99,19 +99,42 @@ def test_changed_module_constant_reconverts(tmp_path, conversions, monkeypatch, 
     assert conversions == ["globo", "globo"]
 
 
-def test_touched_raw_file_reconverts(tmp_path, mini_raw, conversions, caplog):
+def _raw_copy(tmp_path: Path, mini_raw: Path) -> Path:
     raw = tmp_path / "raw"
     for name in GAMES_RAW:
         (raw / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(mini_raw / name, raw / name)
+    return raw
+
+
+def test_edited_raw_file_reconverts(tmp_path, mini_raw, conversions, caplog):
+    """Same size and a new time but another content (one byte changed): converted again."""
+    raw = _raw_copy(tmp_path, mini_raw)
     config = plain_config(GAMES, tmp_path / "data", raw_data_path=str(raw))
     assert prepare_named_dataset(config)
     item = raw / GAMES_RAW[1]
-    os.utime(item, ns=(item.stat().st_atime_ns, item.stat().st_mtime_ns + 10**9))
+    text = item.read_bytes()
+    item.write_bytes(text[:-2] + (b"X" if text[-2:-1] != b"X" else b"Y") + text[-1:])
     with caplog.at_level(logging.WARNING, logger=named_datasets.__name__):
         assert prepare_named_dataset(config)
-    assert "raw file 'item'" in caplog.text and "modification time" in caplog.text
+    assert "raw file 'item'" in caplog.text and "content" in caplog.text
     assert prepare_named_dataset(config) and conversions == [GAMES, GAMES]
+
+
+def test_raw_file_with_a_new_time_only_is_not_reconverted(tmp_path, mini_raw, conversions):
+    """A re-synced or copied raw file (new time, same bytes) keeps the conversion and what was derived from it
+    (profiles); the stamp takes the new time, so the file is hashed once, not on every run."""
+    raw = _raw_copy(tmp_path, mini_raw)
+    config = plain_config(GAMES, tmp_path / "data", raw_data_path=str(raw))
+    assert prepare_named_dataset(config)
+    folder = tmp_path / "data" / GAMES
+    profiles = folder / f"{GAMES}.p4r-profiles.transformers-x.jsonl"
+    profiles.write_text("{}\n")
+    item = raw / GAMES_RAW[1]
+    os.utime(item, ns=(item.stat().st_atime_ns, item.stat().st_mtime_ns + 10**9))
+    assert prepare_named_dataset(config) and conversions == [GAMES] and profiles.read_text() == "{}\n"
+    stamp = json.loads((folder / STAMP_FILE).read_text())["raw_files"]["item"]
+    assert stamp["mtime_ns"] == item.stat().st_mtime_ns and len(stamp["sha256"]) == 64
 
 
 def test_changed_converter_source_reconverts(tmp_path, conversions, caplog):

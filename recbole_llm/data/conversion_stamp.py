@@ -9,8 +9,10 @@ what decides the output, cheaply enough to be recomputed on every run:
 - the code: the ``convert`` function's own source and that of every ``dataset_converters`` module it
   imports, transitively (``_common`` included). Sources are hashed as their syntax tree without
   docstrings, so comment, docstring and formatting edits do not force a reconversion;
-- each raw file's size and modification time (not its contents: hashing gigabytes on every run would
-  cost more than the conversion is worth re-checking).
+- each raw file's size and modification time, and its content hash (sha256), taken once when it is
+  converted: a later run compares size and time only, and hashes a file only when its time moved (a copy,
+  a re-sync of a shared folder), so an untouched content is not converted again (which would also drop
+  what was derived from the old folder, e.g. hours of LLM profiles); the stamp then takes the new time.
 
 :func:`stale_parts` names what differs between a stored stamp and the current fingerprint.
 """
@@ -135,17 +137,30 @@ def converter_parameters(convert: Callable) -> dict[str, Any]:
     return {name: value for name, value in plain.items() if value is not _NOT_PLAIN}
 
 
-def raw_file_stats(found: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """role -> path, size and modification time (ns) of each raw file found."""
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def raw_file_stats(found: dict[str, Path], with_hashes: bool = False) -> dict[str, dict[str, Any]]:
+    """role -> path, size and modification time (ns) of each raw file found (and its sha256 if asked)."""
     stats = {}
     for role, path in sorted(found.items()):
         stat = Path(path).stat()
         stats[role] = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        if with_hashes:
+            stats[role]["sha256"] = file_sha256(path)
     return stats
 
 
-def conversion_fingerprint(name: str, convert: Callable, found: dict[str, Path]) -> dict[str, Any]:
-    """What decides the output of converting ``found`` with ``convert`` (JSON data, as stored in the stamp)."""
+def conversion_fingerprint(
+    name: str, convert: Callable, found: dict[str, Path], with_hashes: bool = False
+) -> dict[str, Any]:
+    """What decides the output of converting ``found`` with ``convert`` (JSON data, as stored in the stamp);
+    ``with_hashes`` (for the stamp written by a conversion) adds each raw file's content hash."""
     identity = f"{getattr(convert, '__module__', '?')}.{getattr(convert, '__qualname__', type(convert).__qualname__)}"
     fingerprint = {
         "version": STAMP_VERSION,
@@ -153,7 +168,7 @@ def conversion_fingerprint(name: str, convert: Callable, found: dict[str, Path])
         "converter": identity,
         "parameters": converter_parameters(convert),
         "sources": converter_sources(convert),
-        "raw_files": raw_file_stats(found),
+        "raw_files": raw_file_stats(found, with_hashes),
     }
     return json.loads(json.dumps(fingerprint))  # tuples as lists, as they read back from the stamp
 
@@ -186,15 +201,32 @@ def _changed_values(old: dict, new: dict, prefix: str = "") -> list[str]:
     return changes
 
 
+def _same_content(before: dict, after: dict) -> bool:
+    """Whether a raw file is unchanged: same size and time, or (time moved) the same stored content hash."""
+    if before.get("size") != after["size"]:
+        return False
+    if before.get("mtime_ns") == after["mtime_ns"]:
+        return True
+    return "sha256" in before and file_sha256(after["path"]) == before["sha256"]
+
+
 def _changed_raw_files(old: dict, new: dict) -> list[str]:
     changes = []
     for role in sorted(set(old) | set(new)):
         before, after = old.get(role), new.get(role)
         if before is None or after is None:
             changes.append(f"raw file '{role}' {'added' if before is None else 'no longer found'}")
-        elif (before.get("size"), before.get("mtime_ns")) != (after["size"], after["mtime_ns"]):
-            changes.append(f"raw file '{role}' ({after['path']}) has another size or modification time")
+        elif not _same_content(before, after):
+            changes.append(f"raw file '{role}' ({after['path']}) has another size, modification time or content")
     return changes
+
+
+def with_current_times(stamp: dict[str, Any], current: dict[str, Any]) -> dict[str, Any] | None:
+    """The up-to-date ``stamp`` with the raw files' current paths and times (their hashes kept), or None when
+    nothing moved: written back, a moved time is hashed once, not on every run."""
+    raw = stamp.get("raw_files") or {}
+    updated = {role: {**raw.get(role, {}), **now} for role, now in current["raw_files"].items()}
+    return {**stamp, "raw_files": updated} if updated != raw else None
 
 
 def stale_parts(stamp: dict[str, Any], current: dict[str, Any]) -> list[str]:

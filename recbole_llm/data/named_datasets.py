@@ -25,7 +25,14 @@ from pathlib import Path
 
 from dataset_converters._common import REPORT_FILE
 from recbole_llm.config import setting
-from recbole_llm.data.conversion_stamp import STAMP_FILE, conversion_fingerprint, read_stamp, stale_parts, write_stamp
+from recbole_llm.data.conversion_stamp import (
+    STAMP_FILE,
+    conversion_fingerprint,
+    read_stamp,
+    stale_parts,
+    with_current_times,
+    write_stamp,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -554,7 +561,10 @@ def _reconversion_reason(spec: NamedDataset, config, data_path: Path) -> tuple[s
         return None, found
     if stamp is None:
         return f"no {STAMP_FILE} (converted before conversions were stamped)", found
-    changes = stale_parts(stamp, conversion_fingerprint(config["dataset"], spec.convert, found))
+    current = conversion_fingerprint(config["dataset"], spec.convert, found)
+    changes = stale_parts(stamp, current)
+    if not changes and (refreshed := with_current_times(stamp, current)) is not None:
+        write_stamp(data_path, refreshed)  # the same raw content under a new time: hashed once, not every run
     return "; ".join(changes) or None, found
 
 
@@ -582,7 +592,8 @@ def _convert_stamped(spec: NamedDataset, found: dict[str, Path], config, replace
     from dataset_converters._common import atomic_output_dir
 
     dataset, data_path = config["dataset"], Path(config["data_path"])
-    fingerprint = conversion_fingerprint(dataset, spec.convert, found)  # before reading: a later edit is seen
+    # before reading, so a later edit is seen; with the raw files' hashes, so a mere new time is not
+    fingerprint = conversion_fingerprint(dataset, spec.convert, found, with_hashes=True)
     try:
         with atomic_output_dir(data_path, overwrite=replace) as staged:
             # The converter's own temporary folder then lives inside ours, so one clean-up covers both.
