@@ -415,6 +415,17 @@ def test_shared_prompt_prefix_is_read_once_and_changes_no_token(small_data, tiny
     assert read_whole - read_cached >= (len(items) - 1) * shared
 
 
+def test_items_are_generated_shortest_prompt_first(small_data, tiny_llm):
+    """Batches of similar prompt lengths are padded little; the order is a permutation of the items."""
+    config, dataset, train = small_data
+    items = collect_item_attributes(config, dataset, train)
+    backend = TransformersBackend(tiny_llm[1], PromptTemplate.load(), max_new_tokens=2)
+    ordered = backend.in_generation_order(items)
+    lengths = [len(backend._prompt_text(item, retry=False)) for item in ordered]
+    assert lengths == sorted(lengths) and sorted(i.token for i in ordered) == sorted(i.token for i in items)
+    assert TemplateBackend().in_generation_order(items) == items
+
+
 def test_common_prefix_leaves_each_row_a_token_of_its_own():
     assert backends.common_prefix_length([[1, 2, 3], [1, 2, 4]]) == 2
     assert backends.common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2

@@ -256,6 +256,7 @@ def _generate_locked(
         raise ValueError(
             "The backend passed does not match the config's profile_backend / profile_llm / decoding settings."
         )
+    todo = backend.in_generation_order(todo)
     extra = {"chat_template": backend.use_chat_template} if isinstance(backend, TransformersBackend) else {}
     written = unparsed = 0
     started = time.perf_counter()
