@@ -24,6 +24,7 @@ import hashlib
 import importlib.util
 import inspect
 import json
+import os
 import textwrap
 from collections.abc import Callable
 from functools import cache
@@ -183,8 +184,11 @@ def read_stamp(folder: Path) -> dict[str, Any] | None:
 
 
 def write_stamp(folder: Path, fingerprint: dict[str, Any]) -> None:
-    with open(folder / STAMP_FILE, "w", encoding="utf-8") as handle:
-        json.dump(fingerprint, handle, indent=2, sort_keys=True)
+    """Written beside and renamed into place: a run reading the stamp while another refreshes its times (Ray
+    trials start together) must not see half a file, which would read as no stamp and force a reconversion."""
+    partial = folder / f"{STAMP_FILE}.{os.getpid()}.tmp"
+    partial.write_text(json.dumps(fingerprint, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(partial, folder / STAMP_FILE)
 
 
 def _changed_values(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -341,6 +341,7 @@ class TransformersBackend(ProfileBackend):
         return options
 
     def _left_padded(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of token ids as one block padded on the left, and its mask (pads 0)."""
         width, pad = max(len(r) for r in rows), self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long, device=self.device)
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long, device=self.device)
@@ -404,10 +405,7 @@ class TransformersBackend(ProfileBackend):
             self.tokenizer(("\n" if newline else "") + HEADERS[section] + ":", add_special_tokens=False)["input_ids"]
             for newline in needs_newline
         ]
-        width, pad = max(len(r) for r in rows), self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
-        return ids, mask
+        return self._left_padded(rows)
 
     def _section_lengths(self, new_tokens: torch.Tensor) -> list[int]:
         """Tokens of each row's section: up to and including its first line break or end-of-text
