@@ -98,6 +98,37 @@ def _yaml_settings(with_text: bool) -> dict:
     return settings
 
 
+def _item_text_rows(
+    text_path: Path, item_index: dict[str, str], item_index_path: Path, items: set[str], report: ConversionReport
+) -> list[list[str]]:
+    """``[index, asin, text]`` rows of the ``.text`` file, sorted by index (none without the file).
+
+    Text is keyed by ASIN, the splits by index: rows whose ASIN has no index are counted, not kept.
+    """
+    if not text_path.is_file():
+        return []
+    if not item_index:
+        raise ConversionError(f"{text_path} needs {item_index_path} to map ASINs to indices")
+    item_rows: list[list[str]] = []
+    without_index = 0
+    for number, line in iter_lines(text_path):
+        if number == 1 and line.startswith("item_id:"):
+            continue
+        asin, _, text = line.partition("\t")
+        index = item_index.get(asin.strip())
+        if index is None:
+            without_index += 1
+            continue
+        item_rows.append([index, asin.strip(), report.text("text", text).rstrip(". ").strip() + "."])
+    item_rows.sort(key=lambda r: int(r[0]))
+    report.counts.update(
+        items_with_text=len(item_rows),
+        items_without_text=len(items - {r[0] for r in item_rows}),
+        text_rows_without_index=without_index,
+    )
+    return item_rows
+
+
 def convert_unisrec(
     input_dir: str | Path,
     output_dir: str | Path,
@@ -128,27 +159,7 @@ def convert_unisrec(
     report.counts.update({f"{s}_rows": len(rows) for s, rows in splits.items()})
     report.counts.update(users=len(users), items=len(items), interactions=interactions)
 
-    item_rows: list[list[str]] = []
-    text_path = input_dir / f"{prefix}.text"
-    if text_path.is_file():
-        if not item_index:
-            raise ConversionError(f"{text_path} needs {item_index_path} to map ASINs to indices")
-        without_index = 0
-        for number, line in iter_lines(text_path):
-            if number == 1 and line.startswith("item_id:"):
-                continue
-            asin, _, text = line.partition("\t")
-            index = item_index.get(asin.strip())
-            if index is None:
-                without_index += 1
-                continue
-            item_rows.append([index, asin.strip(), report.text("text", text).rstrip(". ").strip() + "."])
-        item_rows.sort(key=lambda r: int(r[0]))
-        report.counts.update(
-            items_with_text=len(item_rows),
-            items_without_text=len(items - {r[0] for r in item_rows}),
-            text_rows_without_index=without_index,
-        )
+    item_rows = _item_text_rows(input_dir / f"{prefix}.text", item_index, item_index_path, items, report)
 
     with atomic_output_dir(output_dir, overwrite) as tmp:
         if item_rows:
