@@ -7,13 +7,18 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
 from recbole_llm.utils import get_model, model_yaml_files, properties_dir
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from recbole_llm.stock.config import StockConfig
 
 _TYPE_DEFAULTS = {
     ModelType.GENERAL: "general.yaml",
@@ -129,7 +134,7 @@ PLACEMENT_KEYS = frozenset(
 )
 
 
-def setting(config, key: str) -> Any:
+def setting(config: RecBoleConfig | StockConfig | Mapping[str, Any], key: str) -> Any:
     """``config[key]`` for a key that must exist (a yaml default or a user value).
 
     RecBole's ``Config`` answers None for any unknown key, so a typo in code silently reads None;

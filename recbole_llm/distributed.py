@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from recbole.evaluator.collector import DataStruct
+
+if TYPE_CHECKING:
+    from recbole.config import Config
+    from recbole.data.dataloader import AbstractDataLoader
 
 #: Keys of the evaluation data struct that hold one entry per evaluated sample (user, row or candidate).
 PER_SAMPLE_KEYS = ("rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label")
@@ -36,12 +40,12 @@ IMPRESSION_KEY = "data.impression"
 CANDIDATE_ITEM_KEY = "data.candidate_item"
 
 
-def is_distributed(config) -> bool:
+def is_distributed(config: Config) -> bool:
     """True inside a process of a multi-process run (RecBole's ``single_spec`` is off)."""
     return not config["single_spec"]
 
 
-def is_main_process(config) -> bool:
+def is_main_process(config: Config) -> bool:
     """True for the process that logs and writes files: the only one, or global rank 0."""
     return not is_distributed(config) or dist.get_rank() == 0
 
@@ -216,7 +220,7 @@ def gather_data_struct(struct: DataStruct, padded: bool) -> DataStruct:
     return gathered
 
 
-def holds_padding(eval_data) -> bool:
+def holds_padding(eval_data: AbstractDataLoader) -> bool:
     """True when this process's share of ``eval_data`` ends with a sample the DistributedSampler repeated."""
     sampler = eval_data.sampler
     last_position = sampler.rank + (sampler.num_samples - 1) * sampler.num_replicas
@@ -255,7 +259,13 @@ class DistributedEvalMixin:
         dist.broadcast_object_list(name, src=0)
         self.saved_model_file = name[0]
 
-    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+    def evaluate(
+        self,
+        eval_data: AbstractDataLoader | None,
+        load_best_model: bool = True,
+        model_file: str | None = None,
+        show_progress: bool = False,
+    ) -> dict[str, float] | None:
         if eval_data and load_best_model:
             dist.barrier()
         self.eval_holds_padding = bool(eval_data) and holds_padding(eval_data)

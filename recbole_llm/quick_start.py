@@ -7,7 +7,7 @@ import resource
 import sys
 from collections.abc import Sequence
 from logging import getLogger
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from recbole.utils import init_logger, init_seed, set_color
@@ -19,6 +19,15 @@ from recbole_llm.oie.pretrain import apply_oie_init
 from recbole_llm.trainer import get_trainer
 from recbole_llm.utils import get_model
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from recbole.config import Config as RecBoleConfig
+    from recbole.data.dataloader import AbstractDataLoader, KnowledgeBasedDataLoader
+    from recbole.data.dataset import Dataset
+    from recbole.model.abstract_recommender import AbstractRecommender
+    from recbole.trainer.trainer import AbstractTrainer
+
 
 def _peak_memory_mb(device: torch.device) -> float:
     """Peak memory of this run: CUDA allocator peak on GPU, process peak RSS on CPU."""
@@ -27,7 +36,9 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_model(config: Config, train_data, dataset):
+def build_model(
+    config: Config, train_data: AbstractDataLoader | KnowledgeBasedDataLoader, dataset: Dataset
+) -> AbstractRecommender:
     """The model for ``config``, seeded like RecBole, built on the train split, then the model-build hooks.
 
     Hook: with ``oie_init`` set, the model is pre-trained on the synthetic ordered dataset (or the
@@ -40,7 +51,9 @@ def build_model(config: Config, train_data, dataset):
     return model
 
 
-def log_dataset_check(config: Config, dataset, splits) -> None:
+def log_dataset_check(
+    config: Config, dataset: Dataset, splits: Sequence[AbstractDataLoader | KnowledgeBasedDataLoader]
+) -> None:
     """Size and split trust numbers (unseen and dominant targets), as a warning when they pass the threshold."""
     from recbole_llm.data.inspect import dataset_summary
 
@@ -48,7 +61,16 @@ def log_dataset_check(config: Config, dataset, splits) -> None:
     getLogger().log(logging.WARNING if "\n" in summary else logging.INFO, summary)
 
 
-def build(config: Config, extra_mixins: Sequence[type] = ()):
+def build(
+    config: Config, extra_mixins: Sequence[type] = ()
+) -> tuple[
+    Dataset,
+    AbstractDataLoader | KnowledgeBasedDataLoader,
+    AbstractDataLoader,
+    AbstractDataLoader,
+    AbstractRecommender,
+    AbstractTrainer,
+]:
     """Dataset, dataloaders, model and trainer for ``config`` (seeded like RecBole).
 
     ``extra_mixins``: trainer mixins added by the caller (e.g. Ray Tune's per-epoch reporting).
@@ -71,7 +93,7 @@ def run_recbole_llm(
     config_dict: dict[str, Any] | None = None,
     saved: bool = True,
     cmd_args: Sequence[str] | None = None,
-    callback_fn=None,
+    callback_fn: Callable[[int, float], None] | None = None,
     trainer_mixins: Sequence[type] = (),
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset``, evaluate the best checkpoint on the test split.
@@ -139,7 +161,16 @@ def objective_function(
     }
 
 
-def load_data_and_model(model_file: str):
+def load_data_and_model(
+    model_file: str,
+) -> tuple[
+    RecBoleConfig,
+    AbstractRecommender,
+    Dataset,
+    AbstractDataLoader | KnowledgeBasedDataLoader,
+    AbstractDataLoader,
+    AbstractDataLoader,
+]:
     """Rebuild config, dataset, dataloaders and the trained model from a RecBole checkpoint.
 
     Works for recbole-llm and RecBole models, under PyTorch's weights-only default.

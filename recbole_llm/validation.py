@@ -13,11 +13,17 @@ import difflib
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from recbole_llm.utils import properties_dir
+
+if TYPE_CHECKING:
+    from recbole.config import Config as RecBoleConfig
+
+    from recbole_llm.config import Config
+    from recbole_llm.stock.config import StockConfig
 
 _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "int": ((int,), "an integer"),
@@ -93,7 +99,7 @@ def _lookup(values: dict[str, Any], dotted: str) -> tuple[bool, Any]:
     return (True, values[head]) if not rest else _lookup(values[head], rest)
 
 
-def check_config_values(config, model_class: type | None = None) -> None:
+def check_config_values(config: RecBoleConfig | StockConfig, model_class: type | None = None) -> None:
     """Check every rule of the run's schema, then the types of user values against their yaml defaults."""
     final = config.final_config_dict
     for key, rule in rules_for(model_class or getattr(config, "model_class", None)).items():
@@ -144,7 +150,7 @@ def _yaml_keys() -> frozenset[str]:
     return frozenset(keys)
 
 
-def check_override_keys(overrides: Sequence[str], config) -> None:
+def check_override_keys(overrides: Sequence[str], config: RecBoleConfig) -> None:
     """Every ``--key=value`` override names a key some yaml default, RecBole or this run's config knows."""
     given_only_here = set(config.external_config_dict) - set(config.file_config_dict)
     known = set(_yaml_keys()) | set(config.internal_config_dict) | (set(config.final_config_dict) - given_only_here)
@@ -156,7 +162,7 @@ def check_override_keys(overrides: Sequence[str], config) -> None:
             raise ConfigError(f"unknown option --{key}: no yaml default or RecBole setting has this key.{hint}")
 
 
-def check_dataset(config) -> None:
+def check_dataset(config: RecBoleConfig) -> None:
     """The dataset's atomic files exist, or it is a named dataset recbole-llm can convert."""
     from recbole_llm.data.named_datasets import atomic_files_present, known_dataset_names
     from recbole_llm.data.utils import missing_dataset_message
@@ -169,7 +175,7 @@ def check_dataset(config) -> None:
 
 def validate_run(
     model: str | type, dataset: str | None, config_files: Sequence[str] | None, overrides: Sequence[str] = ()
-):
+) -> Config:
     """Build and check the config of one run; raise :class:`ConfigError` (one line) on any mistake.
 
     An import failure inside a model module is not a configuration mistake: it propagates as

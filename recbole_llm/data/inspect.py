@@ -17,9 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from recbole.config import Config
+    from recbole.data.dataloader import AbstractDataLoader
+    from recbole.data.dataset import Dataset
 
 DEFAULT_WARN_THRESHOLD = 0.5
 INSPECT_MODEL = "BPR"  # any general model: only the dataset and the split are built
@@ -41,7 +46,7 @@ def _spread(counts: np.ndarray) -> dict[str, float]:
     }
 
 
-def dataset_statistics(dataset) -> dict[str, Any]:
+def dataset_statistics(dataset: Dataset) -> dict[str, Any]:
     """Users, items, interactions, density and per-user / per-item interaction counts (padding id 0 excluded)."""
     users, items = dataset.user_num - 1, dataset.item_num - 1
     interactions = len(dataset.inter_feat)
@@ -86,7 +91,7 @@ def consecutive_share(previous: np.ndarray, targets: np.ndarray) -> float:
     return float((targets == previous + 1).mean()) if targets.size else 0.0
 
 
-def consecutive_target_share(config, split) -> float | None:
+def consecutive_target_share(config: Config, split: Dataset | AbstractDataLoader) -> float | None:
     """On a sequential split (RecBole's item history field): :func:`consecutive_share` of its targets.
 
     RecBole's internal ids (the rows of the item table), the previous item being the last of each
@@ -106,7 +111,7 @@ def consecutive_target_share(config, split) -> float | None:
     return consecutive_share(np.where(lengths > 0, previous, -1), _column(split, split.iid_field))
 
 
-def split_statistics(config, built_splits: Sequence[Any]) -> dict[str, dict[str, float]]:
+def split_statistics(config: Config, built_splits: Sequence[Any]) -> dict[str, dict[str, float]]:
     """Per evaluation split: targets, share never seen in training, share of the most frequent target,
     and on sequential splits the share of targets numbered right after the previous item."""
     train, *evaluated = (_as_dataset(s) for s in built_splits)
@@ -151,7 +156,9 @@ def split_warnings(splits: dict[str, dict[str, float]], threshold: float = DEFAU
     return lines
 
 
-def dataset_summary(config, dataset, built_splits: Sequence[Any], threshold: float = DEFAULT_WARN_THRESHOLD) -> str:
+def dataset_summary(
+    config: Config, dataset: Dataset, built_splits: Sequence[Any], threshold: float = DEFAULT_WARN_THRESHOLD
+) -> str:
     """One line (two with a warning) for the run log: size, density, and the split's trust numbers."""
     stats = dataset_statistics(dataset)
     splits = split_statistics(config, built_splits)
@@ -171,7 +178,7 @@ def dataset_summary(config, dataset, built_splits: Sequence[Any], threshold: flo
     return line + (f"\n{'; '.join(warnings)}" if warnings else "")
 
 
-def format_report(config, stats: dict[str, Any], splits: dict[str, dict[str, float]], threshold: float) -> str:
+def format_report(config: Config, stats: dict[str, Any], splits: dict[str, dict[str, float]], threshold: float) -> str:
     """The full ``inspect`` text."""
     size = (
         f"  users {stats['users']:,}, items {stats['items']:,}, interactions {stats['interactions']:,}, "

@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dataset_converters._common import REPORT_FILE
 from recbole_llm.config import setting
@@ -33,6 +34,11 @@ from recbole_llm.data.conversion_stamp import (
     with_current_times,
     write_stamp,
 )
+
+if TYPE_CHECKING:
+    from recbole.config import Config
+
+    from recbole_llm.stock.config import StockConfig
 
 logger = logging.getLogger(__name__)
 
@@ -458,7 +464,7 @@ def known_dataset_names() -> list[str]:
     return sorted(NAMED_DATASETS)
 
 
-def atomic_files_present(data_path: str | Path, dataset: str, config=None) -> bool:
+def atomic_files_present(data_path: str | Path, dataset: str, config: Config | None = None) -> bool:
     """True when RecBole will find this dataset's interactions in ``data_path``."""
     folder = Path(data_path)
     benchmark = config["benchmark_filename"] if config is not None else None  # RecBole: None when unset
@@ -467,7 +473,7 @@ def atomic_files_present(data_path: str | Path, dataset: str, config=None) -> bo
     return (folder / f"{dataset}.inter").is_file()
 
 
-def raw_data_root(config=None) -> Path | None:
+def raw_data_root(config: Config | StockConfig | None = None) -> Path | None:
     """The raw-data folder: config ``raw_data_path``, else ``$RECBOLE_LLM_RAW_DATA``, else None."""
     value = (setting(config, "raw_data_path") if config is not None else None) or os.environ.get(RAW_DATA_ENV)
     return Path(value).expanduser() if value else None
@@ -611,7 +617,7 @@ def _convert_stamped(spec: NamedDataset, found: dict[str, Path], config, replace
     return atomic_files_present(data_path, dataset, config)
 
 
-def prepare_named_dataset(config) -> bool:
+def prepare_named_dataset(config: Config) -> bool:
     """Make the up-to-date atomic files of a named dataset appear in ``config['data_path']``.
 
     Returns True when the files are present afterwards; False for an unknown name whose files

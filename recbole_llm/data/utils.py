@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import importlib
 import logging
+from typing import TYPE_CHECKING
 
 from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data import data_preparation as recbole_data_preparation
@@ -22,10 +23,15 @@ from recbole.utils import ModelType
 from recbole_llm.data import named_datasets
 from recbole_llm.data.named_datasets import DatasetNotFoundError
 
+if TYPE_CHECKING:
+    from recbole.config import Config
+    from recbole.data.dataloader import AbstractDataLoader, KnowledgeBasedDataLoader
+    from recbole.data.dataset import Dataset
+
 logger = logging.getLogger(__name__)
 
 
-def missing_dataset_message(config) -> str:
+def missing_dataset_message(config: Config) -> str:
     """One line: where the dataset was looked for and how to provide it."""
     dataset = config["dataset"]
     names = named_datasets.known_dataset_names()
@@ -37,7 +43,7 @@ def missing_dataset_message(config) -> str:
     )
 
 
-def create_dataset(config):
+def create_dataset(config: Config) -> Dataset:
     """Create ``<Model>Dataset`` from ``recbole_llm.data.dataset`` if defined, else RecBole's.
 
     Named datasets are converted from raw files first when their atomic files are missing; a
@@ -88,7 +94,9 @@ def _popk_data_preparation(config, dataset):
     return train_data, valid_data, test_data
 
 
-def data_preparation(config, dataset):
+def data_preparation(
+    config: Config, dataset: Dataset
+) -> tuple[AbstractDataLoader | KnowledgeBasedDataLoader, AbstractDataLoader, AbstractDataLoader]:
     """Split and build the train/valid/test dataloaders (RecBole's), then run the data hooks.
 
     A model class with a ``build_dataloaders(config, dataset)`` classmethod builds its own loaders

@@ -8,8 +8,13 @@ candidate edit of the recommender.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from recbole_llm.editing.backbone import LanguageModel
+    from recbole_llm.editing.trie import Trie
 
 SUCCESSOR_TEMPLATES = ("What is the number after {a} ?", "Which number follows {a} ?", "What is {a} + 1 ?")
 PREDECESSOR_TEMPLATES = ("What is the number before {a} ?", "Which number precedes {a} ?", "What is {a} - 1 ?")
@@ -48,7 +53,7 @@ class ArithmeticTask:
         return [self.one(rng) for _ in range(n)]
 
 
-def exact_match(lm, trie, examples: list[tuple[str, str]], batch_size: int) -> float:
+def exact_match(lm: LanguageModel, trie: Trie, examples: list[tuple[str, str]], batch_size: int) -> float:
     """Share of questions whose best answer (beam 2, constrained to the item-number trie) is exactly right."""
     right = 0
     for start in range(0, len(examples), batch_size):

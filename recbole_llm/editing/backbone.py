@@ -15,11 +15,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from recbole_llm.text.encoder import resolve_model_path
+
+if TYPE_CHECKING:
+    from recbole_llm.editing.trie import Trie
 
 RANDOM_T5 = "random-t5"
 
@@ -144,7 +148,7 @@ class LanguageModel(nn.Module):
 
     @torch.no_grad()
     def beam_search(
-        self, prompts: Sequence[str], trie, num_beams: int
+        self, prompts: Sequence[str], trie: Trie, num_beams: int
     ) -> tuple[list[list[tuple[int, ...]]], torch.Tensor]:
         """The ``num_beams`` best trie sequences per prompt and their beam scores [len(prompts), num_beams].
 

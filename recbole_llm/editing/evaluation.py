@@ -7,13 +7,22 @@ collector's ``rec.topk``) feeding ``recbole.evaluator.metrics.Hit`` / ``NDCG.met
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from recbole.evaluator.metrics import NDCG, Hit
 
+if TYPE_CHECKING:
+    from recbole.config import Config
+    from recbole.data.dataloader import FullSortEvalDataLoader
+    from recbole.model.abstract_recommender import AbstractRecommender
+
 
 @torch.no_grad()
-def per_user_metrics(model, eval_data, config) -> dict[str, np.ndarray]:
+def per_user_metrics(
+    model: AbstractRecommender, eval_data: FullSortEvalDataLoader, config: Config
+) -> dict[str, np.ndarray]:
     """``{"hit@5": [users], "ndcg@10": [users], ...}`` for ``config["topk"]``, users in loader order."""
     model.eval()
     topk = list(config["topk"])

@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ from recbole_llm.editing.evaluation import per_user_metrics
 from recbole_llm.editing.task_vector import TaskVector, load_state, save_state
 from recbole_llm.editing.trainer import PrefixBudgetMixin, budget_train_data
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 DEFAULT_LAMBDAS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
 PROMPTS = ("seen:0", "unseen:0")
 ARITH_HELD_OUT = 200  # arithmetic questions scored per arm (exact match)
@@ -41,7 +45,7 @@ class EditingTrainer(PrefixBudgetMixin, Trainer):
     """RecBole's trainer on each user's last ``train_prefixes_per_user`` prefixes."""
 
 
-def build_config(args, seed: int) -> Config:
+def build_config(args: argparse.Namespace, seed: int) -> Config:
     """P5Edit's config for one seed, with the experiment's budget flags on top of the yaml."""
     values = {
         "seed": seed,
@@ -120,7 +124,7 @@ class SeedRun:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.config["clip_grad_norm"])
             optimizer.step()
 
-    def evaluate(self, key: str, state, split: str, prompt: str) -> dict[str, list[float]]:
+    def evaluate(self, key: str, state: dict[str, torch.Tensor], split: str, prompt: str) -> dict[str, list[float]]:
         """Per-user metrics of ``state`` on ``split`` with ``prompt`` (read back when already computed)."""
         key = f"{key}/{split}/{prompt}"
         if key not in self.results:
@@ -150,7 +154,7 @@ class SeedRun:
         for arm, state in {**arms, "arith": tau.apply_to(self.theta0)}.items():
             self.arithmetic_accuracy(arm, state)
 
-    def arithmetic_accuracy(self, arm: str, state) -> float:
+    def arithmetic_accuracy(self, arm: str, state: dict[str, torch.Tensor]) -> float:
         """Exact-match accuracy of ``state`` on ARITH_HELD_OUT questions never trained on (other seed)."""
         key = f"arith_acc/{arm}"
         if key not in self.results:
@@ -161,7 +165,7 @@ class SeedRun:
         return self.results[key]
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 2020, 2021, ...")
@@ -180,7 +184,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     from recbole_llm.editing.report import write_report
 
     args = parse_args(argv)

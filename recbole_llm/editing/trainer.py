@@ -8,9 +8,14 @@ The model asks for the mixin with ``trainer_mixins = (PrefixBudgetMixin,)``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import pandas as pd
 from recbole.data.dataloader import TrainDataLoader
+
+if TYPE_CHECKING:
+    from recbole.config import Config
 
 
 def last_rows_per_user(user_ids: np.ndarray, k: int) -> np.ndarray:
@@ -19,7 +24,7 @@ def last_rows_per_user(user_ids: np.ndarray, k: int) -> np.ndarray:
     return np.flatnonzero(rank_from_end < k)
 
 
-def budget_train_data(config, train_data):
+def budget_train_data(config: Config, train_data: TrainDataLoader) -> TrainDataLoader:
     """``train_data`` itself, or a shuffled loader over each user's last ``train_prefixes_per_user`` rows."""
     k = config["train_prefixes_per_user"]
     if k is None:
@@ -35,5 +40,5 @@ def budget_train_data(config, train_data):
 class PrefixBudgetMixin:
     """Fits on :func:`budget_train_data` of the given training data (built once per ``fit``)."""
 
-    def fit(self, train_data, *args, **kwargs):
+    def fit(self, train_data: TrainDataLoader, *args: Any, **kwargs: Any) -> tuple[float, dict[str, float] | None]:
         return super().fit(budget_train_data(self.config, train_data), *args, **kwargs)

@@ -17,16 +17,22 @@ class]}``). RecBole's collector does not know this resource: ``recbole_llm.compa
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from recbole.evaluator.base_metric import AbstractMetric
 from recbole.utils import EvaluatorType, FeatureType
 
+if TYPE_CHECKING:
+    from recbole.config import Config
+    from recbole.data.dataset import Dataset
+    from recbole.evaluator.collector import DataStruct
+
 ITEM_CATEGORIES = "data.item_categories"
 
 
-def item_category_matrix(config, dataset) -> torch.Tensor:
+def item_category_matrix(config: Config, dataset: Dataset) -> torch.Tensor:
     """[n_items, max categories per item] category token ids (0 = none), from ``category_field``."""
     field = config["category_field"]
     if not field:
@@ -83,7 +89,7 @@ class CategoryDiversity(AbstractMetric):
         super().__init__(config)
         self.topk = config["topk"]
 
-    def calculate_metric(self, dataobject) -> dict[str, float]:
+    def calculate_metric(self, dataobject: DataStruct) -> dict[str, float]:
         item_matrix = dataobject.get("rec.items").long()
         categories = dataobject.get(ITEM_CATEGORIES).long()
         result = {}

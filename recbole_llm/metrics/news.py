@@ -25,12 +25,16 @@ impression id of every scored candidate) next to RecBole's ``rec.score`` and ``d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from recbole.evaluator.base_metric import AbstractMetric
 from recbole.utils import EvaluatorType
 
 from recbole_llm.metrics.category_diversity import ITEM_CATEGORIES, category_entropy
+
+if TYPE_CHECKING:
+    from recbole.evaluator.collector import DataStruct
 
 IMPRESSION = "data.impression"
 CANDIDATE_ITEM = "data.candidate_item"
@@ -158,7 +162,7 @@ class _ImpressionMetric(AbstractMetric):
 class ImpAUC(_ImpressionMetric):
     """AUC per impression, averaged over impressions (MIND's official definition)."""
 
-    def calculate_metric(self, dataobject) -> dict[str, float]:
+    def calculate_metric(self, dataobject: DataStruct) -> dict[str, float]:
         ranked = self.ranked(dataobject)
         return self._result("impauc", impression_auc(ranked), ranked)
 
@@ -168,7 +172,7 @@ class GlobalAUC(_ImpressionMetric):
 
     metric_need = ("rec.score", "data.label")
 
-    def calculate_metric(self, dataobject) -> dict[str, float]:
+    def calculate_metric(self, dataobject: DataStruct) -> dict[str, float]:
         value = pooled_auc(dataobject.get("rec.score"), dataobject.get("data.label"))
         return {"globalauc": round(value, self.decimal_place)}
 
@@ -176,7 +180,7 @@ class GlobalAUC(_ImpressionMetric):
 class ImpMRR(_ImpressionMetric):
     """Mean of 1/rank over all clicked items of an impression, averaged over impressions (MIND)."""
 
-    def calculate_metric(self, dataobject) -> dict[str, float]:
+    def calculate_metric(self, dataobject: DataStruct) -> dict[str, float]:
         ranked = self.ranked(dataobject)
         return self._result("impmrr", impression_mrr(ranked), ranked)
 
@@ -184,7 +188,7 @@ class ImpMRR(_ImpressionMetric):
 class ImpMRRFirst(_ImpressionMetric):
     """1/rank of the best-ranked clicked item, averaged over impressions (torchmetrics RetrievalMRR)."""
 
-    def calculate_metric(self, dataobject) -> dict[str, float]:
+    def calculate_metric(self, dataobject: DataStruct) -> dict[str, float]:
         ranked = self.ranked(dataobject)
         return self._result("impmrrfirst", impression_mrr(ranked, first_click_only=True), ranked)
 
@@ -196,7 +200,7 @@ class ImpNDCG(_ImpressionMetric):
         super().__init__(config)
         self.topk = config["topk"]
 
-    def calculate_metric(self, dataobject) -> dict[str, float]:
+    def calculate_metric(self, dataobject: DataStruct) -> dict[str, float]:
         ranked = self.ranked(dataobject)
         result: dict[str, float] = {f"impndcg@{k}": self._mean(impression_ndcg(ranked, k)) for k in self.topk}
         result[SINGLE_CLASS] = int(ranked.single_class.sum())
@@ -212,7 +216,7 @@ class ImpCategoryDiversity(_ImpressionMetric):
         super().__init__(config)
         self.topk = config["topk"]
 
-    def calculate_metric(self, dataobject) -> dict[str, float]:
+    def calculate_metric(self, dataobject: DataStruct) -> dict[str, float]:
         ranked = group_by_impression(
             dataobject.get("rec.score"),
             dataobject.get("data.label"),

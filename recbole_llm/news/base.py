@@ -12,6 +12,8 @@ It lives outside the model-type packages because it is not a model of its own; i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.utils import InputType, ModelType
@@ -20,8 +22,15 @@ from recbole_llm.news.data import CANDIDATE_LABEL, CANDIDATE_MASK, CANDIDATES, H
 from recbole_llm.news.layers import CategoryInput, TitleInput
 from recbole_llm.news.trainer import NewsTrainer
 
+if TYPE_CHECKING:
+    from recbole.config import Config
+    from recbole.data.dataset import Dataset
+    from recbole.data.interaction import Interaction
 
-def title_input(config, dataset) -> TitleInput:
+    from recbole_llm.news.data import ImpressionEvalDataLoader, ImpressionTrainDataLoader
+
+
+def title_input(config: Config, dataset: Dataset) -> TitleInput:
     """The title vectors chosen by ``title_encoder`` (see :mod:`recbole_llm.news.layers`)."""
     mode = str(config["title_encoder"])
     field = config["title_field"]
@@ -41,7 +50,9 @@ def title_input(config, dataset) -> TitleInput:
     return TitleInput(mode)  # raises, naming the allowed values
 
 
-def tokenized_titles(config, dataset, field: str, special_tokens: bool) -> tuple[torch.Tensor, torch.nn.Module]:
+def tokenized_titles(
+    config: Config, dataset: Dataset, field: str, special_tokens: bool
+) -> tuple[torch.Tensor, torch.nn.Module]:
     """(token ids [n_items, title_length], 0 = padding; the Hugging Face encoder of ``text_encoder``)."""
     from transformers import AutoModel, AutoTokenizer
 
@@ -64,7 +75,7 @@ def tokenized_titles(config, dataset, field: str, special_tokens: bool) -> tuple
     return ids.long(), AutoModel.from_pretrained(path)
 
 
-def category_input(config, dataset) -> CategoryInput | None:
+def category_input(config: Config, dataset: Dataset) -> CategoryInput | None:
     """Embeddings of the ``category_fields`` the dataset has (None when it has none)."""
     fields = [f for f in (config["category_fields"] or []) if dataset.item_feat is not None and f in dataset.item_feat]
     if not fields:
@@ -85,7 +96,9 @@ class NewsRecommender(AbstractRecommender):
     trainer_base = NewsTrainer
 
     @classmethod
-    def build_dataloaders(cls, config, dataset):
+    def build_dataloaders(
+        cls, config: Config, dataset: Dataset
+    ) -> tuple[ImpressionTrainDataLoader, ImpressionEvalDataLoader, ImpressionEvalDataLoader]:
         """Impression loaders instead of RecBole's (called by ``recbole_llm.data.data_preparation``)."""
         from recbole_llm.news.data import news_data_preparation
 
@@ -108,7 +121,7 @@ class NewsRecommender(AbstractRecommender):
         """[N] item ids -> [N, D] news vectors."""
         raise NotImplementedError
 
-    def encode_user(self, history: torch.Tensor, mask: torch.Tensor, interaction) -> torch.Tensor:
+    def encode_user(self, history: torch.Tensor, mask: torch.Tensor, interaction: Interaction) -> torch.Tensor:
         """History vectors [B, L, D] and mask [B, L] -> [B, D] user vectors."""
         raise NotImplementedError
 
@@ -118,20 +131,20 @@ class NewsRecommender(AbstractRecommender):
         unique, inverse = torch.unique(items.reshape(-1), return_inverse=True)
         return self.encode_news(unique)[inverse].view(*items.shape, -1)
 
-    def forward(self, interaction) -> torch.Tensor:
+    def forward(self, interaction: Interaction) -> torch.Tensor:
         """Scores [B, C] of every candidate: <candidate vector, user vector>."""
         history = interaction[HISTORY]
         user = self.encode_user(self.news_vectors(history), history > 0, interaction)
         candidates = self.news_vectors(interaction[CANDIDATES])
         return torch.einsum("bcd,bd->bc", candidates, user)
 
-    def calculate_loss(self, interaction) -> torch.Tensor:
+    def calculate_loss(self, interaction: Interaction) -> torch.Tensor:
         """Cross-entropy of each sample's clicked candidate(s) against its other candidates."""
         scores = self.forward(interaction).masked_fill(~interaction[CANDIDATE_MASK], float("-inf"))
         log_probs = torch.log_softmax(scores, dim=1)
         labels = interaction[CANDIDATE_LABEL]
         return -(labels * torch.nan_to_num(log_probs, neginf=0.0)).sum(1).mean()
 
-    def predict(self, interaction) -> torch.Tensor:
+    def predict(self, interaction: Interaction) -> torch.Tensor:
         """Scores [B, C] of every candidate of whole impressions (padding is ignored by the trainer)."""
         return self.forward(interaction)

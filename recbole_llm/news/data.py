@@ -21,11 +21,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from recbole.data.dataloader.abstract_dataloader import AbstractDataLoader
 from recbole.data.interaction import Interaction
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from recbole.config import Config
+    from recbole.data.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +105,7 @@ def _histories(dataset, impression_ids: torch.Tensor, max_history: int) -> torch
     return recent_history(history.long()[order[where]], max_history)
 
 
-def impression_table(dataset, max_history: int) -> ImpressionTable:
+def impression_table(dataset: Dataset, max_history: int) -> ImpressionTable:
     """Group a split's rows (one per shown news item) by impression, keeping their shown order."""
     feat = dataset.inter_feat
     for field in (IMPRESSION_ID, dataset.label_field, dataset.time_field):
@@ -222,7 +229,7 @@ class ImpressionTrainDataLoader(_ImpressionLoader):
     def _sample_count(self) -> int:
         return len(self.positive_rows) if self.per_positive else len(self.clicked_impressions)
 
-    def collate_fn(self, index) -> Interaction:
+    def collate_fn(self, index: Sequence[int]) -> Interaction:
         index = torch.as_tensor(np.asarray(index), dtype=torch.long)
         if self.per_positive:
             rows = self.positive_impression[index]
@@ -250,7 +257,7 @@ class ImpressionEvalDataLoader(_ImpressionLoader):
     def __init__(self, config, dataset, table: ImpressionTable) -> None:
         super().__init__(config, dataset, table, shuffle=False)
 
-    def collate_fn(self, index) -> Interaction:
+    def collate_fn(self, index: Sequence[int]) -> Interaction:
         rows = torch.as_tensor(np.asarray(index), dtype=torch.long)
         starts, sizes = self.table.offsets[rows], self.table.sizes[rows]
         longest = int(sizes.max())
@@ -261,7 +268,9 @@ class ImpressionEvalDataLoader(_ImpressionLoader):
         return _batch(self.table, rows, candidates, labels, self.uid_field)
 
 
-def news_data_preparation(config, dataset):
+def news_data_preparation(
+    config: Config, dataset: Dataset
+) -> tuple[ImpressionTrainDataLoader, ImpressionEvalDataLoader, ImpressionEvalDataLoader]:
     """(train, valid, test) impression loaders from the benchmark splits of ``dataset``."""
     from recbole_llm.news.popk import NewsPopk
 

@@ -10,10 +10,17 @@ of the impression itself are skipped.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from recbole_llm.sampler.popularity import PopularityTable
+
+if TYPE_CHECKING:
+    from recbole.config import Config
+
+    from recbole_llm.news.data import ImpressionTable
 
 
 class NewsPopk:
@@ -50,7 +57,7 @@ class NewsPopk:
         self._shown = np.unique(impression_of_row.numpy() * self.n_items + table.items.numpy())
 
     @classmethod
-    def from_config(cls, config, table, n_items: int) -> NewsPopk:
+    def from_config(cls, config: Config, table: ImpressionTable, n_items: int) -> NewsPopk:
         return cls(
             table,
             n_items,
@@ -61,7 +68,7 @@ class NewsPopk:
             window=int(config["popk_window"]),
         )
 
-    def extra_negatives(self, table, rows: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    def extra_negatives(self, table: ImpressionTable, rows: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
         """[B, popk] popular news of each sample's time, none shown in its impression (0 = padding)."""
         rows_np = rows.numpy()
 

@@ -9,6 +9,8 @@ and impression ids of the real (unpadded) candidates go to RecBole's ``Evaluator
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from recbole.evaluator.collector import DataStruct
 from recbole.trainer import Trainer
@@ -18,6 +20,9 @@ from tqdm import tqdm
 from recbole_llm.metrics.category_diversity import ITEM_CATEGORIES, item_category_matrix
 from recbole_llm.metrics.news import CANDIDATE_ITEM, IMPRESSION
 from recbole_llm.news.data import CANDIDATE_LABEL, CANDIDATE_MASK, CANDIDATES, IMPRESSION_ID
+
+if TYPE_CHECKING:
+    from recbole_llm.news.data import ImpressionEvalDataLoader
 
 
 class NewsTrainer(Trainer):
@@ -33,7 +38,7 @@ class NewsTrainer(Trainer):
         self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
 
     @torch.no_grad()
-    def collect_scores(self, eval_data, show_progress: bool = False) -> DataStruct:
+    def collect_scores(self, eval_data: ImpressionEvalDataLoader, show_progress: bool = False) -> DataStruct:
         """Scores, labels and impression ids of every real candidate of ``eval_data``."""
         scores, labels, impressions, items = [], [], [], []
         batches = (
@@ -59,7 +64,13 @@ class NewsTrainer(Trainer):
             struct.set(ITEM_CATEGORIES, item_category_matrix(self.config, eval_data._dataset))
         return struct
 
-    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+    def evaluate(
+        self,
+        eval_data: ImpressionEvalDataLoader | None,
+        load_best_model: bool = True,
+        model_file: str | None = None,
+        show_progress: bool = False,
+    ) -> dict[str, float] | None:
         """Per-impression metrics of ``config['metrics']`` on ``eval_data`` (RecBole's signature)."""
         if not eval_data:
             return None

@@ -30,7 +30,7 @@ import os
 from functools import partial
 from logging import getLogger
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,6 +48,12 @@ from recbole_llm.oie.synthetic import (
     write_atomic,
 )
 from recbole_llm.utils import get_model, model_yaml_files
+
+if TYPE_CHECKING:
+    from recbole.config import Config
+    from recbole.data.dataset import Dataset
+    from recbole.data.interaction import Interaction
+    from recbole.model.sequential_recommender.sasrec import SASRec
 
 __all__ = [
     "apply_oie_init",
@@ -94,7 +100,7 @@ class FrontNegativeSampler:
     def __init__(self, n_items: int) -> None:
         self.last_id = n_items - 1  # RecBole's n_items counts the padding id 0
 
-    def sample_by_user_ids(self, user_ids, item_ids, num: int) -> torch.Tensor:
+    def sample_by_user_ids(self, user_ids: np.ndarray, item_ids: np.ndarray, num: int) -> torch.Tensor:
         positives = torch.as_tensor(item_ids, dtype=torch.long).repeat(num)
         uniform = torch.rand(positives.shape)
         span = self.last_id - positives
@@ -103,7 +109,7 @@ class FrontNegativeSampler:
         return torch.where(span > 0, front, fallback)
 
 
-def front_bce_loss(model, interaction) -> torch.Tensor:
+def front_bce_loss(model: SASRec, interaction: Interaction) -> torch.Tensor:
     """SASRec's BCE objective with one negative per positive (the original SASRec loss)."""
     seq_output = model.forward(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
     pos_logits = (seq_output * model.item_embedding(interaction[model.POS_ITEM_ID])).sum(-1)
@@ -120,7 +126,7 @@ TRANSFER_MODES = ("item_emb", "whole")
 ITEM_ROW_TENSORS = ("item_embedding.weight", "output_bias")
 
 
-def oie_init_mode(config) -> str | None:
+def oie_init_mode(config: Config) -> str | None:
     """The transfer mode, validated: None (vanilla), 'item_emb' or 'whole'."""
     mode = setting(config, "oie_init")
     if mode in (None, False, "", "none", "None", "vanilla"):
@@ -147,7 +153,7 @@ def _uses_front_negatives(config) -> bool:
     return config["model"] == "SASRec" and bool(setting(config, "oie_sasrec_front_negatives"))
 
 
-def pretraining_settings(config, n_items: int) -> dict[str, Any]:
+def pretraining_settings(config: Config, n_items: int) -> dict[str, Any]:
     """Everything that determines the pre-trained model (the cache key)."""
     model_keys = _model_yaml_keys(config["model"]) + list(_CARRIED_KEYS)
     return {
@@ -169,7 +175,7 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def pretrained_model_path(config, n_items: int) -> Path:
+def pretrained_model_path(config: Config, n_items: int) -> Path:
     """``<oie_cache_dir>/<dataset>/<Model>-<hash of the settings>.pth``."""
     settings = pretraining_settings(config, n_items)
     return _cache_dir(config) / config["dataset"] / f"{config['model']}-{_digest(settings)}.pth"
@@ -208,7 +214,7 @@ def _pretraining_config(config, data_path: Path, name: str):
     return Config(model=config["model"], dataset=name, config_dict=values)
 
 
-def pretrain(config, real_tokens: list[str], path: Path) -> Path:
+def pretrain(config: Config, real_tokens: list[str], path: Path) -> Path:
     """Build the synthetic dataset for N = len(real_tokens) - 1, pre-train, save to ``path`` (atomic)."""
     from recbole.data import create_dataset, data_preparation
     from recbole.trainer import Trainer
@@ -314,7 +320,7 @@ def transfer(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], mode: 
         model.item_embedding.weight.requires_grad_(False)
 
 
-def transfer_permutation(config, n_items: int) -> torch.Tensor | None:
+def transfer_permutation(config: Config, n_items: int) -> torch.Tensor | None:
     """The item -> pre-trained row bijection when ``oie_permute_ids`` is on (``oie_permute_seed``, else ``seed``)."""
     if not setting(config, "oie_permute_ids"):
         return None
@@ -322,7 +328,7 @@ def transfer_permutation(config, n_items: int) -> torch.Tensor | None:
     return item_permutation(n_items, int(config["seed"] if seed is None else seed))
 
 
-def apply_oie_init(config, model: torch.nn.Module, dataset) -> Path | None:
+def apply_oie_init(config: Config, model: torch.nn.Module, dataset: Dataset) -> Path | None:
     """When ``oie_init`` is set: pre-train (or reuse the cache) and transfer into ``model``.
 
     ``dataset`` is the real, loaded dataset (its item tokens are checked literal and identical to the

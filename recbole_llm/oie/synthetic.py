@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from recbole.data.dataset import Dataset
 
 
 class OIEMappingError(ValueError):
@@ -61,7 +65,7 @@ def write_atomic(sequences: list[np.ndarray], folder: str | Path, name: str) -> 
     return target
 
 
-def item_tokens(dataset) -> list[str]:
+def item_tokens(dataset: Dataset) -> list[str]:
     """The item token of each internal id (index 0 = padding)."""
     return [str(token) for token in dataset.field2id_token[dataset.iid_field]]
 

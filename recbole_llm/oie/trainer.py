@@ -13,11 +13,15 @@ import json
 import os
 from logging import getLogger
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from recbole.utils import set_color
 
 from recbole_llm.config import setting
 from recbole_llm.oie.metrics import item_embedding_table, oie_metrics
+
+if TYPE_CHECKING:
+    from recbole.data.dataloader import AbstractDataLoader
 
 
 def history_path(saved_model_file: str) -> Path:
@@ -71,7 +75,9 @@ class OIEMetricsMixin:
         self._oie_epochs_trained = epoch_idx + 1
         return result
 
-    def fit(self, train_data, valid_data=None, *args, **kwargs):
+    def fit(
+        self, train_data: AbstractDataLoader, valid_data: AbstractDataLoader | None = None, *args: Any, **kwargs: Any
+    ) -> tuple[float, dict[str, float] | None]:
         self.record_oie("init")
         return super().fit(train_data, valid_data, *args, **kwargs)
 
@@ -80,7 +86,13 @@ class OIEMetricsMixin:
         self.record_oie("valid")
         return result
 
-    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+    def evaluate(
+        self,
+        eval_data: AbstractDataLoader | None,
+        load_best_model: bool = True,
+        model_file: str | None = None,
+        show_progress: bool = False,
+    ) -> dict[str, float] | None:
         result = super().evaluate(
             eval_data, load_best_model=load_best_model, model_file=model_file, show_progress=show_progress
         )

@@ -15,12 +15,16 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from recbole.utils import FeatureType
 
 from recbole_llm.config import setting
+
+if TYPE_CHECKING:
+    from recbole.config import Config
+    from recbole.data.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ def _array(column) -> np.ndarray:
     return column.cpu().numpy() if hasattr(column, "cpu") else np.asarray(column)
 
 
-def field_label(name: str, config=None) -> str:
+def field_label(name: str, config: Config | None = None) -> str:
     labels = dict(DEFAULT_FIELD_LABELS)
     labels.update((setting(config, "profile_field_labels") if config is not None else None) or {})
     return labels.get(name, name.replace("_", " ").strip().capitalize())
@@ -217,7 +221,9 @@ def _add_extrinsic(config, dataset, train_dataset, items: list[ItemAttributes]) 
                     break
 
 
-def collect_item_attributes(config, dataset, train_dataset=None) -> list[ItemAttributes]:
+def collect_item_attributes(
+    config: Config, dataset: Dataset, train_dataset: Dataset | None = None
+) -> list[ItemAttributes]:
     """Attributes of every item of ``dataset`` (padding excluded), in internal id order.
 
     ``train_dataset`` (default: ``dataset``) supplies the extrinsic attributes; pass the training
@@ -252,7 +258,7 @@ def collect_item_attributes(config, dataset, train_dataset=None) -> list[ItemAtt
     return items
 
 
-def split_fingerprint(train_dataset) -> str:
+def split_fingerprint(train_dataset: Dataset) -> str:
     """Short hash of the training interactions (user, item): names the split profiles were built on."""
     inter = train_dataset.inter_feat
     users = _array(inter[train_dataset.uid_field]).astype(np.int64)
@@ -266,7 +272,7 @@ def split_fingerprint(train_dataset) -> str:
     return digest.hexdigest()[:12]
 
 
-def attribute_settings(config) -> dict[str, Any]:
+def attribute_settings(config: Config) -> dict[str, Any]:
     """The config values that change what goes into a profile (recorded in the profile file)."""
     keys = (
         "profile_item_fields",

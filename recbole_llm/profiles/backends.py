@@ -9,13 +9,16 @@ import logging
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import StoppingCriteria
 
 from recbole_llm.profiles.attributes import ItemAttributes
 from recbole_llm.profiles.prompt import ANSWER_PREFIX, HEADERS, SECTIONS, PromptTemplate, parse_profile
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +151,7 @@ def model_fingerprint(model_name_or_path: str) -> str:
     return _cached_fingerprint(str(path.resolve()), stat.st_mtime, stat.st_size)
 
 
-def load_causal_lm(model_name_or_path: str, dtype: torch.dtype):
+def load_causal_lm(model_name_or_path: str, dtype: torch.dtype) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     """Tokenizer and causal LM from a folder, a hub name or a ``.gguf`` file (transformers'
     ``gguf_file=``: the weights are de-quantised to ``dtype``; needs the gguf and accelerate packages)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

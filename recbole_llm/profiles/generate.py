@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -42,6 +42,10 @@ from recbole_llm.profiles.backends import (
 from recbole_llm.profiles.prompt import PromptTemplate, profile_text
 from recbole_llm.profiles.store import ProfileStore, check_profile_file, read_profiles
 
+if TYPE_CHECKING:
+    from recbole.config import Config
+    from recbole.data.dataset import Dataset
+
 logger = logging.getLogger(__name__)
 
 
@@ -57,7 +61,7 @@ class ProfilesMissingError(FileNotFoundError):
     """No profile file for these settings, and the backend is too costly to run implicitly."""
 
 
-def backend_name(config) -> str:
+def backend_name(config: Config) -> str:
     """``profile_backend`` (one of :func:`backend_choices`), checked against what it needs."""
     name = str(config["profile_backend"]).lower()
     if name not in backend_choices():
@@ -67,7 +71,7 @@ def backend_name(config) -> str:
     return name
 
 
-def decoding_settings(config) -> dict[str, Any]:
+def decoding_settings(config: Config) -> dict[str, Any]:
     """Decoding settings that change the output (recorded in the file and part of its key)."""
     if backend_name(config) == "template":
         return {}
@@ -83,7 +87,7 @@ def decoding_settings(config) -> dict[str, Any]:
     )
 
 
-def yaml_checked(config, key: str) -> str:
+def yaml_checked(config: Config, key: str) -> str:
     """``config[key]`` if P4R's choices in properties/schema.yaml allow it, else one clear ValueError."""
     from recbole_llm.model.abstract_recommender import checked_choice
     from recbole_llm.model.general_recommender.p4r import P4R
@@ -91,7 +95,7 @@ def yaml_checked(config, key: str) -> str:
     return checked_choice(P4R, key, str(config[key]))
 
 
-def profile_identity(config, train_dataset) -> dict[str, Any]:
+def profile_identity(config: Config, train_dataset: Dataset) -> dict[str, Any]:
     """The header fields that identify a profile file (see :data:`store.IDENTITY_KEYS`)."""
     backend = backend_name(config)
     extrinsic = bool(config["profile_extrinsic"])
@@ -114,7 +118,7 @@ def profile_identity(config, train_dataset) -> dict[str, Any]:
     return identity
 
 
-def default_profile_dir(config) -> Path:
+def default_profile_dir(config: Config) -> Path:
     """``profile_dir: ~``: next to the data when that folder is writable and not inside an installed package,
     else ``dataset/<dataset>`` under the working folder (made absolute for Ray trials by ``recbole_llm.tune``)."""
     data_path = Path(str(config["data_path"]))
@@ -124,7 +128,7 @@ def default_profile_dir(config) -> Path:
     return Path("dataset") / str(config["dataset"])
 
 
-def profile_path(config, train_dataset, identity: dict[str, Any] | None = None) -> Path:
+def profile_path(config: Config, train_dataset: Dataset, identity: dict[str, Any] | None = None) -> Path:
     """Where the profiles for ``config`` (and this training split) are stored."""
     explicit = config["profile_file"]
     if explicit:
@@ -138,7 +142,7 @@ def profile_path(config, train_dataset, identity: dict[str, Any] | None = None) 
     return folder / f"{config['dataset']}.p4r-profiles.{slug}.{key}.jsonl"
 
 
-def build_backend(config) -> ProfileBackend:
+def build_backend(config: Config) -> ProfileBackend:
     name = backend_name(config)
     if name == "template":
         return TemplateBackend()
@@ -183,9 +187,9 @@ def _load_dataset_and_train_split(config):
 
 
 def generate_profiles(
-    config,
-    dataset=None,
-    train_dataset=None,
+    config: Config,
+    dataset: Dataset | None = None,
+    train_dataset: Dataset | None = None,
     backend: ProfileBackend | None = None,
     output: str | Path | None = None,
     overwrite: bool = False,
@@ -299,7 +303,9 @@ def _check_complete(config, identity: dict[str, Any], path: Path, absent: list[b
         )
 
 
-def load_item_profiles(config, train_dataset, generate_missing: bool | None = None) -> tuple[list[str | None], Path]:
+def load_item_profiles(
+    config: Config, train_dataset: Dataset, generate_missing: bool | None = None
+) -> tuple[list[str | None], Path]:
     """One profile text per internal item id of ``train_dataset`` (index 0 = padding -> None).
 
     The ``template`` backend fills a missing or incomplete file on the fly (it is cheap and needs

@@ -25,7 +25,7 @@ those rows by index and only the k uniform negatives are drawn anew.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,12 @@ from tqdm import tqdm
 
 from recbole_llm.sampler.args import is_popk, negatives_per_positive, normalize_popk_args
 from recbole_llm.sampler.popularity import PopularityTable
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from recbole.data.dataset import Dataset
+    from recbole.data.interaction import Interaction
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +125,7 @@ class PopkSampler(Sampler):
             bad = (bad[0][still], bad[1][still])
         return values
 
-    def popular_negatives(self, user_ids, item_ids, timestamps) -> np.ndarray:
+    def popular_negatives(self, user_ids: np.ndarray, item_ids: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
         """P(t, popk) per row, [len(user_ids), popk], 0 where fewer items qualify."""
         return self.table.lookup(np.asarray(timestamps), item_ids, user_ids, self.popk, self.is_used)
 
@@ -137,7 +143,14 @@ class PopkSampler(Sampler):
             return None  # not the training rows the cache was built from: look them up instead
         return self._row_popular[:, rows]
 
-    def sample_with_popk(self, user_ids, item_ids, timestamps, num: int, rows=None) -> torch.Tensor:
+    def sample_with_popk(
+        self,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        timestamps: np.ndarray,
+        num: int,
+        rows: np.ndarray | None = None,
+    ) -> torch.Tensor:
         """``num`` negatives per row in RecBole's layout (block c holds the c-th negative of every row).
 
         The last ``popk`` blocks are P(t, popk); the others (and any popular slot left empty) are
@@ -161,7 +174,7 @@ class PopkSampler(Sampler):
         return torch.from_numpy(negatives.reshape(-1))
 
 
-def train_times(dataset, time_field: str) -> np.ndarray:
+def train_times(dataset: Dataset, time_field: str) -> np.ndarray:
     """The time of every interaction of ``dataset``, or a clear error if POPK cannot use it."""
     if not time_field or time_field not in dataset.inter_feat:
         raise ValueError(
@@ -201,7 +214,7 @@ class PopkTrainDataLoader(TrainDataLoader):
         self.neg_sample_args = args
         self.time_field = config["TIME_FIELD"]
 
-    def collate_fn(self, index):
+    def collate_fn(self, index: Sequence[int]) -> Interaction:
         if not is_popk(self.neg_sample_args):
             return super().collate_fn(index)
         index = np.array(index)

@@ -25,10 +25,14 @@ torch over chunks of buckets (no Python loop over interactions).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +173,14 @@ class PopularityTable:
         """The ranked popular items [len(times), depth] at each time (0 = no further popular item)."""
         return self.ranked[torch.from_numpy(self.states_of(times))]
 
-    def lookup(self, times: np.ndarray, positives: np.ndarray, users: np.ndarray, popk: int, is_excluded) -> np.ndarray:
+    def lookup(
+        self,
+        times: np.ndarray,
+        positives: np.ndarray,
+        users: np.ndarray,
+        popk: int,
+        is_excluded: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    ) -> np.ndarray:
         """P(t, popk) per row: the popk best-ranked items that are neither the positive nor excluded.
 
         ``is_excluded(users[:, None], items)`` says which (user, item) pairs must be skipped (the

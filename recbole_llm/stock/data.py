@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,9 @@ import torch
 from recbole_llm.stock.features import TrainScaler, build_features, forward_fill
 from recbole_llm.stock.panel import Panel, PanelError, load_csv_panel, load_feng_panel
 from recbole_llm.stock.signals import SignalFile, load_signals, read_sectors, signal_channels
+
+if TYPE_CHECKING:
+    from recbole_llm.stock.config import StockConfig
 
 
 @dataclass
@@ -77,7 +81,7 @@ def split_days(split: list, days: int, lookback: int) -> tuple[int, int, dict[st
     return train_end, valid_end, periods
 
 
-def resolve_panel_path(config) -> Path:
+def resolve_panel_path(config: StockConfig) -> Path:
     """``panel_path`` as given, or under the raw-data folder (``raw_data_path`` / ``RECBOLE_LLM_RAW_DATA``)."""
     from recbole_llm.data.named_datasets import raw_data_root
 
@@ -93,14 +97,14 @@ def resolve_panel_path(config) -> Path:
     raise PanelError(f"panel {path} not found in the working directory{where}")
 
 
-def load_panel(config) -> Panel:
+def load_panel(config: StockConfig) -> Panel:
     path = resolve_panel_path(config)
     if config["panel_format"] == "feng":
         return load_feng_panel(path, str(config["start_date"]), int(config["drop_last_days"]))
     return load_csv_panel(path)
 
 
-def build_stock_data(panel: Panel, config) -> StockData:
+def build_stock_data(panel: Panel, config: StockConfig) -> StockData:
     """Split, fit the scaler on the training days, build the features and targets."""
     lookback = int(config["lookback"])
     train_end, _, periods = split_days(config["split"], len(panel.dates), lookback)
@@ -118,7 +122,7 @@ def add_signals(data: StockData, signals: SignalFile, context: str | None, secto
     return data.with_channels(extra, [f"signal:{c}" for c in signals.channels])
 
 
-def load_stock_data(config) -> tuple[StockData, SignalFile | None]:
+def load_stock_data(config: StockConfig) -> tuple[StockData, SignalFile | None]:
     """The run's data, and its signal file when the config names one."""
     data = build_stock_data(load_panel(config), config)
     path = config["signals"] if "signals" in config else None

@@ -16,12 +16,17 @@ import logging
 import shlex
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from recbole_llm.stock.config import StockConfig
 from recbole_llm.validation import ConfigError
+
+if TYPE_CHECKING:
+    import argparse
+
+    from recbole_llm.compare import Job
 
 logger = logging.getLogger(__name__)
 #: What the printout and the comparison tables show, in this order (``prec@N`` / ``sharpe@K`` follow the config).
@@ -71,7 +76,7 @@ def run_stock(
     return result
 
 
-def stock_job_work(job) -> dict[str, Any]:
+def stock_job_work(job: Job) -> dict[str, Any]:
     """A comparison job's work in its child process (module-level, so it pickles).
 
     The trainer's epoch lines go to the child's stderr, the comparison's log: a run takes up to an hour on a CPU.
@@ -124,7 +129,7 @@ def _run_tune(args, overrides: list[str]) -> int:
     return 0
 
 
-def run_from_cli(args, argv: list[str], overrides: list[str]) -> int:
+def run_from_cli(args: argparse.Namespace, argv: list[str], overrides: list[str]) -> int:
     """The ``--task=stock`` branch of the entry point (configuration mistakes raise ConfigError)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.tune:

@@ -171,7 +171,9 @@ def _calendar_rows(days: pd.DatetimeIndex, window: int, contexts: Sequence[str])
     return rows
 
 
-def calendar_standin(start: str, end: str, window: int = 5, contexts: Sequence[str] = ("scenario_a", "scenario_b")):
+def calendar_standin(
+    start: str, end: str, window: int = 5, contexts: Sequence[str] = ("scenario_a", "scenario_b")
+) -> dict[str, Any]:
     """A stand-in signal file (a dict) of public calendar facts between ``start`` and ``end``.
 
     Every value is known on its date (exchange calendars and election days are published in advance).

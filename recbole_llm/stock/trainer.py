@@ -19,7 +19,7 @@ import logging
 import resource
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ import torch
 from recbole_llm.stock.data import StockData, add_signals
 from recbole_llm.stock.metrics import evaluate
 from recbole_llm.stock.signals import SignalFile
+
+if TYPE_CHECKING:
+    from recbole_llm.stock.config import StockConfig
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +155,7 @@ class StockTrainer:
         }
 
 
-def score(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, config) -> dict[str, float]:
+def score(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, config: StockConfig) -> dict[str, float]:
     """The metrics of :mod:`recbole_llm.stock.metrics` with the run's N, K and periods per year."""
     return evaluate(
         pred,
@@ -168,7 +171,7 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def fit_model(config, data: StockData) -> dict[str, Any]:
+def fit_model(config: StockConfig, data: StockData) -> dict[str, Any]:
     """Build the configured model for ``data``'s shape and train it."""
     from recbole_llm.stock.config import get_stock_model
 
@@ -193,7 +196,7 @@ def _member(config, data: StockData, signals: SignalFile, context: str) -> dict[
     return result
 
 
-def fit_edsmf(config, data: StockData, signals: SignalFile) -> dict[str, Any]:
+def fit_edsmf(config: StockConfig, data: StockData, signals: SignalFile) -> dict[str, Any]:
     """Two members (one per context), mixed with the weight that scores best on validation."""
     contexts = list(config["contexts"] or signals.contexts)
     if len(contexts) != 2 or any(c not in signals.contexts for c in contexts):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recbole_llm.stock.config import StockConfig, stock_properties
 from recbole_llm.tune.options import TuneOptions
@@ -26,6 +26,12 @@ from recbole_llm.tune.runner import _ray_session, _scheduler, _search_algorithm
 from recbole_llm.tune.space import SearchSpace, SearchSpaceError, load_search_space, representative, to_ray_space
 from recbole_llm.validation import ConfigError
 
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+    from recbole_llm.tune.report import TuneSummary
+
 
 def resolve_space(source: str) -> Path | str:
     """A yaml path, or the name of a space in ``properties/search/stock/``."""
@@ -33,7 +39,9 @@ def resolve_space(source: str) -> Path | str:
     return source if Path(source).is_file() or not shipped.is_file() else shipped
 
 
-def check_space(model: str, dataset: str | None, space: SearchSpace, files, fixed: dict[str, Any]) -> StockConfig:
+def check_space(
+    model: str, dataset: str | None, space: SearchSpace, files: Sequence[str] | None, fixed: dict[str, Any]
+) -> StockConfig:
     """Every searched key is a stock setting of ``model``; each choice (and range's ends) passes the config checks."""
     if model == "EDSMF":
         raise SearchSpaceError("EDSMF is not searched (two members, one ensemble weight): tune StockMixer instead")
@@ -110,7 +118,7 @@ def _command(args, overrides: list[str]) -> str:
     return "python run_recbole_llm.py " + " ".join(shlex.quote(a) for a in [*flags, *overrides])
 
 
-def run_stock_tune(args, overrides: list[str], tune_flags: dict[str, Any]):
+def run_stock_tune(args: argparse.Namespace, overrides: list[str], tune_flags: dict[str, Any]) -> TuneSummary:
     """Check the space, run the trials, write ``trials.md`` / ``trials.csv`` / ``best.yaml``."""
     from recbole_llm.stock.config import parse_flag
 

@@ -16,11 +16,16 @@ import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from recbole_llm.config import setting
+
+if TYPE_CHECKING:
+    from recbole.config import Config
+    from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +262,7 @@ class TextEncoder:
         self.cache_misses = 0
 
     @property
-    def model(self):
+    def model(self) -> SentenceTransformer:
         """The SentenceTransformer, loaded on first use."""
         if self._model is None:
             from sentence_transformers import SentenceTransformer
@@ -345,7 +350,7 @@ class TextEncoder:
         return np.asarray(embeddings, dtype=np.float32)
 
     @classmethod
-    def from_config(cls, config) -> TextEncoder:
+    def from_config(cls, config: Config) -> TextEncoder:
         """Built from ``text_encoder``, ``text_batch_size``, ``text_cache_dir`` and ``device``.
 
         ``text_cache_dir: ~`` caches next to the dataset (``<data_path>/text_cache``) when that

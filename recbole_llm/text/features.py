@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,10 @@ from recbole.utils import FeatureType
 
 from recbole_llm.config import setting
 from recbole_llm.text.encoder import TextEncoder
+
+if TYPE_CHECKING:
+    from recbole.config import Config
+    from recbole.data.dataset import Dataset
 
 DEFAULT_SEPARATOR = ". "
 
@@ -41,7 +46,7 @@ class TextEmbeddings:
     def dim(self) -> int:
         return int(self.embeddings.shape[1])
 
-    def to(self, device) -> TextEmbeddings:
+    def to(self, device: torch.device | str) -> TextEmbeddings:
         return TextEmbeddings(self.embeddings.to(device), self.mask.to(device))
 
 
@@ -116,19 +121,19 @@ def _joined_texts(config, dataset, feat, fields: list[str], where: str, n_rows: 
     return texts
 
 
-def item_texts(config, dataset, fields: Sequence[str] | None = None) -> list[str | None]:
+def item_texts(config: Config, dataset: Dataset, fields: Sequence[str] | None = None) -> list[str | None]:
     """Joined item text per internal item id (index 0 = padding, None = no text)."""
     fields = _fields_from_config(config, "item_text_fields", fields)
     return _joined_texts(config, dataset, dataset.item_feat, fields, "item", dataset.item_num)
 
 
-def user_texts(config, dataset, fields: Sequence[str] | None = None) -> list[str | None]:
+def user_texts(config: Config, dataset: Dataset, fields: Sequence[str] | None = None) -> list[str | None]:
     """Joined user text per internal user id (index 0 = padding, None = no text)."""
     fields = _fields_from_config(config, "user_text_fields", fields)
     return _joined_texts(config, dataset, dataset.user_feat, fields, "user", dataset.user_num)
 
 
-def interaction_texts(config, dataset, fields: Sequence[str] | None = None) -> list[str | None]:
+def interaction_texts(config: Config, dataset: Dataset, fields: Sequence[str] | None = None) -> list[str | None]:
     """Joined text per row of ``dataset.inter_feat`` (None = no text)."""
     fields = _fields_from_config(config, "inter_text_fields", fields)
     return _joined_texts(config, dataset, dataset.inter_feat, fields, "interaction", len(dataset.inter_feat))
@@ -151,17 +156,23 @@ def _encoder(config, encoder: TextEncoder | None) -> TextEncoder:
     return encoder if encoder is not None else TextEncoder.from_config(config)
 
 
-def item_text_embeddings(config, dataset, fields=None, encoder: TextEncoder | None = None) -> TextEmbeddings:
+def item_text_embeddings(
+    config: Config, dataset: Dataset, fields: Sequence[str] | None = None, encoder: TextEncoder | None = None
+) -> TextEmbeddings:
     """Per internal item id: [dataset.item_num, dim]; fields default to ``config['item_text_fields']``."""
     return embed_texts(item_texts(config, dataset, fields), _encoder(config, encoder))
 
 
-def user_text_embeddings(config, dataset, fields=None, encoder: TextEncoder | None = None) -> TextEmbeddings:
+def user_text_embeddings(
+    config: Config, dataset: Dataset, fields: Sequence[str] | None = None, encoder: TextEncoder | None = None
+) -> TextEmbeddings:
     """Per internal user id: [dataset.user_num, dim]; fields default to ``config['user_text_fields']``."""
     return embed_texts(user_texts(config, dataset, fields), _encoder(config, encoder))
 
 
-def interaction_text_embeddings(config, dataset, fields=None, encoder: TextEncoder | None = None) -> TextEmbeddings:
+def interaction_text_embeddings(
+    config: Config, dataset: Dataset, fields: Sequence[str] | None = None, encoder: TextEncoder | None = None
+) -> TextEmbeddings:
     """Per row of ``dataset.inter_feat``; pass the TRAIN split (what ``model.__init__`` receives)
     so no validation/test text is read. Fields default to ``config['inter_text_fields']``."""
     return embed_texts(interaction_texts(config, dataset, fields), _encoder(config, encoder))

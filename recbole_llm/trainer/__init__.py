@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
+from typing import TYPE_CHECKING
 
 from recbole.utils import ModelType
 from recbole.utils import get_trainer as recbole_get_trainer
@@ -24,10 +25,13 @@ from recbole_llm.trainer.adaptive_alpha import AdaptiveAlphaMixin
 from recbole_llm.trainer.min_epochs import MinEpochsMixin
 from recbole_llm.trainer.timing import EpochTimingMixin
 
+if TYPE_CHECKING:
+    from recbole.config import Config
+
 __all__ = ["AdaptiveAlphaMixin", "EpochTimingMixin", "MinEpochsMixin", "get_trainer", "trainer_mixins"]
 
 
-def trainer_mixins(config, model_class: type, extra_mixins: Sequence[type] = ()) -> tuple[type, ...]:
+def trainer_mixins(config: Config, model_class: type, extra_mixins: Sequence[type] = ()) -> tuple[type, ...]:
     """The mixins of ``model_class``'s trainer, outermost first (see the module docstring)."""
     from recbole_llm.distributed import DistributedEvalMixin, is_distributed
     from recbole_llm.oie.trainer import OIEMetricsMixin
@@ -50,7 +54,7 @@ def _compose(name: str, bases: tuple[type, ...]) -> type:
     return type(name, bases, {"__doc__": f"RecBole's {bases[-1].__name__} with {mixins}."})
 
 
-def get_trainer(config, model_class: type, extra_mixins: Sequence[type] = ()) -> type:
+def get_trainer(config: Config, model_class: type, extra_mixins: Sequence[type] = ()) -> type:
     """The trainer class for ``model_class``: RecBole's trainer for it, composed with the chosen mixins."""
     base = getattr(model_class, "trainer_base", None) or recbole_get_trainer(config["MODEL_TYPE"], config["model"])
     return _compose(f"{model_class.__name__}Trainer", (*trainer_mixins(config, model_class, extra_mixins), base))

@@ -7,13 +7,16 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import yaml
 
 from recbole_llm.tune.space import plain
+
+if TYPE_CHECKING:
+    from ray.tune import ResultGrid
 
 # Ray's per-trial columns (last report) -> the names of our table.
 _LAST_REPORT_COLUMNS = {
@@ -86,7 +89,7 @@ def _best_reports(results, mode: str) -> pd.DataFrame:
     return best.rename(columns={"logdir": "trial_dir", "epoch": "best_epoch", **{m: f"valid.{m}" for m in metrics}})
 
 
-def trials_table(results, searched: Sequence[str], mode: str) -> pd.DataFrame:
+def trials_table(results: ResultGrid, searched: Sequence[str], mode: str) -> pd.DataFrame:
     """One row per trial, best first: values, best validation, epochs run, status, error, metrics, folder."""
     last = results.get_dataframe().reindex(columns=list(_LAST_REPORT_COLUMNS)).rename(columns=_LAST_REPORT_COLUMNS)
     table = _outcomes(results, searched).merge(last, on="trial_dir", how="left")

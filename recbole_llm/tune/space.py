@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -20,6 +20,9 @@ from recbole.config import Config as RecBoleConfig
 
 from recbole_llm.config import PLACEMENT_KEYS
 from recbole_llm.utils import UnknownModelError
+
+if TYPE_CHECKING:
+    from recbole_llm.config import Config
 
 # Distribution name -> number of arguments it takes (None: a non-empty list of values).
 DISTRIBUTIONS: dict[str, int | None] = {
@@ -240,7 +243,13 @@ def preserved_cuda_visible_devices() -> Iterator[None]:
             os.environ["CUDA_VISIBLE_DEVICES"] = before
 
 
-def probe_config(model, dataset, config_file_list, config_dict, cmd_args=None):
+def probe_config(
+    model: str | type,
+    dataset: str | None,
+    config_file_list: Sequence[str] | None,
+    config_dict: dict[str, Any] | None,
+    cmd_args: Sequence[str] | None = None,
+) -> Config:
     """The run's recbole-llm Config built in the driver, leaving the driver's GPU visibility alone."""
     from recbole_llm.config import Config
 
@@ -308,7 +317,7 @@ def validate_search_space(
     search_space: str | os.PathLike | Mapping[str, Any],
     config_file_list: Sequence[str] | None = None,
     cmd_args: Sequence[str] | None = None,
-):
+) -> tuple[SearchSpace, Config]:
     """Check a search space for ``model`` without running anything; returns ``(space, config)``.
 
     Raises :class:`SearchSpaceError` naming the offending key: unknown distribution, bad bounds,
@@ -323,6 +332,6 @@ def validate_search_space(
     return space, probe
 
 
-def fixed_settings(space: SearchSpace, probe) -> dict[str, Any]:
+def fixed_settings(space: SearchSpace, probe: Config) -> dict[str, Any]:
     """The constant settings of every trial: the space's ``fixed``, then ``--key=value`` (higher)."""
     return {**space.fixed, **probe.cmd_config_dict}
