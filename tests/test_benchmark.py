@@ -521,6 +521,33 @@ def test_speed_only_settings_leave_keys_alone(tmp_path):
     assert small == large and small["profile_batch_size"] == SPEED_ONLY_KEYS["profile_batch_size"]
 
 
+def test_equivalent_code_versions_point_at_stored_results(tmp_path, monkeypatch):
+    """A model file listed as equivalent keys its runs under the stored version; any other edit gets new keys."""
+    from recbole_llm.benchmark import store
+
+    stored = {
+        json.loads(line).get("code")
+        for f in (PROJECT_ROOT / "benchmarks/results").glob("*.jsonl")
+        for line in f.read_text().splitlines()
+        if line.strip()
+    }
+    assert store.EQUIVALENT_CODE_VERSIONS
+    for new, old in store.EQUIVALENT_CODE_VERSIONS.items():
+        assert new != old and old in stored and new not in stored
+    edited = tmp_path / "model.py"
+    edited.write_text("class Model: pass\n")
+    digest = store.hashlib.sha256(edited.read_bytes()).hexdigest()[:12]
+    monkeypatch.setattr(store, "model_class", lambda name: type("Model", (), {}))
+    monkeypatch.setattr(store.inspect, "getsourcefile", lambda cls: str(edited))
+    store.model_code_version.cache_clear()
+    monkeypatch.setitem(store.EQUIVALENT_CODE_VERSIONS, digest, "0123456789ab")
+    assert store.model_code_version("Model") == "0123456789ab"
+    store.model_code_version.cache_clear()
+    edited.write_text("class Model: x = 1\n")
+    assert store.model_code_version("Model") == store.hashlib.sha256(edited.read_bytes()).hexdigest()[:12]
+    store.model_code_version.cache_clear()
+
+
 def _suite_with(tmp_path: Path, **lightgcn: object) -> Path:
     import yaml
 

@@ -103,6 +103,37 @@ def test_adjacency_is_symmetric_normalised_and_built_once(trained):
     assert model.adjacency is adjacency
 
 
+def _lgconv_forward(model):
+    """P4R's forward as it was before ``propagate`` (PyG's LGConv on the adjacency): the reference that the
+    stored benchmark runs were made with (see ``EQUIVALENT_CODE_VERSIONS`` in recbole_llm/benchmark/store.py)."""
+    from torch_geometric.nn import LGConv
+
+    users, items = model.ego_embeddings()
+    layer = torch.cat([users, items], dim=0)
+    total, conv = layer, LGConv(normalize=False)
+    for _ in range(model.n_layers):
+        layer = conv(layer, model.adjacency)
+        total = total + layer
+    return torch.split(total / (model.n_layers + 1), [model.n_users, model.n_items])
+
+
+def test_propagation_is_bit_identical_to_pyg_lgconv(trained, dirs):
+    """The stored P4R runs stand for the current code only if loss and gradients are the same to the bit."""
+    _, train_data, _, _ = trained
+    model = P4R(_config(dirs, text_fusion="concat", projector="mlp", n_layers=3), train_data._dataset)
+    results = []
+    for forward in (lambda: model.forward()[:2], lambda: _lgconv_forward(model)):
+        model.zero_grad()
+        user_all, item_all = forward()
+        loss = (user_all[:50] @ item_all[:80].T).sigmoid().log().mean()
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        results.append((user_all.detach(), item_all.detach(), grads))
+    (u_new, i_new, g_new), (u_old, i_old, g_old) = results
+    assert torch.equal(u_new, u_old) and torch.equal(i_new, i_old)
+    assert len(g_new) == len(g_old) > 0 and all(torch.equal(a, b) for a, b in zip(g_new, g_old))
+
+
 @pytest.mark.parametrize("fusion,projector,item_dim", [("replace", "linear", 64), ("concat", "mlp", 128)])
 def test_fusion_modes_train_end_to_end(trained, dirs, fusion, projector, item_dim):
     _, train_data, _, _ = trained

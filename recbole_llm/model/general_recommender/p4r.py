@@ -7,8 +7,9 @@ Each item has a profile (summary / who would like it / why), written offline by 
 the ``template`` backend, arranged from its own attributes (:mod:`recbole_llm.profiles`). The
 profiles are embedded once by a frozen sentence encoder (disk-cached), projected into the CF
 space by ``W_p`` and fused with the item ID embeddings (``text_fusion``); LightGCN propagation
-(PyG ``LGConv`` over the normalised adjacency of :class:`GeneralGraphRecommender`) and BPR train
-the rest. Profiles are loaded (template: generated) and embedded in the data step
+over the normalised adjacency (:meth:`GeneralGraphRecommender.propagate`: the ``torch.sparse.mm``
+product PyG's ``LGConv`` makes, with the transpose for backward built once instead of per batch)
+and BPR train the rest. Profiles are loaded (template: generated) and embedded in the data step
 (:meth:`P4R.prepare_data`), before the model is built.
 
 Items without a profile are explicit: a boolean mask keeps their text term out (``add``: the ID
@@ -26,7 +27,6 @@ from pathlib import Path
 import torch
 from recbole.model.init import xavier_uniform_initialization
 from torch import nn
-from torch_geometric.nn import LGConv
 
 from recbole_llm.model.abstract_recommender import GeneralGraphRecommender, checked_choice
 from recbole_llm.profiles.generate import load_item_profiles, profile_path
@@ -105,7 +105,6 @@ class P4R(GeneralGraphRecommender):
         if self.text_fusion == "concat":
             self.user_text_pad = nn.Parameter(torch.empty(1, d))
             self.missing_text = nn.Parameter(torch.empty(1, d))
-        self.propagation = LGConv(normalize=False)  # the adjacency is normalised once, by the base class
         self.apply(xavier_uniform_initialization)
         if self.text_fusion == "concat":
             nn.init.xavier_uniform_(self.user_text_pad)
@@ -140,7 +139,7 @@ class P4R(GeneralGraphRecommender):
         layer = torch.cat([users, items], dim=0)
         total = layer
         for _ in range(self.n_layers):
-            layer = self.propagation(layer, self.adjacency)
+            layer = self.propagate(layer)
             total = total + layer
         final = total / (self.n_layers + 1)
         user_final, item_final = torch.split(final, [self.n_users, self.n_items])
