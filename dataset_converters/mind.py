@@ -635,8 +635,7 @@ def convert_dkn_bing(
     return report
 
 
-def _parser() -> argparse.ArgumentParser:
-    """The converter's flags: one parser for both output formats (``--format``)."""
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="MIND behaviors/news -> impression-level RecBole atomic files.", allow_abbrev=False
     )
@@ -680,12 +679,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep history ids without a news row (their text is missing) instead of failing",
     )
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Convert MIND files to RecBole atomic files (``inter``) or the news models' impression files (``benchmark``)."""
-    args = _parser().parse_args(argv)
+    args = parser.parse_args(argv)
     if args.format == "benchmark" or args.dev_behaviors:
         return run_converter_cli(
             convert_mind_impressions,
