@@ -539,13 +539,15 @@ def test_equivalent_code_versions_point_at_stored_results(tmp_path, monkeypatch)
     digest = store.hashlib.sha256(edited.read_bytes()).hexdigest()[:12]
     monkeypatch.setattr(store, "model_class", lambda name: type("Model", (), {}))
     monkeypatch.setattr(store.inspect, "getsourcefile", lambda cls: str(edited))
-    store.model_code_version.cache_clear()
     monkeypatch.setitem(store.EQUIVALENT_CODE_VERSIONS, digest, "0123456789ab")
-    assert store.model_code_version("Model") == "0123456789ab"
-    store.model_code_version.cache_clear()
-    edited.write_text("class Model: x = 1\n")
-    assert store.model_code_version("Model") == store.hashlib.sha256(edited.read_bytes()).hexdigest()[:12]
-    store.model_code_version.cache_clear()
+    try:
+        store.model_code_version.cache_clear()
+        assert store.model_code_version("Model") == "0123456789ab"
+        store.model_code_version.cache_clear()
+        edited.write_text("class Model: x = 1\n")
+        assert store.model_code_version("Model") == store.hashlib.sha256(edited.read_bytes()).hexdigest()[:12]
+    finally:
+        store.model_code_version.cache_clear()  # no fake version left for the tests after this one
 
 
 def _suite_with(tmp_path: Path, **lightgcn: object) -> Path:
