@@ -264,3 +264,63 @@ def test_arithmetic_exact_match_counts_right_first_beams():
 
     examples = [("What is 1004 + 1 ?", "1005"), ("What is 1007 - 1 ?", "1006"), ("q", "1005"), ("q", "1010")]
     assert exact_match(EchoLM(), None, examples, batch_size=3) == 0.5
+
+
+def test_experiment_resumes_from_committed_results(tmp_path, monkeypatch, capsys):
+    """The experiment end to end: a report with every arm; a seed killed half-way recomputes only what is missing;
+    a finished seed is skipped without data, model or states (they live in the wiped ``--work-dir``)."""
+    import json
+    import shutil
+
+    from recbole_llm.editing import experiment
+    from recbole_llm.editing.report import ARMS
+
+    extra = {key: FAST[key] for key in ("sample_num", "learning_rate", "eval_batch_size", "state", "reproducibility")}
+    extra.update(raw_data_path=str(MINI_RAW), data_path=str(tmp_path / "data"), train_batch_size=64)  # fewer steps
+    argv = [f"--dataset={FIXTURE}", "--backbone=random-t5", "--epochs=1", "--seeds=1", "--lambdas=0,1"]
+    argv += ["--beam-size=10", "--max-his=1", "--prefixes-per-user=0", f"--config-json={json.dumps(extra)}"]
+    argv += [f"--work-dir={tmp_path / 'work'}", f"--results-dir={tmp_path / 'results'}", f"--out={tmp_path / 'r.md'}"]
+    seed_file = tmp_path / "results" / FIXTURE / "seed2020.json"
+    with chdir(tmp_path), single_thread():
+        assert experiment.main(argv) == 0
+        report = (tmp_path / "r.md").read_text()
+        assert all(f"| {arm} | {prompt} |" in report for arm in ARMS for prompt in ("seen", "unseen"))
+        done = json.loads(seed_file.read_text())
+        assert done["complete"] is True and (tmp_path / "results" / FIXTURE / "run.json").is_file()
+        assert not list((tmp_path / "work").rglob("*.json"))  # only states and checkpoints there
+
+        def no_training(*_):
+            raise AssertionError("trained again")
+
+        evaluated = []
+        original_metrics = experiment.per_user_metrics
+        monkeypatch.setattr(experiment, "exact_match", no_training)
+        monkeypatch.setattr(experiment, "per_user_metrics", lambda *a: evaluated.append(1) or original_metrics(*a))
+        monkeypatch.setattr(experiment.SeedRun, "train_rec", no_training)
+        monkeypatch.setattr(experiment.SeedRun, "train_arith", no_training)
+        killed = {key: value for key, value in done.items() if key not in ("complete", "joint/test/unseen:0")}
+        seed_file.write_text(json.dumps(killed))  # as if killed before the last test evaluation
+        assert experiment.main(argv) == 0
+        assert len(evaluated) == 1 and json.loads(seed_file.read_text()) == done  # recomputed: that key alone
+        stored = seed_file.read_bytes()
+        shutil.rmtree(tmp_path / "work")  # the machine is wiped: states gone, committed results kept
+        monkeypatch.setattr(experiment.SeedRun, "__init__", no_training)
+        assert experiment.main(argv) == 0
+    assert seed_file.read_bytes() == stored
+    assert f"{FIXTURE} seed 2020 done: lambda* = {done['lambda']} (stored)" in capsys.readouterr().out
+
+
+def test_stored_results_prefer_results_dir_then_the_old_layout(tmp_path):
+    """A seed started before ``--results-dir`` existed resumes from ``<work-dir>/<dataset>/seed<k>/results.json``."""
+    import json
+
+    from recbole_llm.editing.experiment import parse_args, stored_results
+
+    args = parse_args([f"--work-dir={tmp_path / 'work'}", f"--results-dir={tmp_path / 'results'}", "--dataset=d"])
+    assert stored_results(args, 2020) == {}
+    (tmp_path / "work" / "d" / "seed2020").mkdir(parents=True)
+    (tmp_path / "work" / "d" / "seed2020" / "results.json").write_text(json.dumps({"lambda": 0.5}))
+    assert stored_results(args, 2020) == {"lambda": 0.5}
+    (tmp_path / "results" / "d").mkdir(parents=True)
+    (tmp_path / "results" / "d" / "seed2020.json").write_text(json.dumps({"lambda": 0.1, "complete": True}))
+    assert stored_results(args, 2020) == {"lambda": 0.1, "complete": True}

@@ -7,9 +7,12 @@ Per dataset and seed, from one saved base theta_0 (the backbone with its random 
 steps), tau_arith = theta_arith - theta_0, ``edit`` = theta_rec + lambda* tau_arith with lambda* chosen
 on VALIDATION NDCG@10 (seen prompt) from ``--lambdas``, the ``negation`` control theta_rec - lambda*
 tau_arith, and ``joint`` (theta_0 trained on rec + arithmetic prompts mixed 1:1). Each arm is tested
-with the seen and the unseen prompt. Every trained state and every evaluation is written under
-``--work-dir`` as soon as it exists, so a killed run resumes where it stopped; the report
-(``--out``, default ``benchmarks/results/editing.md``) is rebuilt from those files.
+with the seen and the unseen prompt. Every evaluation is written to ``<--results-dir>/<dataset>/seed<k>.json``
+(default ``benchmarks/results/editing``, small and committed) as soon as it exists, with ``<dataset>/run.json``
+beside it; the trained states (~200 MB each) go under ``--work-dir`` (git-ignored), which a wiped machine
+loses. So a killed run resumes where it stopped, and a seed whose file is marked complete is skipped without
+building its data or model: a finished seed is never recomputed. The report (``--out``, default
+``benchmarks/results/editing.md``) is rebuilt from the results files.
 """
 
 from __future__ import annotations
@@ -63,8 +66,25 @@ def build_config(args: argparse.Namespace, seed: int) -> Config:
     return Config("P5Edit", args.dataset, config_dict=values)
 
 
+def results_file(args: argparse.Namespace, seed: int) -> Path:
+    """Where one seed's evaluations live: beside the report, so they are committed and outlive the machine."""
+    return Path(args.results_dir) / args.dataset / f"seed{seed}.json"
+
+
+def stored_results(args: argparse.Namespace, seed: int) -> dict:
+    """One seed's stored evaluations ({} when none), read without building data or model.
+
+    Falls back to the layout before ``--results-dir`` (``<work-dir>/<dataset>/seed<k>/results.json``) so a run
+    started with it resumes instead of recomputing; new results are only written to ``results_file``.
+    """
+    for path in (results_file(args, seed), Path(args.work_dir) / args.dataset / f"seed{seed}" / "results.json"):
+        if path.is_file():
+            return json.loads(path.read_text())
+    return {}
+
+
 class SeedRun:
-    """One (dataset, seed): data, model and the files of its arms (``<work>/<dataset>/seed<k>/``)."""
+    """One (dataset, seed): data, model, its states (``<work>/<dataset>/seed<k>/``) and results file."""
 
     def __init__(self, args, seed: int) -> None:
         self.args, self.seed = args, seed
@@ -77,8 +97,8 @@ class SeedRun:
         init_seed(seed, True)
         self.model = P5Edit(self.config, self.train_data._dataset).to(self.config["device"])
         self.folder = Path(args.work_dir) / args.dataset / f"seed{seed}"
-        self.results_file = self.folder / "results.json"
-        self.results = json.loads(self.results_file.read_text()) if self.results_file.is_file() else {}
+        self.results_file = results_file(args, seed)
+        self.results = stored_results(args, seed)
         self.theta0 = self._state("theta0", lambda: None)  # saved once: every task vector starts here
 
     def _state(self, name: str, train) -> dict[str, torch.Tensor]:
@@ -95,8 +115,9 @@ class SeedRun:
         return load_state(path)
 
     def _record(self, key: str, value) -> None:
+        """Store one result at once (tmp + replace: a kill never leaves a torn file), so nothing is recomputed."""
         self.results[key] = value
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.results_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.results_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.results))
         tmp.replace(self.results_file)
@@ -136,7 +157,7 @@ class SeedRun:
         return self.results[key]
 
     def run(self, lambdas: list[float]) -> None:
-        """Every arm of this seed (skipping what is already on disk)."""
+        """Every arm of this seed (skipping what is already on disk), then the mark that lets ``main`` skip it."""
         rec = self._state("rec", self.train_rec)
         tau = TaskVector.between(self.theta0, self._state("arith", self.train_arith))
         joint = self._state("joint", lambda: self.train_rec(arith_mix=1.0))
@@ -153,6 +174,7 @@ class SeedRun:
                 self.evaluate(arm, state, "test", prompt)
         for arm, state in {**arms, "arith": tau.apply_to(self.theta0)}.items():
             self.arithmetic_accuracy(arm, state)
+        self._record("complete", True)  # last: every evaluation above is stored
 
     def arithmetic_accuracy(self, arm: str, state: dict[str, torch.Tensor]) -> float:
         """Exact-match accuracy of ``state`` on ARITH_HELD_OUT questions never trained on (other seed)."""
@@ -178,28 +200,40 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--beam-size", type=int, default=20)
     parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
     parser.add_argument("--lambdas", default=DEFAULT_LAMBDAS, help="comma-separated grid for lambda")
-    parser.add_argument("--work-dir", default="saved/editing", help="trained states and per-user results")
+    parser.add_argument("--work-dir", default="saved/editing", help="trained states and checkpoints (large)")
+    parser.add_argument(
+        "--results-dir", default="benchmarks/results/editing", help="per-seed results and run.json (small, committed)"
+    )
     parser.add_argument("--out", default="benchmarks/results/editing.md")
     parser.add_argument("--config-json", default="{}", help="extra P5Edit settings as a JSON object")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run every seed not yet marked complete, then rebuild the report from the results files."""
     from recbole_llm.editing.report import write_report
 
     args = parse_args(argv)
     lambdas = [float(x) for x in args.lambdas.split(",")]
     start = time.perf_counter()
+    logging_ready = False
     for seed in range(2020, 2020 + args.seeds):
+        results = stored_results(args, seed)
+        if results.get("complete"):  # skipped before any data, model or state is touched
+            print(f"{args.dataset} seed {seed} done: lambda* = {results['lambda']} (stored)", flush=True)
+            continue
         run = SeedRun(args, seed)
-        if seed == 2020:
+        if not logging_ready:
             init_logger(run.config)
             logging.getLogger().setLevel(logging.WARNING)
+            logging_ready = True
         run.run(lambdas)
         print(f"{args.dataset} seed {seed} done: lambda* = {run.results['lambda']}", flush=True)
-    summary = {**vars(args), "minutes": (time.perf_counter() - start) / 60}
-    (Path(args.work_dir) / args.dataset / "run.json").write_text(json.dumps(summary))
-    write_report(Path(args.work_dir), Path(args.out))
+    summary = {**vars(args), "minutes": (time.perf_counter() - start) / 60}  # this invocation's minutes
+    run_file = Path(args.results_dir) / args.dataset / "run.json"
+    run_file.parent.mkdir(parents=True, exist_ok=True)
+    run_file.write_text(json.dumps(summary))
+    write_report(Path(args.results_dir), Path(args.out))
     print(f"wrote {args.out}")
     return 0
 

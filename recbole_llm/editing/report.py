@@ -1,5 +1,8 @@
 """``benchmarks/results/editing.md`` from the experiment's per-seed result files.
 
+Reads only the small committed files under ``--results-dir`` (``<dataset>/run.json``, ``<dataset>/seed<k>.json``),
+never the trained states, so the report can be rebuilt on a machine that never trained.
+
 Means and standard deviations over seeds of Hit/NDCG@5/10 per arm and prompt, the change against the
 rec-only arm, a paired Wilcoxon signed-rank test of per-user NDCG@10 against rec-only (users of all
 seeds pooled), the lambda chosen per seed, and the poster's and OpenP5's published figures beside ours.
@@ -26,10 +29,11 @@ REFERENCE = """| source | dataset, prompt | hit@5 | hit@10 | ndcg@5 | ndcg@10 |
 """
 
 
-def load_seeds(work_dir: Path, dataset: str) -> dict[int, dict]:
+def load_seeds(results_dir: Path, dataset: str) -> dict[int, dict]:
+    """Every stored seed of ``dataset`` (``<results_dir>/<dataset>/seed<k>.json``, finished or not) by seed."""
     seeds = {}
-    for path in sorted((work_dir / dataset).glob("seed*/results.json")):
-        seeds[int(path.parent.name[4:])] = json.loads(path.read_text())
+    for path in sorted((results_dir / dataset).glob("seed*.json")):
+        seeds[int(path.stem[4:])] = json.loads(path.read_text())
     return seeds
 
 
@@ -115,8 +119,11 @@ def _dataset_section(dataset: str, run: dict, seeds: dict[int, dict]) -> list[st
     return lines + [""]
 
 
-def write_report(work_dir: Path, out: Path) -> None:
-    """Write the markdown report for every dataset run into ``work_dir`` (``<dataset>/run.json``)."""
+def write_report(results_dir: Path, out: Path) -> None:
+    """Write the markdown report for every dataset with a ``<results_dir>/<dataset>/run.json``.
+
+    Every dataset ever run is reported, not only the last invocation's, since the results files are committed.
+    """
     lines = [
         "# Editing P5Edit by task arithmetic (issue #17)",
         "",
@@ -126,9 +133,9 @@ def write_report(work_dir: Path, out: Path) -> None:
         "next-item and arithmetic prompts mixed 1:1. Every vector is taken from the same saved theta_0 per seed.",
         "",
     ]
-    for run_file in sorted(work_dir.glob("*/run.json")):
+    for run_file in sorted(results_dir.glob("*/run.json")):
         run = json.loads(run_file.read_text())
-        lines += _dataset_section(run_file.parent.name, run, load_seeds(work_dir, run_file.parent.name))
+        lines += _dataset_section(run_file.parent.name, run, load_seeds(results_dir, run_file.parent.name))
     lines += ["## Published figures", "", REFERENCE]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
