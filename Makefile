@@ -22,7 +22,7 @@ demo: install
 	@if $(PY) -c "import json,sys; e=[json.loads(l) for l in open('benchmarks/results/p4r.jsonl')]; \
 		sys.exit(not {'LightGCN','P4R'} <= {x['model'] for x in e if x.get('kind')=='trials' and x.get('dataset')=='ml-100k'})" 2>/dev/null; then \
 		$(PY) run_recbole_llm.py --benchmark=benchmarks/suites/p4r.yaml --datasets=ml-100k --models=LightGCN,P4R \
-			--seeds=1 --tuned_from=benchmarks/results/p4r.jsonl --output=demo_results && \
+			--seeds=1 --jobs=2 --tuned_from=benchmarks/results/p4r.jsonl --output=demo_results && \
 		echo "Full tables (5 seeds, every baseline tuned): benchmarks/results/p4r.md; all suites: benchmarks/README.md"; \
 	else \
 		echo "The p4r suite has no stored ml-100k tunings of LightGCN and P4R yet (benchmarks/results/p4r.jsonl): LightGCN and P4R with their yaml defaults, to early stopping."; \

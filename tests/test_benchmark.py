@@ -375,6 +375,38 @@ def test_bad_suite_is_one_clear_error(tmp_path, change, message):
         load_suite(path)
 
 
+def test_final_runs_side_by_side_store_the_same_runs_as_one_at_a_time(tiny_suite, tmp_path):
+    """``--jobs=2`` (the demo's final stage on 2 cores): both models' seeds run two at a time from the stored
+    tunings, each stored once under the key the one-at-a-time suite gave it, marked as run beside another."""
+    stored: list[dict] = []
+    with chdir(tmp_path):
+        report = run_suite(
+            load_suite(TINY),
+            tmp_path / "out",
+            tmp_path / "work",
+            "test",
+            stored.append,
+            tuned_from=tiny_suite.output / "tiny.jsonl",
+            jobs=2,
+        )
+    one_at_a_time = {(e["model"], e["seed"]): e["key"] for e in _stored(tiny_suite.output) if e["kind"] == "run"}
+    assert sorted((e["model"], e["seed"]) for e in stored) == sorted(one_at_a_time)
+    assert all(e["key"] == one_at_a_time[(e["model"], e["seed"])] for e in stored)
+    assert all(e["status"] == "ok" and e["concurrent_jobs"] == 2 and e["threads"] >= 1 for e in stored)
+    assert "runs 2 at a time" in report.read_text()
+
+
+@pytest.mark.parametrize("jobs", ["0", "two"])
+def test_jobs_flag_must_be_a_positive_whole_number(tmp_path, capsys, jobs):
+    import argparse
+
+    import recbole_llm.benchmark as benchmark
+
+    args = argparse.Namespace(benchmark=str(TINY), output=str(tmp_path))
+    assert benchmark.run_from_cli(args, [f"--jobs={jobs}"]) == 2
+    assert f"--jobs must be a whole number of at least 1, got '{jobs}'" in capsys.readouterr().err
+
+
 def test_restricted_rerun_reports_the_whole_suite_from_the_store(tiny_suite, tmp_path):
     """A command restricted to one model (``--models=BPR``) runs nothing already stored and still reports every
     stored result of the suite, so it does not overwrite the report with its own rows only."""

@@ -63,21 +63,47 @@ def _advance(bar, label: str, skipped: bool) -> None:
 
 
 def _run_stages(ws: Workspace, bar) -> tuple[list[dict], list[dict], list[dict]]:
-    """Stages (a) and (b) for every dataset and model; returns (trial sets, stored runs, failed runs)."""
+    """Stages (a) and (b) for every dataset and model; returns (trial sets, stored runs, failed runs).
+
+    One job at a time (``ws.jobs == 1``): each model is tuned, then its seeds run. With ``ws.jobs > 1`` a
+    dataset's models are all tuned first (one search at a time), then its final runs go ``ws.jobs`` at once.
+    """
     trial_sets, runs, failed = [], [], []
     for dataset in ws.suite.datasets:
-        for model in ws.suite.models_on(dataset):
-            bar.set_postfix_str(f"tuning {model.name} on {dataset.name}")
-            known = len(ws.store.entries())
-            trial_sets.append(tune_model(ws, dataset, model))
-            _advance(bar, f"tuned {model.name}", skipped=len(ws.store.entries()) == known)
-            for seed in ws.suite.seeds:
-                bar.set_postfix_str(f"{model.name} seed {seed} on {dataset.name}")
+        models = ws.suite.models_on(dataset)
+        for group in [[m] for m in models] if ws.jobs == 1 else [models]:
+            tuned = []
+            for model in group:
+                bar.set_postfix_str(f"tuning {model.name} on {dataset.name}")
                 known = len(ws.store.entries())
-                _, entry = final_run(ws, dataset, model, trial_sets[-1]["best_params"], seed)
+                tuned.append((model, tune_model(ws, dataset, model)))
+                _advance(bar, f"tuned {model.name}", skipped=len(ws.store.entries()) == known)
+            trial_sets += [trial_set for _, trial_set in tuned]
+            for entry in _final_stage(ws, dataset, tuned, bar):
                 (runs if entry.get("status") == "ok" else failed).append(entry)
-                _advance(bar, f"{model.name} seed {seed}", skipped=len(ws.store.entries()) == known and entry in runs)
     return trial_sets, runs, failed
+
+
+def _final_stage(ws: Workspace, dataset, tuned: list[tuple[Any, dict]], bar) -> list[dict[str, Any]]:
+    """Every seed of every (model, trial set) in ``tuned``, ``ws.jobs`` runs at a time (threads that each
+    wait on a run's own process); entries in the suite's order, whatever order they finish in."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(model, trial_set, seed: int) -> dict[str, Any]:
+        known = {e["key"] for e in ws.store.entries()}
+        key, entry = final_run(ws, dataset, model, trial_set["best_params"], seed)
+        with ws.lock:
+            _advance(bar, f"{model.name} seed {seed}", skipped=key in known)
+        return entry
+
+    tasks = [(model, trial_set, seed) for model, trial_set in tuned for seed in ws.suite.seeds]
+    if ws.jobs == 1:  # in this thread: Ctrl-C and errors stop the suite at once
+        return [one(*task) for task in tasks]
+    pool = ThreadPoolExecutor(max_workers=ws.jobs, thread_name_prefix="final-run")
+    try:
+        return list(pool.map(lambda task: one(*task), tasks))
+    finally:  # after Ctrl-C or an error, start nothing more (the runs under way end with their processes)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_suite(
@@ -88,6 +114,7 @@ def run_suite(
     on_stored: Callable[[dict[str, Any]], None] | None = None,
     tuned_from: str | Path | None = None,
     report_suite: Suite | None = None,
+    jobs: int = 1,
 ) -> Path:
     """Run (or resume) a suite and write its report; returns the path of ``<suite>.md``.
 
@@ -97,7 +124,11 @@ def run_suite(
     the final stage runs then (the demo: committed tunings, fresh final runs in another folder).
     ``report_suite``: the whole suite when ``suite`` is restricted to some of its models, datasets or seeds:
     the report then shows every result of it in the store, the ones stored by earlier commands too.
+    ``jobs``: final runs side by side, each with ``cores // jobs`` torch threads (their s/epoch, stored with
+    ``concurrent_jobs``, is then not the one-at-a-time figure); tuning always runs one search at a time.
     """
+    if jobs < 1:
+        raise SuiteError(f"--jobs must be at least 1, got {jobs}")
     output_dir = Path(output_dir)
     command = command or "python -m recbole_llm.benchmark " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     ws = Workspace(
@@ -107,6 +138,7 @@ def run_suite(
         command,
         on_stored,
         tuned_only=tuned_from is not None,
+        jobs=jobs,
     )
     if tuned_from is not None:
         for entry in ResultStore(tuned_from).entries("trials"):
@@ -162,7 +194,8 @@ def run_from_cli(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     """Entry of ``--benchmark=<suite.yaml>``: uses ``args.benchmark`` and ``args.output`` (None: benchmarks/results).
 
     ``--models=A,B``, ``--datasets=D`` and ``--seeds=N`` (the first N seeds) restrict the suite;
-    ``--tuned_from=<store.jsonl>`` runs only the final stage from that store's tuned configurations.
+    ``--tuned_from=<store.jsonl>`` runs only the final stage from that store's tuned configurations;
+    ``--jobs=N`` runs N final runs side by side (the demo: 2 on 2 cores, one torch thread each).
     """
     command = "python run_recbole_llm.py " + " ".join(
         shlex.quote(a)
@@ -177,7 +210,8 @@ def run_from_cli(args: argparse.Namespace, overrides: Sequence[str]) -> int:
         suite = restrict(whole, selection["models"], selection["datasets"], selection["seeds"])
         output, tuned_from = args.output or DEFAULT_OUTPUT, selection["tuned_from"]
         whole = None if tuned_from else whole  # a final stage run elsewhere (the demo) reports its own runs only
-        report = run_suite(suite, output, command=command, tuned_from=tuned_from, report_suite=whole)
+        jobs = _positive_int(selection["jobs"] or "1", "jobs")
+        report = run_suite(suite, output, command=command, tuned_from=tuned_from, report_suite=whole, jobs=jobs)
     except (SuiteError, BenchmarkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, SuiteError) else 1
@@ -185,11 +219,21 @@ def run_from_cli(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     return 0
 
 
-_SELECTION = ("models", "datasets", "seeds", "tuned_from")
+_SELECTION = ("models", "datasets", "seeds", "tuned_from", "jobs")
+
+
+def _positive_int(text: str, flag: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SuiteError(f"--{flag} must be a whole number of at least 1, got '{text}'")
+    return value
 
 
 def _selection_flags(flags: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
-    """Pull ``--models=A,B --datasets=D --seeds=N --tuned_from=STORE`` out of the run settings."""
+    """Pull ``--models=A,B --datasets=D --seeds=N --tuned_from=STORE --jobs=N`` out of the run settings."""
     selection: dict[str, Any] = dict.fromkeys(_SELECTION)
     rest = []
     for flag in flags:

@@ -326,6 +326,19 @@ def _settings(values: dict[str, Any]) -> str:
     return ", ".join(f"`{k}: {v}`" for k, v in values.items()) or "none"
 
 
+def _schedule(entries: list[dict[str, Any]]) -> str:
+    """How the final runs shared the machine: their s/epoch means one-at-a-time speed only when run alone."""
+    side_by_side = sorted({e["concurrent_jobs"] for e in entries if e.get("concurrent_jobs", 1) > 1})
+    if not side_by_side:
+        return "training runs one at a time, each in its own process"
+    threads = sorted({e.get("threads") for e in entries if e.get("concurrent_jobs", 1) > 1} - {None})
+    return (
+        f"final runs {' or '.join(map(str, side_by_side))} at a time, each in its own process with "
+        f"{' or '.join(map(str, threads))} torch thread(s) (`--jobs`): their s/epoch is not the one-at-a-time "
+        "figure; tuning one search at a time"
+    )
+
+
 def header_lines(
     suite: Suite,
     command: str,
@@ -338,7 +351,7 @@ def header_lines(
         f"# Benchmark suite `{suite.name}`",
         "",
         f"- Command: `{command}`",
-        f"- Machine: {machine_description()}; training runs one at a time, each in its own process.",
+        f"- Machine: {machine_description()}; {_schedule(entries)}.",
         f"- Protocol: {_settings(protocol)}; shared settings: {_settings(suite.protocol.get('config', {}))}.",
         (
             f"- Tuning: {suite.trials} Ray Tune trials per model on the validation split "
@@ -348,7 +361,7 @@ def header_lines(
             f"{suite.min_epochs}, cap {suite.epoch_cap}); test metrics of the best-validation checkpoint."
         ),
         (
-            f"- Time (wall, one job at a time): tuning {sum(t.get('seconds', 0) for t in trial_sets) / 60:.1f} min, "
+            f"- Time (wall): tuning {sum(t.get('seconds', 0) for t in trial_sets) / 60:.1f} min, "
             f"final runs {sum(e.get('wall_s') or 0 for e in entries) / 60:.1f} min."
         ),
         (

@@ -11,7 +11,9 @@ folder ``<work_dir>/tune/<dataset>/<model>/<key>`` holds only logs and the last 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -41,18 +43,40 @@ class Workspace:
     on_stored: Callable[[dict[str, Any]], None] | None = None
     #: final stage only: a model without a stored trial set is an error, never a new search
     tuned_only: bool = False
+    #: final runs side by side (each with its share of the cores); tuning always runs one search at a time
+    jobs: int = 1
+    #: held while storing and while the progress bar moves (final runs side by side finish in their own threads)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
 
     def fixed_config_file(self, dataset: DatasetEntry, model: ModelEntry) -> str:
         """The suite's fixed settings for (dataset, model), written as a yaml config file."""
         path = self.work_dir / "configs" / f"{slug(dataset.name)}-{slug(model.name)}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.suite.run_config(dataset, model), sort_keys=True), encoding="utf-8")
+        text = yaml.safe_dump(self.suite.run_config(dataset, model), sort_keys=True)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            # written beside and renamed into place: a run side by side may be reading the same file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+            partial.write_text(text, encoding="utf-8")
+            partial.replace(path)
         return str(path)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles the workspace with a search's ledger; a lock does not pickle (each copy gets its own)."""
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, lock=threading.Lock())
+
     def stored(self, entry: dict[str, Any]) -> None:
-        self.store.add(entry)
-        if self.on_stored is not None:
-            self.on_stored(entry)
+        """Store ``entry``; one writer at a time, since final runs side by side finish in their own threads."""
+        with self.lock:
+            self.store.add(entry)
+            if self.on_stored is not None:
+                self.on_stored(entry)
+
+    def threads_per_run(self) -> int | None:
+        """torch threads of each final run: None (torch's default) alone, else the cores shared out."""
+        return None if self.jobs == 1 else max(1, (os.cpu_count() or 1) // self.jobs)
 
 
 def slug(name: str) -> str:
@@ -272,6 +296,7 @@ def final_run(
         seed,
         label=model.name,
         config_file_list=(config_file,),
+        threads=ws.threads_per_run(),
     )
     record = run_job(job, extra_result=oie_history)  # AAE/SA history for sequential models (else nothing)
     if record["status"] != "ok":
@@ -286,5 +311,7 @@ def final_run(
         "saved_model_file": portable_path(record.get("saved_model_file")),
         "dataset": dataset.name,
     }
+    if ws.jobs > 1:  # its s/epoch was measured beside other runs
+        entry.update(concurrent_jobs=ws.jobs, threads=ws.threads_per_run())
     ws.stored(entry)
     return key, entry

@@ -40,6 +40,8 @@ class Job:
     cmd_args: tuple[str, ...] = ()
     trainer_mixins: tuple[type, ...] = ()
     timeout_s: float | None = None
+    #: torch threads of the run's process (None: torch's default, every core); for runs side by side
+    threads: int | None = None
 
     @property
     def name(self) -> str:
@@ -53,8 +55,8 @@ class Job:
         """A short hash of what decides the run's result, so a resumed comparison knows it finished.
 
         The settings and the model's code version (its source file's hash, as in the suites' store): a run
-        stored before the model's code changed is run again. Timeouts and trainer mixins are left out: they
-        change how a run is watched, not its settings.
+        stored before the model's code changed is run again. Timeouts, thread counts and trainer mixins are
+        left out: they change how a run is watched or scheduled, not its settings.
         """
         settings = [self.dataset, self.overrides(), self.config_file_list, list(self.cmd_args)]
         spec = [self.name, self.model, _code_version(self.model), *settings]
@@ -81,6 +83,11 @@ def train_and_evaluate(job: Job) -> dict[str, Any]:
     """
     import recbole_llm  # noqa: F401  (compatibility layer in the fresh process)
     from recbole_llm.quick_start import run_recbole_llm
+
+    if job.threads is not None:
+        import torch
+
+        torch.set_num_threads(job.threads)
 
     history: list[tuple[int, float]] = []
     kwargs: dict[str, Any] = {"callback_fn": lambda epoch, score: history.append((int(epoch), float(score)))}
