@@ -287,15 +287,17 @@ def test_experiment_resumes_from_committed_results(tmp_path, monkeypatch, capsys
         assert all(f"| {arm} | {prompt} |" in report for arm in ARMS for prompt in ("seen", "unseen"))
         done = json.loads(seed_file.read_text())
         assert done["complete"] is True and (tmp_path / "results" / FIXTURE / "run.json").is_file()
+        assert all(0 < done[f"{arm}/test/seen:0"]["distinct_lists"] <= 1 for arm in ARMS)
+        assert "| distinct top-10 lists |" in report
         assert not list((tmp_path / "work").rglob("*.json"))  # only states and checkpoints there
 
         def no_training(*_):
             raise AssertionError("trained again")
 
         evaluated = []
-        original_metrics = experiment.per_user_metrics
+        original_ranked_lists = experiment.ranked_lists
         monkeypatch.setattr(experiment, "exact_match", no_training)
-        monkeypatch.setattr(experiment, "per_user_metrics", lambda *a: evaluated.append(1) or original_metrics(*a))
+        monkeypatch.setattr(experiment, "ranked_lists", lambda *a: evaluated.append(1) or original_ranked_lists(*a))
         monkeypatch.setattr(experiment.SeedRun, "train_rec", no_training)
         monkeypatch.setattr(experiment.SeedRun, "train_arith", no_training)
         killed = {key: value for key, value in done.items() if key not in ("complete", "joint/test/unseen:0")}
@@ -310,17 +312,10 @@ def test_experiment_resumes_from_committed_results(tmp_path, monkeypatch, capsys
     assert f"{FIXTURE} seed 2020 done: lambda* = {done['lambda']} (stored)" in capsys.readouterr().out
 
 
-def test_stored_results_prefer_results_dir_then_the_old_layout(tmp_path):
-    """A seed started before ``--results-dir`` existed resumes from ``<work-dir>/<dataset>/seed<k>/results.json``."""
-    import json
+def test_distinct_share_tells_a_prompt_blind_recommender():
+    """One list for every user (the item prior a briefly trained generator falls back on) vs all different."""
+    from recbole_llm.editing.evaluation import distinct_share
 
-    from recbole_llm.editing.experiment import parse_args, stored_results
-
-    args = parse_args([f"--work-dir={tmp_path / 'work'}", f"--results-dir={tmp_path / 'results'}", "--dataset=d"])
-    assert stored_results(args, 2020) == {}
-    (tmp_path / "work" / "d" / "seed2020").mkdir(parents=True)
-    (tmp_path / "work" / "d" / "seed2020" / "results.json").write_text(json.dumps({"lambda": 0.5}))
-    assert stored_results(args, 2020) == {"lambda": 0.5}
-    (tmp_path / "results" / "d").mkdir(parents=True)
-    (tmp_path / "results" / "d" / "seed2020.json").write_text(json.dumps({"lambda": 0.1, "complete": True}))
-    assert stored_results(args, 2020) == {"lambda": 0.1, "complete": True}
+    same = np.array([[3, 1, 2], [1, 2, 3], [2, 3, 1], [3, 2, 1]])
+    assert distinct_share(same) == 0.25
+    assert distinct_share(np.array([[1, 2], [2, 3], [3, 4]])) == 1.0

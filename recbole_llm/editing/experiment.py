@@ -32,7 +32,7 @@ from recbole.utils import init_logger, init_seed
 from recbole_llm.config import Config
 from recbole_llm.data import create_dataset, data_preparation
 from recbole_llm.editing.arithmetic import exact_match
-from recbole_llm.editing.evaluation import per_user_metrics
+from recbole_llm.editing.evaluation import distinct_share, ranked_lists
 from recbole_llm.editing.task_vector import TaskVector, load_state, save_state
 from recbole_llm.editing.trainer import PrefixBudgetMixin, budget_train_data
 
@@ -72,15 +72,9 @@ def results_file(args: argparse.Namespace, seed: int) -> Path:
 
 
 def stored_results(args: argparse.Namespace, seed: int) -> dict:
-    """One seed's stored evaluations ({} when none), read without building data or model.
-
-    Falls back to the layout before ``--results-dir`` (``<work-dir>/<dataset>/seed<k>/results.json``) so a run
-    started with it resumes instead of recomputing; new results are only written to ``results_file``.
-    """
-    for path in (results_file(args, seed), Path(args.work_dir) / args.dataset / f"seed{seed}" / "results.json"):
-        if path.is_file():
-            return json.loads(path.read_text())
-    return {}
+    """One seed's stored evaluations ({} when none), read without building data or model."""
+    path = results_file(args, seed)
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 class SeedRun:
@@ -152,8 +146,9 @@ class SeedRun:
             self.model.load_state_dict(state)
             self.model.set_test_prompt(prompt)
             data = self.valid_data if split == "valid" else self.test_data
-            metrics = per_user_metrics(self.model, data, self.config)
-            self._record(key, {name: values.tolist() for name, values in metrics.items()})
+            metrics, top = ranked_lists(self.model, data, self.config)
+            stored = {name: values.tolist() for name, values in metrics.items()}
+            self._record(key, {**stored, "distinct_lists": distinct_share(top)})
         return self.results[key]
 
     def run(self, lambdas: list[float]) -> None:

@@ -49,8 +49,15 @@ def _arm_rows(seeds: dict[int, dict], prompt: str) -> list[str]:
             values = [np.mean(r[key][metric]) for r in seeds.values()]
             change = f" ({100 * (np.mean(values) / base[metric] - 1):+.1f}%)" if arm != "rec" and base[metric] else ""
             cells.append(f"{np.mean(values):.4f} ± {np.std(values):.4f}{change}")
+        cells.append(_distinct(seeds, key))
         rows.append(f"| {arm} | {PROMPT_LABELS[prompt]} | " + " | ".join(cells) + f" | {_paired(seeds, arm, prompt)} |")
     return rows
+
+
+def _distinct(seeds: dict[int, dict], key: str) -> str:
+    """Mean share of users with their own top-10 set (``evaluation.distinct_share``); n/a before it was stored."""
+    shares = [r[key]["distinct_lists"] for r in seeds.values() if "distinct_lists" in r[key]]
+    return f"{np.mean(shares):.3f}" if len(shares) == len(seeds) else "n/a"
 
 
 def _paired(seeds: dict[int, dict], arm: str, prompt: str) -> str:
@@ -110,8 +117,11 @@ def _dataset_section(dataset: str, run: dict, seeds: dict[int, dict]) -> list[st
         "Test, mean ± std over seeds; change vs rec-only; p: paired Wilcoxon signed-rank on per-user NDCG@10 vs rec "
         "(users of all seeds pooled).",
         "",
-        "| arm | prompt | hit@5 | hit@10 | ndcg@5 | ndcg@10 | p vs rec |",
-        "|---|---|---|---|---|---|---|",
+        "distinct top-10 lists: the share of test users whose top-10 item set is their own (1 = all differ; "
+        "1/users = one list for everybody, i.e. the model ignores its prompt and ranks by an item prior).",
+        "",
+        "| arm | prompt | hit@5 | hit@10 | ndcg@5 | ndcg@10 | distinct top-10 lists | p vs rec |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for prompt in PROMPT_LABELS:
         if seeds and all(f"rec/test/{prompt}" in r for r in seeds.values()):
