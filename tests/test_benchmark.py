@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from recbole_llm.benchmark import BenchmarkError, MinEpochsMixin, SuiteError, load_suite, restrict, run_suite
+from recbole_llm.benchmark.stages import Workspace
 from recbole_llm.benchmark.store import ResultStore
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -466,7 +467,7 @@ def test_a_model_runs_only_on_the_datasets_it_names(tmp_path, monkeypatch):
     monkeypatch.setattr(benchmark, "final_run", final)
     bar = benchmark._progress(suite)
     assert bar.total == 3 * (1 + 2)
-    benchmark._run_stages(SimpleNamespace(suite=suite, store=ResultStore(tmp_path / "s.jsonl")), bar)
+    benchmark._run_stages(Workspace(suite, ResultStore(tmp_path / "s.jsonl"), tmp_path, "test"), bar)
     expected = [("amazon-gift-cards", "BPR"), ("ml-100k", "BPR"), ("ml-100k", "LightGCN")]
     assert sorted({(d, m) for d, m, _ in ran}) == expected and len(ran) == 3 * (1 + 2)
     raw["models"][0]["datasets"] = ["ml-1m"]
