@@ -275,11 +275,7 @@ def test_experiment_resumes_from_committed_results(tmp_path, monkeypatch, capsys
     from recbole_llm.editing import experiment
     from recbole_llm.editing.report import ARMS
 
-    extra = {key: FAST[key] for key in ("sample_num", "learning_rate", "eval_batch_size", "state", "reproducibility")}
-    extra.update(raw_data_path=str(MINI_RAW), data_path=str(tmp_path / "data"), train_batch_size=64)  # fewer steps
-    argv = [f"--dataset={FIXTURE}", "--backbone=random-t5", "--epochs=1", "--seeds=1", "--lambdas=0,1"]
-    argv += ["--beam-size=10", "--max-his=1", "--prefixes-per-user=0", f"--config-json={json.dumps(extra)}"]
-    argv += [f"--work-dir={tmp_path / 'work'}", f"--results-dir={tmp_path / 'results'}", f"--out={tmp_path / 'r.md'}"]
+    argv = [*_tiny_experiment_argv(tmp_path), f"--out={tmp_path / 'r.md'}"]
     seed_file = tmp_path / "results" / FIXTURE / "seed2020.json"
     with chdir(tmp_path), single_thread():
         assert experiment.main(argv) == 0
@@ -319,3 +315,59 @@ def test_distinct_share_tells_a_prompt_blind_recommender():
     same = np.array([[3, 1, 2], [1, 2, 3], [2, 3, 1], [3, 2, 1]])
     assert distinct_share(same) == 0.25
     assert distinct_share(np.array([[1, 2], [2, 3], [3, 4]])) == 1.0
+
+
+def _tiny_experiment_argv(tmp_path) -> list[str]:
+    """The experiment's flags for the mini Last.fm file with random-t5: seconds, not hours."""
+    import json
+
+    extra = {key: FAST[key] for key in ("sample_num", "learning_rate", "eval_batch_size", "state", "reproducibility")}
+    extra.update(raw_data_path=str(MINI_RAW), data_path=str(tmp_path / "data"), train_batch_size=64)
+    argv = [f"--dataset={FIXTURE}", "--backbone=random-t5", "--epochs=1", "--seeds=1", "--lambdas=0,1"]
+    argv += ["--beam-size=10", "--max-his=1", "--prefixes-per-user=0", f"--config-json={json.dumps(extra)}"]
+    return argv + [f"--work-dir={tmp_path / 'work'}", f"--results-dir={tmp_path / 'results'}"]
+
+
+def test_results_of_other_settings_are_refused_not_reused(tmp_path):
+    """A seed stored with --epochs=1 is neither skipped nor resumed by a run asking --epochs=2 (one clear error)."""
+    import json
+
+    from recbole_llm.editing import experiment
+
+    argv = _tiny_experiment_argv(tmp_path)
+    stored = experiment.parse_args(argv)
+    seed_file = experiment.results_file(stored, 2020)
+    seed_file.parent.mkdir(parents=True)
+    seed_file.write_text(json.dumps({"settings": experiment.settings(stored), "complete": True, "lambda": 0.0}))
+    assert experiment.stored_results(stored, 2020)["complete"] is True
+    other = experiment.parse_args([*argv, "--epochs=2"])
+    assert experiment.settings_key(other) != experiment.settings_key(stored)  # states in another folder too
+    with pytest.raises(experiment.SettingsMismatch, match=r"epochs differ.*another --results-dir"):
+        experiment.main([*argv, "--epochs=2", f"--out={tmp_path / 'r.md'}"])
+    seed_file.write_text(json.dumps({"complete": True, "lambda": 0.0}))  # made before settings were stored
+    with pytest.raises(experiment.SettingsMismatch):
+        experiment.stored_results(stored, 2020)
+
+
+def test_probe_scores_the_rec_arm_on_validation_only(tmp_path, monkeypatch):
+    """The probe trains rec alone, stores validation figures only, lists them, and reads them back on a rerun."""
+    import json
+
+    from recbole_llm.editing import experiment, probe
+
+    argv = _tiny_experiment_argv(tmp_path)
+    with chdir(tmp_path), single_thread():
+        assert probe.main(argv) == 0
+        table = (tmp_path / "results" / FIXTURE / "probes.md").read_text()
+        (seed_file,) = (tmp_path / "results" / "probes").glob(f"*/{FIXTURE}/seed2020.json")
+        results = json.loads(seed_file.read_text())
+        assert "rec/valid/seen:0" in results and not any("/test/" in key for key in results)
+        assert 0 < results["rec/valid/seen:0"]["distinct_lists"] <= 1
+        assert table.count("\n| 1 | all | 1 |") == 1
+
+        def no_training(*_):
+            raise AssertionError("trained again")
+
+        monkeypatch.setattr(experiment.SeedRun, "train_rec", no_training)
+        assert probe.main(argv) == 0
+    assert json.loads(seed_file.read_text()) == results

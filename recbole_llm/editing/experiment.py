@@ -18,6 +18,7 @@ building its data or model: a finished seed is never recomputed. The report (``-
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import time
@@ -42,6 +43,21 @@ if TYPE_CHECKING:
 DEFAULT_LAMBDAS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
 PROMPTS = ("seen:0", "unseen:0")
 ARITH_HELD_OUT = 200  # arithmetic questions scored per arm (exact match)
+RESULT_SHAPING_FLAGS = ("dataset", "epochs", "max_his", "prefixes_per_user", "beam_size", "backbone", "lambdas")
+
+
+class SettingsMismatch(SystemExit):
+    """Stored results were made with other flags: reusing them would report one budget under another's name."""
+
+
+def settings(args: argparse.Namespace) -> dict:
+    """The flags that shape a seed's results (not where files go, nor the device), stored with them."""
+    return {**{flag: getattr(args, flag) for flag in RESULT_SHAPING_FLAGS}, "config": json.loads(args.config_json)}
+
+
+def settings_key(args: argparse.Namespace) -> str:
+    """A short hash of :func:`settings`: trained states of other settings live in other folders."""
+    return hashlib.sha1(json.dumps(settings(args), sort_keys=True).encode()).hexdigest()[:10]
 
 
 class EditingTrainer(PrefixBudgetMixin, Trainer):
@@ -72,9 +88,20 @@ def results_file(args: argparse.Namespace, seed: int) -> Path:
 
 
 def stored_results(args: argparse.Namespace, seed: int) -> dict:
-    """One seed's stored evaluations ({} when none), read without building data or model."""
+    """One seed's stored evaluations ({} when none), read without building data or model.
+
+    Raises :class:`SettingsMismatch` when they were made with other flags (``--epochs``, ``--config-json`` ...):
+    skipping a finished seed, or resuming a half-done one, must never mix two budgets.
+    """
     path = results_file(args, seed)
-    return json.loads(path.read_text()) if path.is_file() else {}
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    if results and results.get("settings") != settings(args):
+        differ = sorted(k for k in settings(args) if results.get("settings", {}).get(k) != settings(args)[k])
+        raise SettingsMismatch(
+            f"{path} was made with other settings ({', '.join(differ)} differ: stored "
+            f"{ {k: results.get('settings', {}).get(k) for k in differ} }); pass another --results-dir or remove it"
+        )
+    return results
 
 
 class SeedRun:
@@ -90,12 +117,14 @@ class SeedRun:
 
         init_seed(seed, True)
         self.model = P5Edit(self.config, self.train_data._dataset).to(self.config["device"])
-        self.folder = Path(args.work_dir) / args.dataset / f"seed{seed}"
+        self.folder = Path(args.work_dir) / args.dataset / settings_key(args) / f"seed{seed}"
         self.results_file = results_file(args, seed)
         self.results = stored_results(args, seed)
-        self.theta0 = self._state("theta0", lambda: None)  # saved once: every task vector starts here
+        if not self.results:
+            self._record("settings", settings(args))
+        self.theta0 = self.state("theta0", lambda: None)  # saved once: every task vector starts here
 
-    def _state(self, name: str, train) -> dict[str, torch.Tensor]:
+    def state(self, name: str, train) -> dict[str, torch.Tensor]:
         """The saved state ``name``, or train it (``train()``, from theta_0) and save it first."""
         path = self.folder / f"{name}.pt"
         if not path.is_file():
@@ -153,9 +182,9 @@ class SeedRun:
 
     def run(self, lambdas: list[float]) -> None:
         """Every arm of this seed (skipping what is already on disk), then the mark that lets ``main`` skip it."""
-        rec = self._state("rec", self.train_rec)
-        tau = TaskVector.between(self.theta0, self._state("arith", self.train_arith))
-        joint = self._state("joint", lambda: self.train_rec(arith_mix=1.0))
+        rec = self.state("rec", self.train_rec)
+        tau = TaskVector.between(self.theta0, self.state("arith", self.train_arith))
+        joint = self.state("joint", lambda: self.train_rec(arith_mix=1.0))
         grid = {
             lam: np.mean(self.evaluate(f"edit@{lam:g}", tau.apply_to(rec, lam), "valid", "seen:0")["ndcg@10"])
             for lam in lambdas
