@@ -363,7 +363,7 @@ def test_probe_scores_the_rec_arm_on_validation_only(tmp_path, monkeypatch):
         results = json.loads(seed_file.read_text())
         assert "rec/valid/seen:0" in results and not any("/test/" in key for key in results)
         assert 0 < results["rec/valid/seen:0"]["distinct_lists"] <= 1
-        assert table.count("\n| 1 | all | 1 |") == 1
+        assert table.count("\n| random-t5 | 1 | all | 1 |") == 1
 
         def no_training(*_):
             raise AssertionError("trained again")

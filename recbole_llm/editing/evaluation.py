@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from recbole.evaluator.metrics import NDCG, Hit
+from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     from recbole.config import Config
@@ -35,7 +36,8 @@ def ranked_lists(
     model.eval()
     topk = list(config["topk"])
     positions, lengths, tops = [], [], []
-    for interaction, history_index, positive_u, positive_i in eval_data:
+    batches = tqdm(eval_data, desc="beam search", unit="batch", disable=not config["show_progress"])
+    for interaction, history_index, positive_u, positive_i in batches:
         scores = model.full_sort_predict(interaction.to(model.device)).view(len(interaction), -1)
         scores[:, 0] = -np.inf
         if history_index is not None:

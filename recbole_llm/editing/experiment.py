@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from recbole.trainer import Trainer
 from recbole.utils import init_logger, init_seed
+from tqdm.auto import tqdm
 
 from recbole_llm.config import Config
 from recbole_llm.data import create_dataset, data_preparation
@@ -74,7 +75,6 @@ def build_config(args: argparse.Namespace, seed: int) -> Config:
         "train_prefixes_per_user": args.prefixes_per_user or None,
         "backbone": args.backbone,
         "use_gpu": args.device.startswith("cuda"),
-        "show_progress": False,
         "eval_step": 0,
         "checkpoint_dir": str(Path(args.work_dir) / "checkpoints"),
     }
@@ -160,7 +160,7 @@ class SeedRun:
             self.model.parameters(), lr=self.config["learning_rate"], weight_decay=self.config["weight_decay"]
         )
         self.model.train()
-        for step in range(steps):
+        for step in tqdm(range(steps), desc="arithmetic steps", disable=not self.config["show_progress"]):
             chunk = examples[step * batch : (step + 1) * batch]
             loss = self.model.lm.loss([q for q, _ in chunk], [self.model.lm.target_tokens(a) for _, a in chunk])
             optimizer.zero_grad()

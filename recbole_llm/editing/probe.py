@@ -29,7 +29,8 @@ def probe_row(results: dict) -> str:
     """One markdown row: the settings that differ from the command's defaults, and the validation figures."""
     settings, valid = results["settings"], results["rec/valid/seen:0"]
     return (
-        f"| {settings['epochs']} | {settings['prefixes_per_user'] or 'all'} | {settings['max_his']} | "
+        f"| {settings['backbone']} | {settings['epochs']} | {settings['prefixes_per_user'] or 'all'} | "
+        f"{settings['max_his']} | "
         f"{json.dumps(settings['config'], sort_keys=True)} | {np.mean(valid['ndcg@10']):.4f} | "
         f"{np.mean(valid['hit@10']):.4f} | {valid['distinct_lists']:.3f} | {results['time/rec']:.0f} |"
     )
@@ -50,8 +51,8 @@ def write_probe_table(results_dir: Path, dataset: str) -> Path:
         "Command: `python -m recbole_llm.editing.probe` with the experiment's flags. distinct: share of users "
         "with their own top-10 set (1/users = one list for all: the prompt is ignored).",
         "",
-        "| epochs | prefixes/user | history | config | NDCG@10 | Hit@10 | distinct | train s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| backbone | epochs | prefixes/user | history | config | NDCG@10 | Hit@10 | distinct | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     out.write_text("\n".join(header + rows) + "\n")
     return out
