@@ -148,7 +148,7 @@ class SeedRun:
     def train_rec(self, arith_mix: float = 0.0) -> None:
         self.model.arith_mix = arith_mix
         trainer = EditingTrainer(self.config, self.model)
-        trainer.fit(self.train_data, None, verbose=False, saved=False)
+        trainer.fit(self.train_data, None, verbose=False, saved=False, show_progress=self.config["show_progress"])
         self.model.arith_mix = 0.0
 
     def train_arith(self) -> None:
