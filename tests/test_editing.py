@@ -370,4 +370,18 @@ def test_probe_scores_the_rec_arm_on_validation_only(tmp_path, monkeypatch):
 
         monkeypatch.setattr(experiment.SeedRun, "train_rec", no_training)
         assert probe.main(argv) == 0
+        # Another results folder reuses the trained state and still reports its training seconds.
+        assert probe.main([*argv, f"--results-dir={tmp_path / 'elsewhere'}"]) == 0
+        (elsewhere,) = (tmp_path / "elsewhere" / "probes").glob(f"*/{FIXTURE}/seed2020.json")
+        assert json.loads(elsewhere.read_text())["time/rec"] == pytest.approx(results["time/rec"])
     assert json.loads(seed_file.read_text()) == results
+
+
+def test_probe_row_of_a_state_without_kept_seconds_says_na():
+    """Results whose rec state was trained before its seconds were kept still give a table row."""
+    from recbole_llm.editing import probe
+
+    settings = {"backbone": "random-t5", "epochs": 3, "prefixes_per_user": 0, "max_his": 10, "config": {}}
+    valid = {"ndcg@10": [0.0, 1.0], "hit@10": [0.0, 1.0], "distinct_lists": 0.5}
+    row = probe.probe_row({"settings": settings, "rec/valid/seen:0": valid})
+    assert row.endswith("| 0.500 | n/a |") and "| all |" in row

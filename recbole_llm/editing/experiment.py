@@ -125,16 +125,24 @@ class SeedRun:
         self.theta0 = self.state("theta0", lambda: None)  # saved once: every task vector starts here
 
     def state(self, name: str, train) -> dict[str, torch.Tensor]:
-        """The saved state ``name``, or train it (``train()``, from theta_0) and save it first."""
+        """The saved state ``name``, or train it (``train()``, from theta_0) and save it first.
+
+        Its training seconds are written beside it (``<name>.seconds``): a results file that reuses a state
+        trained for another one (a probe's rec arm, say) still reports what the state cost.
+        """
         path = self.folder / f"{name}.pt"
+        seconds_file = path.with_suffix(".seconds")
         if not path.is_file():
             if name != "theta0":
                 self.model.load_state_dict(self.theta0)
                 init_seed(self.seed, True)
                 start = time.perf_counter()
                 train()
-                self._record(f"time/{name}", time.perf_counter() - start)
+                seconds_file.parent.mkdir(parents=True, exist_ok=True)
+                seconds_file.write_text(f"{time.perf_counter() - start}\n")
             save_state(self.model.state_dict(), path)
+        if f"time/{name}" not in self.results and seconds_file.is_file():
+            self._record(f"time/{name}", float(seconds_file.read_text()))
         return load_state(path)
 
     def _record(self, key: str, value) -> None:
