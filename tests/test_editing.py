@@ -301,11 +301,30 @@ def test_experiment_resumes_from_committed_results(tmp_path, monkeypatch, capsys
         assert experiment.main(argv) == 0
         assert len(evaluated) == 1 and json.loads(seed_file.read_text()) == done  # recomputed: that key alone
         stored = seed_file.read_bytes()
+        other_weights = {**killed, "state/joint": "0" * 16}  # results computed from a joint state not on disk
+        seed_file.write_text(json.dumps(other_weights))
+        with pytest.raises(experiment.StateMismatch, match=r"joint\.pt .* not the joint state"):
+            experiment.main(argv)
+        assert json.loads(seed_file.read_text()) == other_weights  # nothing evaluated with the other weights
+        seed_file.write_bytes(stored)
         shutil.rmtree(tmp_path / "work")  # the machine is wiped: states gone, committed results kept
         monkeypatch.setattr(experiment.SeedRun, "__init__", no_training)
         assert experiment.main(argv) == 0
     assert seed_file.read_bytes() == stored
     assert f"{FIXTURE} seed 2020 done: lambda* = {done['lambda']} (stored)" in capsys.readouterr().out
+
+
+def test_state_fingerprint_tells_one_ulp_apart():
+    """Equal for a copy, different for one float changed in its last bit; bf16, bool and 0-d tensors hash too."""
+    from recbole_llm.editing.task_vector import state_fingerprint
+
+    state = {"w": torch.randn(3, 4), "n": torch.arange(3), "b": torch.tensor([True]), "s": torch.tensor(1.5)}
+    state["h"] = torch.randn(2, 2, dtype=torch.bfloat16)
+    assert state_fingerprint({k: v.clone() for k, v in state.items()}) == state_fingerprint(state)
+    nudged = {**state, "w": state["w"].clone()}
+    nudged["w"][0, 0] = torch.nextafter(nudged["w"][0, 0], torch.tensor(math.inf))
+    assert state_fingerprint(nudged) != state_fingerprint(state)
+    assert state_fingerprint({**state, "w": state["w"].reshape(4, 3)}) != state_fingerprint(state)
 
 
 def test_distinct_share_tells_a_prompt_blind_recommender():

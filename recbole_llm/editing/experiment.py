@@ -35,7 +35,7 @@ from recbole_llm.config import Config
 from recbole_llm.data import create_dataset, data_preparation
 from recbole_llm.editing.arithmetic import exact_match
 from recbole_llm.editing.evaluation import distinct_share, ranked_lists
-from recbole_llm.editing.task_vector import TaskVector, load_state, save_state
+from recbole_llm.editing.task_vector import TaskVector, load_state, save_state, state_fingerprint
 from recbole_llm.editing.trainer import PrefixBudgetMixin, budget_train_data
 
 if TYPE_CHECKING:
@@ -49,6 +49,10 @@ RESULT_SHAPING_FLAGS = ("dataset", "epochs", "max_his", "prefixes_per_user", "be
 
 class SettingsMismatch(SystemExit):
     """Stored results were made with other flags: reusing them would report one budget under another's name."""
+
+
+class StateMismatch(SystemExit):
+    """A retrained state differs from the one whose results are stored: the two must not share one table."""
 
 
 def settings(args: argparse.Namespace) -> dict:
@@ -128,7 +132,9 @@ class SeedRun:
         """The saved state ``name``, or train it (``train()``, from theta_0) and save it first.
 
         Its training seconds are written beside it (``<name>.seconds``): a results file that reuses a state
-        trained for another one (a probe's rec arm, say) still reports what the state cost.
+        trained for another one (a probe's rec arm, say) still reports what the state cost. Its fingerprint is
+        stored with the results (``state/<name>``); a state retrained after the machine lost it must match it,
+        or the run stops with :class:`StateMismatch` rather than mix evaluations of two different models.
         """
         path = self.folder / f"{name}.pt"
         seconds_file = path.with_suffix(".seconds")
@@ -143,7 +149,20 @@ class SeedRun:
             save_state(self.model.state_dict(), path)
         if f"time/{name}" not in self.results and seconds_file.is_file():
             self._record(f"time/{name}", float(seconds_file.read_text()))
-        return load_state(path)
+        state = load_state(path)
+        self._check_fingerprint(name, path, state_fingerprint(state))
+        return state
+
+    def _check_fingerprint(self, name: str, path: Path, fingerprint: str) -> None:
+        """Record the state's fingerprint, or stop if the results on file were computed from other weights."""
+        stored = self.results.get(f"state/{name}")
+        if stored is None:
+            self._record(f"state/{name}", fingerprint)
+        elif stored != fingerprint:
+            raise StateMismatch(
+                f"{path} (fingerprint {fingerprint}) is not the {name} state whose evaluations {self.results_file} "
+                f"holds ({stored}): training did not reproduce it here; restore that state or remove the results file"
+            )
 
     def _record(self, key: str, value) -> None:
         """Store one result at once (tmp + replace: a kill never leaves a torn file), so nothing is recomputed."""

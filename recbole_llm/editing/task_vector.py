@@ -16,6 +16,7 @@ so they live in one coordinate system.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -130,3 +131,17 @@ def save_state(state: StateDict, path: str | Path) -> None:
 def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict written by :func:`save_state` (weights only: no code is unpickled)."""
     return torch.load(Path(path), map_location="cpu", weights_only=True)
+
+
+def state_fingerprint(state: StateDict) -> str:
+    """A short hash of every tensor's key, dtype, shape and bytes: tells whether two trainings gave the same weights.
+
+    Results stored for a state must never be mixed with results of a retrained state that differs from it
+    (another torch version or machine can change the last bits of training).
+    """
+    digest = hashlib.sha1()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
