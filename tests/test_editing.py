@@ -314,6 +314,28 @@ def test_experiment_resumes_from_committed_results(tmp_path, monkeypatch, capsys
     assert f"{FIXTURE} seed 2020 done: lambda* = {done['lambda']} (stored)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--lambdas=0,a", "not a comma-separated list of numbers"),
+        ("--lambdas=0,nan", "not finite"),
+        ("--config-json={bad", "not valid JSON"),
+        ("--config-json=[1]", "not a JSON object"),
+        ("--seeds=0", "not a whole number >= 1"),
+        ("--epochs=-1", "not a whole number >= 1"),
+    ],
+)
+def test_bad_experiment_flags_are_one_line_errors(flag, message, capsys):
+    """A typo in a flag stops the experiment at parse time with argparse's message, before any data is built."""
+    from recbole_llm.editing import experiment
+
+    with pytest.raises(SystemExit) as stopped:
+        experiment.parse_args([flag])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+    kept = experiment.parse_args(["--lambdas=0,.5", '--config-json={"seed": 1}'])
+    assert (kept.lambdas, kept.config_json) == ("0,.5", '{"seed": 1}')  # stored as typed: settings keys unchanged
+
+
 def test_state_fingerprint_tells_one_ulp_apart():
     """Equal for a copy, different for one float changed in its last bit; bf16, bool and 0-d tensors hash too."""
     from recbole_llm.editing.task_vector import state_fingerprint

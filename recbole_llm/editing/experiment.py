@@ -238,25 +238,54 @@ class SeedRun:
         return self.results[key]
 
 
+def lambda_grid(text: str) -> str:
+    """``--lambdas`` checked when parsed (one-line error, not a traceback); kept as typed, since it is stored."""
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers, e.g. 0,0.5,1") from None
+    if not all(np.isfinite(values)):
+        raise argparse.ArgumentTypeError(f"'{text}' holds a value that is not finite")
+    return text
+
+
+def json_object(text: str) -> str:
+    """``--config-json`` checked when parsed; kept as typed (the parsed object is stored with the results)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a JSON object like '{{\"learning_rate\": 0.001}}'")
+    return text
+
+
+def positive_int(text: str) -> int:
+    """Counts (seeds, epochs) below 1 would make an empty or untrained run look finished."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 1")
+    return int(text)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="ml-100k")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 2020, 2021, ...")
+    parser.add_argument("--seeds", type=positive_int, default=3, help="seeds 2020, 2021, ...")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--max-his", type=int, default=10, help="history items per prompt (OpenP5: 20)")
+    parser.add_argument("--epochs", type=positive_int, default=3)
+    parser.add_argument("--max-his", type=positive_int, default=10, help="history items per prompt (OpenP5: 20)")
     parser.add_argument(
         "--prefixes-per-user", type=int, default=3, help="training prefixes per user and epoch; 0 = all (OpenP5)"
     )
-    parser.add_argument("--beam-size", type=int, default=20)
+    parser.add_argument("--beam-size", type=positive_int, default=20)
     parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
-    parser.add_argument("--lambdas", default=DEFAULT_LAMBDAS, help="comma-separated grid for lambda")
+    parser.add_argument("--lambdas", type=lambda_grid, default=DEFAULT_LAMBDAS, help="comma-separated grid for lambda")
     parser.add_argument("--work-dir", default="saved/editing", help="trained states and checkpoints (large)")
     parser.add_argument(
         "--results-dir", default="benchmarks/results/editing", help="per-seed results and run.json (small, committed)"
     )
     parser.add_argument("--out", default="benchmarks/results/editing.md")
-    parser.add_argument("--config-json", default="{}", help="extra P5Edit settings as a JSON object")
+    parser.add_argument("--config-json", type=json_object, default="{}", help="extra P5Edit settings as a JSON object")
     return parser.parse_args(argv)
 
 
