@@ -285,7 +285,12 @@ def test_experiment_resumes_from_committed_results(tmp_path, monkeypatch, capsys
         assert done["complete"] is True and (tmp_path / "results" / FIXTURE / "run.json").is_file()
         assert all(0 < done[f"{arm}/test/seen:0"]["distinct_lists"] <= 1 for arm in ARMS)
         assert "| distinct top-10 lists |" in report
+        assert f"--results-dir={tmp_path / 'results'} --out={tmp_path / 'r.md'}`" in report  # reruns to these files
         assert not list((tmp_path / "work").rglob("*.json"))  # only states and checkpoints there
+        run_file = tmp_path / "results" / FIXTURE / "run.json"
+        ran = run_file.read_text()
+        assert experiment.main([*argv, "--device=cuda"]) == 0  # nothing to run: only the report is rebuilt
+        assert run_file.read_text() == ran  # the run it reports keeps its minutes and device
 
         def no_training(*_):
             raise AssertionError("trained again")

@@ -81,10 +81,12 @@ def _dataset_section(dataset: str, run: dict, seeds: dict[int, dict]) -> list[st
         f"--prefixes-per-user={run['prefixes_per_user']} --beam-size={run['beam_size']} --backbone={run['backbone']} "
         f"--lambdas={run['lambdas']}"
         + (f" --config-json='{run['config_json']}'" if run.get("config_json", "{}") != "{}" else "")
+        + "".join(f" --{flag.replace('_', '-')}={run[flag]}" for flag in ("results_dir", "out") if flag in run)
         + "`",
         "",
-        f"Budget: backbone {run['backbone']}; {run['epochs']} epoch(s) on each user's last "
-        f"{run['prefixes_per_user'] or 'all'} training prefixes, 1 prompt each (OpenP5: 20 epochs on all prefixes, "
+        f"Budget: backbone {run['backbone']}; {run['epochs']} epoch(s) on "
+        + (f"each user's last {run['prefixes_per_user']}" if run["prefixes_per_user"] else "all")
+        + " training prefixes, 1 prompt each (OpenP5: 20 epochs on all prefixes, "
         f"3 prompts each); history "
         f"{run['max_his']} items; beam {run['beam_size']}; arithmetic arm: as many steps as the rec arm; lambda "
         f"chosen on validation NDCG@10 (seen prompt); device {run['device']}; training seconds per seed and arm: "
