@@ -328,6 +328,7 @@ def test_experiment_resumes_from_committed_results(tmp_path, monkeypatch, capsys
         ("--config-json=[1]", "not a JSON object"),
         ("--seeds=0", "not a whole number >= 1"),
         ("--epochs=-1", "not a whole number >= 1"),
+        ("--prefixes-per-user=-3", "not a whole number >= 0"),
     ],
 )
 def test_bad_experiment_flags_are_one_line_errors(flag, message, capsys):

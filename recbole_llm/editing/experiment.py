@@ -269,15 +269,25 @@ def json_object(text: str) -> str:
     return text
 
 
-def positive_int(text: str) -> int:
-    """Counts (seeds, epochs) below 1 would make an empty or untrained run look finished."""
+def _whole_number(text: str, minimum: int) -> int:
+    """A count flag parsed with argparse's one-line error; returned as int so stored settings keys do not change."""
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 1")
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= {minimum}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """Counts (seeds, epochs) below 1 would make an empty or untrained run look finished."""
+    return _whole_number(text, 1)
+
+
+def prefix_count(text: str) -> int:
+    """``--prefixes-per-user``: 0 means all prefixes, a negative count means nothing and is refused."""
+    return _whole_number(text, 0)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -288,7 +298,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=positive_int, default=3)
     parser.add_argument("--max-his", type=positive_int, default=10, help="history items per prompt (OpenP5: 20)")
     parser.add_argument(
-        "--prefixes-per-user", type=int, default=0, help="training prefixes per user and epoch; 0 = all (OpenP5)"
+        "--prefixes-per-user",
+        type=prefix_count,
+        default=0,
+        help="training prefixes per user and epoch; 0 = all (OpenP5)",
     )
     parser.add_argument("--beam-size", type=positive_int, default=20)
     parser.add_argument("--backbone", default="random-t5", help=BACKBONE_HELP)
