@@ -1,7 +1,7 @@
 """Benchmark: uniform vs POPK negatives for BPR and LightGCN (issue #6).
 
     python benchmarks/popk.py --datasets=ml-100k,lastfm --seeds=3 --epochs=10 \
-        --output=benchmarks/results/popk.md
+        --output=benchmarks/results/popk_early_training.md
 
 For every dataset:
 1. sampler timing: one pass over the training loader without a model (the time the negative
@@ -405,7 +405,7 @@ def main(argv=None) -> int:
         metavar="POPK,METRIC,LOGIC",
         help="only the sampler timing with this POPK setting, e.g. 2,variance,acc",
     )
-    parser.add_argument("--output", default=str(PROJECT / "benchmarks" / "results" / "popk.md"))
+    parser.add_argument("--output", default=str(PROJECT / "benchmarks" / "results" / "popk_early_training.md"))
     args = parser.parse_args(argv)
     seeds = parse_seeds(args.seeds)
     output = Path(args.output)

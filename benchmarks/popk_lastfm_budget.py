@@ -1,4 +1,4 @@
-"""Budget checks for the lastfm part of benchmarks/results/popk.md (issue #6).
+"""Budget checks for the lastfm part of benchmarks/results/popk_early_training.md (issue #6).
 
 1. LightGCN with uniform k=1 negatives, 100 epochs without early stopping (with stopping_step 5 it
    stopped at epoch 7, far from converged), seeds 2020-2022;
