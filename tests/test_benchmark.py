@@ -394,6 +394,8 @@ def test_final_runs_side_by_side_store_the_same_runs_as_one_at_a_time(tiny_suite
     assert sorted((e["model"], e["seed"]) for e in stored) == sorted(one_at_a_time)
     assert all(e["key"] == one_at_a_time[(e["model"], e["seed"])] for e in stored)
     assert all(e["status"] == "ok" and e["concurrent_jobs"] == 2 and e["threads"] >= 1 for e in stored)
+    # RecBole names a checkpoint by model and second: seeds side by side must not share one file
+    assert len({e["saved_model_file"] for e in stored}) == len(stored)
     assert "runs 2 at a time" in report.read_text()
 
 

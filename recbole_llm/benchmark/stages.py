@@ -276,6 +276,17 @@ def stored_results(ws: Workspace) -> tuple[list[dict[str, Any]], list[dict[str, 
     return trial_sets, runs
 
 
+def _run_folders(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, seed: int) -> dict[str, str]:
+    """A checkpoint folder per seed: RecBole names a checkpoint by model and second, so two seeds run side by
+    side (``--jobs``) would write and read one file. OIE's pre-trained model (seeded by ``oie_seed``, not the
+    run's seed) stays shared by the model's seeds, unless the suite names its own ``oie_cache_dir``."""
+    model_dir = ws.work_dir / "saved" / slug(dataset.name) / slug(model.name)
+    folders = {"checkpoint_dir": str(model_dir / f"seed-{seed}")}
+    if not ws.suite.run_config(dataset, model).get("oie_cache_dir"):
+        folders["oie_cache_dir"] = str(model_dir / "oie")
+    return folders
+
+
 def final_run(
     ws: Workspace, dataset: DatasetEntry, model: ModelEntry, params: dict[str, Any], seed: int
 ) -> tuple[str, dict[str, Any]]:
@@ -284,11 +295,7 @@ def final_run(
     key = final_run_key(ws, dataset, model, params, seed, config_file)
     if key in ws.store:
         return key, ws.store.get(key)
-    overrides = {
-        **params,
-        "min_epochs": ws.suite.min_epochs,
-        "checkpoint_dir": str(ws.work_dir / "saved" / slug(dataset.name) / slug(model.name)),
-    }
+    overrides = {**params, "min_epochs": ws.suite.min_epochs, **_run_folders(ws, dataset, model, seed)}
     job = Job(
         model.model,
         dataset.name,
