@@ -655,3 +655,28 @@ def test_stored_checkpoint_paths_hold_no_machine_root(tmp_path, monkeypatch):
     assert portable_path(str(inside)) == "saved/x/LightGCN.pth"
     assert portable_path("/elsewhere/run/BPR.pth") == "BPR.pth"
     assert portable_path(None) is None
+
+
+def test_a_dataset_may_raise_the_epoch_cap_and_runs_are_flagged_against_their_own(tmp_path):
+    """A dataset that converges slowly gets its own ``epochs`` (measured convergence differs per dataset): its
+    runs are flagged against that cap, the others against the protocol's, and the report line names both."""
+    import yaml
+
+    from recbole_llm.benchmark.report import flag_runs
+
+    raw = yaml.safe_load(TINY.read_text())
+    raw["datasets"] = ["ml-100k", {"name": "lastfm", "config": {"epochs": 1000}}]
+    path = tmp_path / "caps.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    suite = load_suite(path)
+    cap, model, best = suite.epoch_cap, suite.models[0].name, suite.min_epochs  # a best epoch never flagged early
+    assert suite.epoch_cap_on("lastfm", model) == 1000 and suite.epoch_cap_on("ml-100k", model) == cap
+    runs = pd.DataFrame(
+        [
+            {"dataset": "ml-100k", "model": model, "epochs": cap, "best_epoch": best},
+            {"dataset": "lastfm", "model": model, "epochs": cap, "best_epoch": best},
+            {"dataset": "lastfm", "model": model, "epochs": 1000, "best_epoch": 999},
+        ]
+    )
+    assert list(flag_runs(runs, suite)) == ["hit epoch cap", "", "hit epoch cap"]
+    assert suite.caps_text() == f"{cap} (lastfm: 1000)"

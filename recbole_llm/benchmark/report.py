@@ -30,7 +30,7 @@ def flag_runs(runs: pd.DataFrame, suite: Suite) -> pd.Series:
         notes = []
         if pd.notna(row.get("best_epoch")) and row["best_epoch"] < suite.min_epochs:
             notes.append(f"best in first {suite.min_epochs} epochs")
-        if row.get("epochs", 0) >= suite.epoch_cap:
+        if row.get("epochs", 0) >= suite.epoch_cap_on(row.get("dataset"), row.get("model")):
             notes.append("hit epoch cap")
         return "; ".join(notes)
 
@@ -358,7 +358,7 @@ def header_lines(
             f"({suite.tuning or 'defaults'}); "
             f"final runs: the best configuration with seeds {', '.join(map(str, suite.seeds))}, early stopping on "
             f"validation {suite.valid_metric} (patience {suite.protocol['stopping_step']}, never before epoch "
-            f"{suite.min_epochs}, cap {suite.epoch_cap}); test metrics of the best-validation checkpoint."
+            f"{suite.min_epochs}, cap {suite.caps_text()}); test metrics of the best-validation checkpoint."
         ),
         (
             f"- Time (wall): tuning {sum(t.get('seconds', 0) for t in trial_sets) / 60:.1f} min, "

@@ -89,6 +89,21 @@ class Suite:
     def epoch_cap(self) -> int:
         return int(self.protocol["epochs"])
 
+    def epoch_cap_on(self, dataset_name: str, model_name: str) -> int:
+        """The epoch cap of one (dataset, model): a dataset or model entry may raise the protocol's, since
+        convergence is measured per dataset (the protocol's cap for names the suite does not hold)."""
+        dataset = next((d for d in self.datasets if d.name == dataset_name), None)
+        model = next((m for m in self.models if m.name == model_name), None)
+        if dataset is None or model is None:
+            return self.epoch_cap
+        return int(self.run_config(dataset, model).get("epochs", self.epoch_cap))
+
+    def caps_text(self) -> str:
+        """'300', or '300 (lastfm: 1000)' where an entry sets its own cap: the report's protocol line."""
+        pairs = {(d.name, self.epoch_cap_on(d.name, m.name)) for d in self.datasets for m in self.models_on(d)}
+        own = ", ".join(f"{name}: {cap}" for name, cap in sorted(pairs) if cap != self.epoch_cap)
+        return f"{self.epoch_cap}" + (f" ({own})" if own else "")
+
     @property
     def valid_metric(self) -> str:
         return str(self.protocol["valid_metric"]).lower()
