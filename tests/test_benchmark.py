@@ -680,3 +680,64 @@ def test_a_dataset_may_raise_the_epoch_cap_and_runs_are_flagged_against_their_ow
     )
     assert list(flag_runs(runs, suite)) == ["hit epoch cap", "", "hit epoch cap"]
     assert suite.caps_text() == f"{cap} (lastfm: 1000)"
+
+
+def test_a_dataset_cap_at_or_below_min_epochs_is_one_clear_error(tmp_path):
+    """A per-dataset cap is checked like the protocol's: early stopping needs epochs past ``min_epochs``."""
+    import yaml
+
+    raw = yaml.safe_load(TINY.read_text())
+    raw["datasets"] = [{"name": "ml-100k", "config": {"epochs": raw["protocol"]["min_epochs"]}}]
+    path = tmp_path / "cap.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SuiteError, match=r"epoch cap of 'LightGCN' on 'ml-100k' \(1\) must be above"):
+        load_suite(path)
+
+
+def test_a_report_written_part_way_says_what_is_still_to_run(tmp_path):
+    """Suites run across days and their reports are committed part-way: the header and each unfinished dataset
+    name what is missing, so a partial table is never read as the final one."""
+    from recbole_llm.benchmark.report import write_suite_report
+
+    suite = load_suite(TINY)
+    trial_sets = [{"dataset": "ml-100k", "model": "BPR", "best_params": {}, "budget": 2}]
+    partial = write_suite_report(
+        suite, tmp_path / "partial", [_fake_run("BPR", 2020, 0.3, 0.1)], trial_sets, [], "t"
+    ).read_text()
+    assert "Status: partial" in partial
+    assert "ml-100k: LightGCN (not tuned yet), BPR (tuned, 1 of 2 seeds)" in partial
+    assert "**Partial**: not finished yet: LightGCN (not tuned yet), BPR (tuned, 1 of 2 seeds)." in partial
+    trial_sets.append({"dataset": "ml-100k", "model": "LightGCN", "best_params": {}, "budget": 2})
+    runs = [_fake_run(model, seed, 0.3, 0.1) for model in ("BPR", "LightGCN") for seed in suite.seeds]
+    complete = write_suite_report(suite, tmp_path / "complete", runs, trial_sets, [], "t").read_text()
+    assert "Status: complete" in complete and "Partial" not in complete
+
+
+def test_a_metric_only_some_datasets_have_gets_no_empty_column():
+    """CategoryDiversity exists where items have categories: the other datasets' tables must not show it as NaN."""
+    from recbole_llm.compare import metric_columns
+
+    runs = pd.DataFrame(
+        [
+            {"dataset": "ml-100k", "ndcg@10": 0.3, "categorydiversity@10": 0.6, "valid_ndcg@10": 0.2},
+            {"dataset": "lastfm", "ndcg@10": 0.6, "valid_ndcg@10": 0.5},
+        ]
+    )
+    assert metric_columns(runs) == ["ndcg@10", "categorydiversity@10"]
+    assert metric_columns(runs[runs["dataset"] == "lastfm"]) == ["ndcg@10"]
+
+
+def test_popularity_counts_get_their_own_bar_axis(tmp_path):
+    """AveragePopularity (hundreds) beside accuracy (0-1) on one axis would flatten the accuracy bars."""
+    from recbole_llm.benchmark.report import bar_png, split_by_scale
+
+    runs = pd.DataFrame(
+        [
+            {"dataset": "ml-100k", "model": m, "seed": s, "ndcg@10": 0.07, "averagepopularity@10": 250.0 + s}
+            for m in ("BPR", "LightGCN")
+            for s in (1, 2)
+        ]
+    )
+    assert split_by_scale(runs, ["ndcg@10", "averagepopularity@10"]) == (["ndcg@10"], ["averagepopularity@10"])
+    bar_png(runs, tmp_path / "bars.png", "t")
+    assert (tmp_path / "bars.png").read_bytes()[:4] == b"\x89PNG"

@@ -203,10 +203,42 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def unfinished_models(suite: Suite, dataset: str, runs: pd.DataFrame, trial_sets: list[dict[str, Any]]) -> list[str]:
+    """'NGCF (not tuned yet)', 'SGL (tuned, 2 of 5 seeds)' for each model of ``dataset`` short of its seeds."""
+    entry = next(d for d in suite.datasets if d.name == dataset)
+    tuned = {t["model"] for t in trial_sets if t.get("dataset") == dataset}
+    seeds_done = runs[runs["dataset"] == dataset].groupby("model").size() if len(runs) else pd.Series(dtype=int)
+    missing = []
+    for model in suite.models_on(entry):
+        done = int(seeds_done.get(model.name, 0))
+        if model.name not in tuned:
+            missing.append(f"{model.name} (not tuned yet)")
+        elif done < len(suite.seeds):
+            missing.append(f"{model.name} (tuned, {done} of {len(suite.seeds)} seeds)")
+    return missing
+
+
+def status_line(suite: Suite, runs: pd.DataFrame, trial_sets: list[dict[str, Any]]) -> str:
+    """Whether every table is final, so a report written part-way through a suite says so itself."""
+    pending = {d.name: unfinished_models(suite, d.name, runs, trial_sets) for d in suite.datasets}
+    pending = {name: models for name, models in pending.items() if models}
+    if not pending:
+        return f"- Status: complete: every model on every dataset tuned and run with all {len(suite.seeds)} seeds."
+    todo = "; ".join(f"{name}: {', '.join(models)}" for name, models in pending.items())
+    return f"- Status: partial (rerunning the command resumes from the store); still to run: {todo}."
+
+
 def dataset_section(suite: Suite, dataset: str, runs: pd.DataFrame, trial_sets: list[dict[str, Any]]) -> list[str]:
     lines = [f"## {dataset}", ""]
     if not len(runs):
         return lines + ["(no finished final run yet)", ""]
+    missing = unfinished_models(suite, dataset, runs, trial_sets)
+    if missing:
+        lines += [
+            f"**Partial**: not finished yet: {', '.join(missing)}. The strongest baseline, the ▲/▼ marks and the "
+            "verdicts below may change when they are.",
+            "",
+        ]
     metrics = metric_columns(runs)
     reference = strongest_baseline(runs, suite)
     lines += [
@@ -241,29 +273,53 @@ def _pyplot():
     return plt
 
 
+def _bars(axis, sub: pd.DataFrame, metrics: list[str], models: list[str]) -> None:
+    """Grouped bars: one group per metric, one bar per model, std over seeds as error bars."""
+    width = 0.8 / max(len(models), 1)
+    for i, model in enumerate(models):
+        scores = sub[sub["model"] == model][metrics]
+        axis.bar(
+            np.arange(len(metrics)) + i * width - 0.4 + width / 2,
+            scores.mean(),
+            width,
+            yerr=scores.std(ddof=1).fillna(0),
+            capsize=3,
+            label=model,
+        )
+    axis.set_xticks(np.arange(len(metrics)), metrics, fontsize=8, rotation=20, ha="right")
+
+
+def split_by_scale(sub: pd.DataFrame, metrics: list[str]) -> tuple[list[str], list[str]]:
+    """(metrics within [0, 1], the others): AveragePopularity (counts in the hundreds) on the accuracy axis
+    would flatten every accuracy bar to nothing, so it gets a panel and an axis of its own."""
+    unit = [m for m in metrics if sub[m].dropna().between(0, 1).all()]
+    return unit, [m for m in metrics if m not in unit]
+
+
 def bar_png(runs: pd.DataFrame, path: Path, title: str) -> None:
-    """One panel per dataset: test metrics, one bar per model, std over seeds as error bars."""
+    """One row per dataset: test metrics in [0, 1] on the left, metrics on other scales on the right."""
     plt = _pyplot()
     datasets = list(dict.fromkeys(runs["dataset"]))
-    figure, axes = plt.subplots(len(datasets), 1, figsize=(10, 3.6 * len(datasets)), squeeze=False)
-    for axis, dataset in zip(axes[:, 0], datasets):
+    splits = [split_by_scale(runs[runs["dataset"] == d], metric_columns(runs[runs["dataset"] == d])) for d in datasets]
+    wide = max((len(other) for _, other in splits), default=0)
+    ratios = [max(len(unit) for unit, _ in splits) or 1] + ([wide] if wide else [])
+    figure, axes = plt.subplots(
+        len(datasets),
+        len(ratios),
+        figsize=(10 + 1.2 * wide, 3.8 * len(datasets)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": ratios},
+    )
+    for row, (dataset, (unit, other)) in enumerate(zip(datasets, splits)):
         sub = runs[runs["dataset"] == dataset]
-        metrics = metric_columns(sub)
         models = list(dict.fromkeys(sub["model"]))
-        width = 0.8 / max(len(models), 1)
-        for i, model in enumerate(models):
-            scores = sub[sub["model"] == model][metrics]
-            axis.bar(
-                np.arange(len(metrics)) + i * width - 0.4 + width / 2,
-                scores.mean(),
-                width,
-                yerr=scores.std(ddof=1).fillna(0),
-                capsize=3,
-                label=model,
-            )
-        axis.set_xticks(np.arange(len(metrics)), metrics, fontsize=8)
-        axis.set_title(f"{dataset}: test, mean ± std over seeds", fontsize=10)
-        axis.legend(fontsize=7)
+        _bars(axes[row, 0], sub, unit, models)
+        axes[row, 0].set_title(f"{dataset}: test, mean ± std over seeds", fontsize=10)
+        axes[row, 0].legend(fontsize=7)
+        if other:
+            _bars(axes[row, 1], sub, other, models)
+        elif wide:
+            axes[row, 1].axis("off")
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -370,6 +426,7 @@ def header_lines(
             "may be under-trained); `hit epoch cap` = early stopping never fired (not converged)."
         ),
     ]
+    lines.append(status_line(suite, pd.DataFrame(entries), trial_sets))
     if suite.report.get("paper"):
         lines.append(f"- The paper's claim: {suite.report['paper']}")
     lines += [f"- Note: {note}" for note in suite.report.get("notes", [])]

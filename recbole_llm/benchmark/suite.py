@@ -218,7 +218,7 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
     ]
     models = _models(_require(raw, "models", path, ""), path)
     _check_model_datasets(models, datasets, path)
-    return Suite(
+    suite = Suite(
         name=str(raw.get("name") or path.stem),
         path=path.resolve(),
         datasets=datasets,
@@ -230,6 +230,21 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
         extra_config=dict(overrides or {}),
         report=_report_settings(raw.get("report") or {}, path),
     )
+    _check_epoch_caps(suite, path)
+    return suite
+
+
+def _check_epoch_caps(suite: Suite, path: Path) -> None:
+    """A dataset or model may set its own ``epochs``; like the protocol's, it must leave room past
+    ``min_epochs`` for early stopping to fire."""
+    for dataset in suite.datasets:
+        for model in suite.models_on(dataset):
+            cap = suite.epoch_cap_on(dataset.name, model.name)
+            if cap <= suite.min_epochs:
+                raise SuiteError(
+                    f"{path}: the epoch cap of '{model.name}' on '{dataset.name}' ({cap}) must be above "
+                    f"protocol.min_epochs ({suite.min_epochs})"
+                )
 
 
 def _report_settings(report: Any, path: Path) -> dict[str, Any]:

@@ -29,8 +29,9 @@ def machine_description() -> str:
 
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
-    """Test metric columns (``ndcg@10`` ...), in the order they first appear."""
-    return [c for c in runs.columns if "@" in c and not c.startswith("valid_")]
+    """Test metric columns (``ndcg@10`` ...) that hold a value, in the order they first appear: runs of several
+    datasets share one frame, and a metric only some datasets have (CategoryDiversity) is empty for the rest."""
+    return [c for c in runs.columns if "@" in c and not c.startswith("valid_") and runs[c].notna().any()]
 
 
 def paired_p_value(runs: pd.DataFrame, model: str, reference: str, metric: str) -> float:
