@@ -741,3 +741,26 @@ def test_popularity_counts_get_their_own_bar_axis(tmp_path):
     assert split_by_scale(runs, ["ndcg@10", "averagepopularity@10"]) == (["ndcg@10"], ["averagepopularity@10"])
     bar_png(runs, tmp_path / "bars.png", "t")
     assert (tmp_path / "bars.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tuning_table_counts_trials_ended_at_an_early_peak(tmp_path):
+    """A trial that early stopping ends as soon as ``min_epochs`` allows peaked in its first epochs (seen on
+    lastfm: LightGCN's first-epoch score above every later one up to epoch 19, then climbing again); ASHA's stops
+    and converged trials are not counted."""
+    from recbole_llm.benchmark.report import write_suite_report
+
+    suite = load_suite(TINY)  # min_epochs 1, epoch cap 2
+    trial_sets = [{"key": "s1", "dataset": "ml-100k", "model": "BPR", "best_params": {}, "budget": 3}]
+    trials = [
+        {"set_key": "s1", "status": "completed", "epochs": suite.min_epochs},  # early peak
+        {"set_key": "s1", "status": "stopped early", "epochs": suite.min_epochs},  # ASHA
+        {"set_key": "s1", "status": "completed", "epochs": suite.epoch_cap},  # trained on
+    ]
+    runs = [_fake_run("BPR", 2020, 0.3, 0.1)]
+    report = write_suite_report(suite, tmp_path, runs, trial_sets, [], "t", trials).read_text()
+    assert "| BPR | 3 / 0 | 1 |" in report
+    trial_sets.append({"key": "s2", "dataset": "ml-100k", "model": "LightGCN", "best_params": {}, "budget": 3})
+    report = write_suite_report(suite, tmp_path, runs, trial_sets, [], "t", trials).read_text()
+    assert "| LightGCN | 3 / 0 | n/a (trials not stored) |" in report  # a set stored without its trials
+    without = write_suite_report(suite, tmp_path, runs, trial_sets, [], "t").read_text()
+    assert "| BPR | 3 / 0 |  |" in without

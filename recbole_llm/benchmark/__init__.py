@@ -150,7 +150,7 @@ def run_suite(
         trial_sets, runs = stored_results(dataclasses.replace(ws, suite=report_suite))
         command += "  # the report shows every stored result of the suite"
         suite = report_suite
-    return write_suite_report(suite, output_dir, runs, trial_sets, failed, command)
+    return write_suite_report(suite, output_dir, runs, trial_sets, failed, command, ws.store.entries("trial"))
 
 
 def _literal(text: str) -> Any:

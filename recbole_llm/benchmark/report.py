@@ -185,17 +185,34 @@ def numbering_lines(runs: pd.DataFrame) -> list[str]:
     ]
 
 
-def tuning_table(trial_sets: list[dict[str, Any]]) -> list[str]:
+def early_peak_counts(trials: list[dict[str, Any]], suite: Suite) -> dict[str, int]:
+    """Trial set key -> its trials that early stopping ended as soon as ``min_epochs`` let it: their best
+    score came in their first ``min_epochs - patience`` epochs. ``min_epochs`` postpones such a stop, it does not
+    discount the early peak, so a configuration still climbing back after an early dip is judged at the dip."""
+    counts: dict[str, int] = {}
+    for trial in trials:
+        early = trial.get("status") == "completed" and trial.get("epochs") == suite.min_epochs
+        counts[trial["set_key"]] = counts.get(trial["set_key"], 0) + int(early)
+    return counts
+
+
+def tuning_table(trial_sets: list[dict[str, Any]], early_peaks: dict[str, int] | None = None) -> list[str]:
+    """One row per tuned model; ``early_peaks`` (:func:`early_peak_counts`) adds the trials ended at an early peak
+    ('n/a' for a set stored without its trials, as in stores older than the per-trial ledger)."""
     lines = [
-        "| model | trials (budget / completed) | best validation score | tuned hyperparameters |",
-        "|---|---|---|---|",
+        "| model | trials (budget / completed) | ended at min_epochs by an early peak | best validation score "
+        "| tuned hyperparameters |",
+        "|---|---|---|---|---|",
     ]
     for entry in trial_sets:
         params = (
             ", ".join(f"{k}={_short(v)}" for k, v in sorted(entry["best_params"].items())) or "(not tuned: defaults)"
         )
         score = "" if entry.get("best_valid_score") is None else f"{entry['best_valid_score']:.4f}"
-        lines.append(f"| {entry['model']} | {entry['budget']} / {entry.get('completed', 0)} | {score} | {params} |")
+        peaks = "" if early_peaks is None else str(early_peaks.get(entry.get("key"), "n/a (trials not stored)"))
+        lines.append(
+            f"| {entry['model']} | {entry['budget']} / {entry.get('completed', 0)} | {peaks} | {score} | {params} |"
+        )
     return lines
 
 
@@ -228,7 +245,13 @@ def status_line(suite: Suite, runs: pd.DataFrame, trial_sets: list[dict[str, Any
     return f"- Status: partial (rerunning the command resumes from the store); still to run: {todo}."
 
 
-def dataset_section(suite: Suite, dataset: str, runs: pd.DataFrame, trial_sets: list[dict[str, Any]]) -> list[str]:
+def dataset_section(
+    suite: Suite,
+    dataset: str,
+    runs: pd.DataFrame,
+    trial_sets: list[dict[str, Any]],
+    early_peaks: dict[str, int] | None = None,
+) -> list[str]:
     lines = [f"## {dataset}", ""]
     if not len(runs):
         return lines + ["(no finished final run yet)", ""]
@@ -253,7 +276,7 @@ def dataset_section(suite: Suite, dataset: str, runs: pd.DataFrame, trial_sets: 
     lines += verdicts(runs, suite, suite.valid_metric, reference) + [""]
     lines += variants_table(runs, suite, suite.valid_metric)
     lines += ["Tuning (validation split only; the same trial budget for every model):", ""]
-    lines += tuning_table([t for t in trial_sets if t["dataset"] == dataset]) + [""]
+    lines += tuning_table([t for t in trial_sets if t["dataset"] == dataset], early_peaks) + [""]
     return lines
 
 
@@ -423,7 +446,10 @@ def header_lines(
         (
             "- Flags: `best in first N epochs` = the run's best validation score came before `min_epochs` (its "
             "checkpoint "
-            "may be under-trained); `hit epoch cap` = early stopping never fired (not converged)."
+            "may be under-trained); `hit epoch cap` = early stopping never fired (not converged); tuning tables: "
+            "`ended at min_epochs by an early peak` = trials that early stopping ended as soon as `min_epochs` let "
+            "it, their best score in their first epochs (`min_epochs` postpones that stop, it does not discount the "
+            "peak)."
         ),
     ]
     lines.append(status_line(suite, pd.DataFrame(entries), trial_sets))
@@ -448,13 +474,17 @@ def write_suite_report(
     trial_sets: list[dict[str, Any]],
     failed: list[dict[str, Any]],
     command: str,
+    trials: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write ``<suite>.md``, ``.csv``, ``.png`` and ``_curves.png`` from the stored runs of this configuration."""
+    """Write ``<suite>.md``, ``.csv``, ``.png`` and ``_curves.png`` from the stored runs of this configuration;
+    ``trials`` (the stored tuning trials) add to each tuning table the trials ended at an early peak."""
     output_dir.mkdir(parents=True, exist_ok=True)
     runs = runs_frame(entries, suite)
     lines = header_lines(suite, command, trial_sets, failed, entries)
+    peaks = None if trials is None else early_peak_counts(trials, suite)
     for dataset in (d.name for d in suite.datasets):
-        lines += dataset_section(suite, dataset, runs[runs["dataset"] == dataset] if len(runs) else runs, trial_sets)
+        sub = runs[runs["dataset"] == dataset] if len(runs) else runs
+        lines += dataset_section(suite, dataset, sub, trial_sets, peaks)
     stem = output_dir / suite.name
     if len(runs):
         table = runs.drop(columns=["valid_history", "oie_history"], errors="ignore").copy()
