@@ -33,6 +33,7 @@ STOCK_ENTRY = "recbole_llm.stock.runner:run_from_cli"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags of RecBole's ``run_recbole.py`` plus ours; unknown ``--key=value`` flags become config overrides."""
     parser = argparse.ArgumentParser(
         prog="run_recbole_llm.py",
         description="Train and evaluate recbole-llm or RecBole models; extra --key=value flags override the config.",
@@ -144,6 +145,7 @@ def _run(args, argv: list[str], overrides: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """A subcommand (``inspect``, ``profiles``, ...) or a run, search, comparison or benchmark; the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         return _entry(SUBCOMMANDS[argv[0]])(argv[1:])

@@ -58,6 +58,7 @@ def _cell(row: pd.Series, metric: str, summary: pd.DataFrame, reference: str | N
 
 
 def results_table(runs: pd.DataFrame, metrics: list[str], reference: str | None) -> list[str]:
+    """One dataset's markdown table: mean ± std per metric, ▲/▼ against ``reference``, epochs, speed, flags."""
     summary = summarise(runs, metrics, reference)
     header = [
         "model",
@@ -252,6 +253,7 @@ def dataset_section(
     trial_sets: list[dict[str, Any]],
     early_peaks: dict[str, int] | None = None,
 ) -> list[str]:
+    """Everything a reader needs about one dataset: the results table, verdicts, variants and the tuning table."""
     lines = [f"## {dataset}", ""]
     if not len(runs):
         return lines + ["(no finished final run yet)", ""]
@@ -425,6 +427,7 @@ def header_lines(
     failed: list[dict[str, Any]],
     entries: list[dict[str, Any]],
 ) -> list[str]:
+    """The preamble: command, machine, protocol, budgets, wall times and status, so the numbers can be rerun."""
     protocol = {k: v for k, v in suite.protocol.items() if k != "config"}
     lines = [
         f"# Benchmark suite `{suite.name}`",

@@ -122,6 +122,7 @@ RESOURCE_OPTIONS = frozenset(
 
 
 def trial_set_key(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, config_file: str) -> str:
+    """Key of one model's search on one dataset: changes when the space, protocol, config or model code changes."""
     space = search_space_path(model.search_space).read_text(encoding="utf-8") if model.search_space else None
     return content_key(
         "trials",

@@ -137,6 +137,7 @@ def record_from_result(job: Job, result: Mapping[str, Any], wall_s: float) -> di
 
 
 def failure_record(job: Job, outcome: ChildOutcome, wall_s: float) -> dict[str, Any]:
+    """A failed job as a results row: a crash shows in the table with its first error line instead of vanishing."""
     first_line = (outcome.error or "").strip().splitlines()
     return {
         "model": job.name,

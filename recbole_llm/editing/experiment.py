@@ -291,6 +291,7 @@ def prefix_count(text: str) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Flags of the editing experiment (dataset, seeds, device, budgets); defaults kept small enough for a CPU."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeds 2020, 2021, ...")

@@ -58,6 +58,7 @@ class NewsPopk:
 
     @classmethod
     def from_config(cls, config: Config, table: ImpressionTable, n_items: int) -> NewsPopk:
+        """The sampler from a RecBole config's ``popk*`` keys: news models take the general sampler's settings."""
         return cls(
             table,
             n_items,

@@ -62,6 +62,7 @@ class TemplateBackend(ProfileBackend):
 
     @staticmethod
     def profile(item: ItemAttributes) -> dict[str, Any]:
+        """A profile from the item's own facts, ratings and reviews, with no LLM: the fast, reproducible default."""
         facts = "; ".join(f"{label}: {value}" for label, value in item.intrinsic) or f"Item {item.token}"
         audience = item.rating_summary or "No user feedback available."
         if item.reviews:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Flags of ``run_recbole_llm.py profiles``; unknown ``--key=value`` flags become config overrides."""
     parser = argparse.ArgumentParser(prog="run_recbole_llm.py profiles", description="Generate P4R item profiles.")
     parser.add_argument("--dataset", "-d", default=None, help="dataset name (default ml-100k)")
     from recbole_llm.profiles.generate import backend_choices
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Generate (or resume) a dataset's item profiles; returns an exit code with one-line errors, not a traceback."""
     args, overrides = build_parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
     bad = [a for a in overrides if not (a.startswith("--") and "=" in a)]
     if bad:

@@ -143,6 +143,7 @@ def profile_path(config: Config, train_dataset: Dataset, identity: dict[str, Any
 
 
 def build_backend(config: Config) -> ProfileBackend:
+    """The configured profile writer: the deterministic template, or a Hugging Face model with its decoding settings."""
     name = backend_name(config)
     if name == "template":
         return TemplateBackend()

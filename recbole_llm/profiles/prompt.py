@@ -46,6 +46,7 @@ class PromptTemplate:
 
     @classmethod
     def load(cls, prompt_file: str | Path | None = None) -> PromptTemplate:
+        """Read a prompt file with ``[system]`` / ``[user]`` sections, so users can change the prompt without code."""
         path = resolve_prompt_path(prompt_file)
         raw = path.read_text(encoding="utf-8")
         parts: dict[str, list[str]] = {"system": [], "user": []}

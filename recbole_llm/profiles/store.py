@@ -62,6 +62,7 @@ def _repair_tail(path: Path) -> int:
 
 
 def read_header(path: str | Path) -> dict[str, Any] | None:
+    """The file's first line (what produced it), or None for a missing or empty file: how stale profiles are caught."""
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         return None

@@ -74,6 +74,7 @@ class TrainScaler:
 
     @classmethod
     def fit(cls, panel: Panel, train_days: int, kind: str = "train_max") -> TrainScaler:
+        """Per-ticker scale from the training days only (``train_max``) or none: no later price leaks in."""
         n = len(panel.tickers)
         if kind == "none":
             return cls(np.ones(n), np.ones(n), train_days, kind)

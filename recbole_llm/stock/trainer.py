@@ -59,6 +59,7 @@ class StockTrainer:
         self.rng = np.random.default_rng(int(config["seed"]))
 
     def train_epoch(self) -> float:
+        """One pass over the training days in a seeded random order; returns the mean ranking loss."""
         from recbole_llm.stock.models import ranking_loss
 
         self.model.train()
