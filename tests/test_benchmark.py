@@ -266,23 +266,25 @@ def test_ledger_keeps_finished_trials_only():
             self.added = []
 
         def add(self, params, outcome):
-            self.added.append((params, outcome["status"], outcome["reports"], outcome["best_valid_score"]))
+            self.added.append((params, outcome["status"], outcome["reports"], outcome["best_epoch"]))
 
     def result(lr, metrics, error=None):
         return SimpleNamespace(config={"learning_rate": lr, "other": 1}, metrics=metrics, error=error, path=f"/t/{lr}")
 
-    report = {"best_valid_score": 0.3, "finished": True, "training_iteration": 2, "epoch": 2, "trial_id": "a"}
+    report = {"best_valid_score": 0.3, "best_epoch": 0, "finished": True, "training_iteration": 2, "epoch": 2}
     ledger = Ledger()
     results = [
         result(0.1, report),
         result(0.2, {**report, "finished": False, "training_iteration": 1}),
         result(0.3, report, error=RuntimeError("boom")),
         result(0.4, {}),
+        result(0.5, {k: v for k, v in report.items() if k != "best_epoch"}),  # reported before best_epoch existed
     ]
     store_results(ledger, results, ["learning_rate"])
     assert ledger.added == [
-        ({"learning_rate": 0.1}, "completed", 2, 0.3),
-        ({"learning_rate": 0.2}, "stopped early", 1, 0.3),
+        ({"learning_rate": 0.1}, "completed", 2, 0),
+        ({"learning_rate": 0.2}, "stopped early", 1, 0),
+        ({"learning_rate": 0.5}, "completed", 2, None),
     ]
 
 
@@ -764,3 +766,19 @@ def test_tuning_table_counts_trials_ended_at_an_early_peak(tmp_path):
     assert "| LightGCN | 3 / 0 | n/a (trials not stored) |" in report  # a set stored without its trials
     without = write_suite_report(suite, tmp_path, runs, trial_sets, [], "t").read_text()
     assert "| BPR | 3 / 0 |  |" in without
+
+
+def test_early_peak_count_uses_the_stored_best_epoch():
+    """With ``best_epoch`` stored, a trial that early stopping ended after ``min_epochs`` still counts when its
+    best came before ``min_epochs`` (the first oie-cpu trial: best at epoch 12, stopped at 23, min_epochs 20)."""
+    from recbole_llm.benchmark.report import early_peak_counts
+
+    suite = load_suite(TINY)
+    late = suite.min_epochs + 5
+    trials = [
+        {"set_key": "s", "status": "completed", "epochs": late, "best_epoch": suite.min_epochs - 1},  # counts
+        {"set_key": "s", "status": "completed", "epochs": late, "best_epoch": suite.min_epochs},  # learned on
+        {"set_key": "s", "status": "stopped early", "epochs": late, "best_epoch": 0},  # ASHA, not early stopping
+        {"set_key": "s", "status": "completed", "epochs": late},  # old entry, not at min_epochs
+    ]
+    assert early_peak_counts(trials, suite) == {"s": 1}

@@ -235,6 +235,7 @@ def test_report_mixin_reports_every_validation_and_recbole_early_stopping(monkey
     assert [r["epoch"] for r in reports] == [1, 2, 3]
     assert [r["valid_score"] for r in reports] == [r["mrr@10"] for r in reports] == [0.2, 0.1, 0.05]
     assert [r["best_valid_score"] for r in reports] == [0.2, 0.2, 0.2]
+    assert [r["best_epoch"] for r in reports] == [0, 0, 0]  # 0-based, the checkpoint RecBole keeps
     # RecBole stops after more than stopping_step=1 validations without improvement: the 3rd ends the trial
     assert [r["finished"] for r in reports] == [False, False, True]
 

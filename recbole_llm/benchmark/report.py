@@ -187,21 +187,28 @@ def numbering_lines(runs: pd.DataFrame) -> list[str]:
 
 
 def early_peak_counts(trials: list[dict[str, Any]], suite: Suite) -> dict[str, int]:
-    """Trial set key -> its trials that early stopping ended as soon as ``min_epochs`` let it: their best
-    score came in their first ``min_epochs - patience`` epochs. ``min_epochs`` postpones such a stop, it does not
-    discount the early peak, so a configuration still climbing back after an early dip is judged at the dip."""
+    """Trial set key -> its trials that early stopping ended with their best score before ``min_epochs``.
+
+    ``min_epochs`` postpones such a stop, it does not discount the early peak, so a configuration still
+    climbing back after an early dip is judged at the dip. Trials stored without ``best_epoch`` (before the
+    ledger kept it) count when early stopping ended them exactly at ``min_epochs``: a lower bound.
+    """
     counts: dict[str, int] = {}
     for trial in trials:
-        early = trial.get("status") == "completed" and trial.get("epochs") == suite.min_epochs
+        early = trial.get("status") == "completed" and (
+            trial["best_epoch"] < suite.min_epochs
+            if trial.get("best_epoch") is not None
+            else trial.get("epochs") == suite.min_epochs
+        )
         counts[trial["set_key"]] = counts.get(trial["set_key"], 0) + int(early)
     return counts
 
 
 def tuning_table(trial_sets: list[dict[str, Any]], early_peaks: dict[str, int] | None = None) -> list[str]:
-    """One row per tuned model; ``early_peaks`` (:func:`early_peak_counts`) adds the trials ended at an early peak
+    """One row per tuned model; ``early_peaks`` (:func:`early_peak_counts`) adds the trials stopped at an early peak
     ('n/a' for a set stored without its trials, as in stores older than the per-trial ledger)."""
     lines = [
-        "| model | trials (budget / completed) | ended at min_epochs by an early peak | best validation score "
+        "| model | trials (budget / completed) | early-stopped, best before min_epochs | best validation score "
         "| tuned hyperparameters |",
         "|---|---|---|---|---|",
     ]
@@ -450,9 +457,9 @@ def header_lines(
             "- Flags: `best in first N epochs` = the run's best validation score came before `min_epochs` (its "
             "checkpoint "
             "may be under-trained); `hit epoch cap` = early stopping never fired (not converged); tuning tables: "
-            "`ended at min_epochs by an early peak` = trials that early stopping ended as soon as `min_epochs` let "
-            "it, their best score in their first epochs (`min_epochs` postpones that stop, it does not discount the "
-            "peak)."
+            "`early-stopped, best before min_epochs` = trials that early stopping ended with their best validation "
+            "score before `min_epochs` (`min_epochs` postpones that stop, it does not discount the early peak; a "
+            "trial stored without its best epoch counts when it ended exactly at `min_epochs`, a lower bound)."
         ),
     ]
     lines.append(status_line(suite, pd.DataFrame(entries), trial_sets))

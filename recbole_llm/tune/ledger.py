@@ -49,6 +49,7 @@ def finished_trial(
         "status": "completed" if last_result.get("finished") else "stopped early",
         "reports": int(last_result.get("training_iteration", 0)),
         "epochs": int(last_result.get("epoch", 0)),
+        "best_epoch": None if last_result.get("best_epoch") is None else int(last_result["best_epoch"]),
         "seconds": round(float(last_result.get("time_total_s", 0.0)), 1),
         "trial": trial_id,
     }

@@ -37,6 +37,7 @@ class TuneReportMixin:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.tune_reports = 0
+        self.tune_best_epoch: int | None = None
 
     def _valid_epoch(self, *args: Any, **kwargs: Any):
         import ray
@@ -45,7 +46,7 @@ class TuneReportMixin:
 
         valid_score, valid_result = super()._valid_epoch(*args, **kwargs)
         self.tune_reports += 1
-        best, _, stop, _ = early_stopping(
+        best, _, stop, improved = early_stopping(
             valid_score,
             self.best_valid_score,
             self.cur_step,
@@ -53,11 +54,14 @@ class TuneReportMixin:
             bigger=self.valid_metric_bigger,
         )
         epoch = self.tune_reports * self.eval_step
+        if improved:  # the checkpoint RecBole keeps; 0-based like the final runs' best epoch
+            self.tune_best_epoch = epoch - 1
         session.report(
             {
                 **{str(k): float(v) for k, v in dict(valid_result).items()},
                 "valid_score": float(valid_score),
                 "best_valid_score": float(best),
+                "best_epoch": self.tune_best_epoch,
                 "epoch": epoch,
                 "finished": bool(stop or epoch + self.eval_step > self.epochs),
                 # which cluster node ran the trial (None when called outside a Ray worker, e.g. in a test)
