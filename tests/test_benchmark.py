@@ -650,13 +650,19 @@ def test_report_tests_each_variant_against_its_base_early_and_after_early_stoppi
 def test_stored_checkpoint_paths_hold_no_machine_root(tmp_path, monkeypatch):
     """The committed store must not name this machine's folders: checkpoints under the working folder are
     kept relative to it, others by file name only."""
-    from recbole_llm.benchmark.stages import portable_path
+    from recbole_llm.benchmark.stages import portable_path, portable_record
 
     monkeypatch.chdir(tmp_path)
     inside = tmp_path / "saved" / "x" / "LightGCN.pth"
     assert portable_path(str(inside)) == "saved/x/LightGCN.pth"
     assert portable_path("/elsewhere/run/BPR.pth") == "BPR.pth"
     assert portable_path(None) is None
+    record = {"saved_model_file": str(inside), "oie_history_file": str(inside.with_suffix(".oie.json")), "x": "/a"}
+    assert portable_record(record) == {
+        "saved_model_file": "saved/x/LightGCN.pth",
+        "oie_history_file": "saved/x/LightGCN.oie.json",  # OIE's history beside the checkpoint, too
+        "x": "/a",  # not a path field
+    }
 
 
 def test_a_dataset_may_raise_the_epoch_cap_and_runs_are_flagged_against_their_own(tmp_path):

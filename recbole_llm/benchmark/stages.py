@@ -251,6 +251,15 @@ def portable_path(path: str | None) -> str | None:
     return str(resolved.relative_to(Path.cwd())) if resolved.is_relative_to(Path.cwd()) else resolved.name
 
 
+#: Fields of a run record that name files on the machine that ran it (the checkpoint, OIE's history).
+PATH_FIELDS = ("saved_model_file", "oie_history_file")
+
+
+def portable_record(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with every file path in it made portable (:func:`portable_path`), for the committed store."""
+    return {k: portable_path(v) if k in PATH_FIELDS else v for k, v in record.items()}
+
+
 def final_run_key(
     ws: Workspace, dataset: DatasetEntry, model: ModelEntry, params: dict[str, Any], seed: int, config_file: str
 ) -> str:
@@ -315,8 +324,7 @@ def final_run(
         "suite": ws.suite.name,
         "code": model_code_version(model.model),
         "params": params,
-        **record,
-        "saved_model_file": portable_path(record.get("saved_model_file")),
+        **portable_record(record),
         "dataset": dataset.name,
     }
     if ws.jobs > 1:  # its s/epoch was measured beside other runs
