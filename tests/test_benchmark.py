@@ -788,3 +788,51 @@ def test_early_peak_count_uses_the_stored_best_epoch():
         {"set_key": "s", "status": "completed", "epochs": late},  # old entry, not at min_epochs
     ]
     assert early_peak_counts(trials, suite) == {"s": 1}
+
+
+def test_oie_arms_share_one_pretrained_model(tmp_path, mini_raw):
+    """The arms (and tuning trials) of a suite with OIE's settings pre-train once: the cache is the suite's,
+    not a trial's or an arm's checkpoint folder, and ``whole permuted`` permutes rows at transfer only."""
+    from oie_helpers import TINY, tiny_config, write_lastfm_slice
+
+    data = write_lastfm_slice(mini_raw, tmp_path / "data", n_users=100)
+    fixed = {k: v for k, v in tiny_config(data).items() if k not in ("eval_args", "epochs", "seed")}
+    pretraining = {"oie_num_sequences": 1000, "oie_pretrain_epochs": 1}
+    whole, permuted = {"oie_init": "whole"}, {"oie_init": "whole", "oie_permute_ids": True}
+    suite_file = tmp_path / "oie-share.yaml"
+    suite_file.write_text(
+        json.dumps(
+            {
+                "name": "oie-share",
+                "datasets": [TINY],
+                "models": [
+                    {"name": "SASRec whole", "model": "SASRec", "search_space": None, "config": whole},
+                    {"name": "SASRec permuted", "model": "SASRec", "search_space": None, "config": permuted},
+                ],
+                "protocol": {
+                    "eval_args": tiny_config(data)["eval_args"],
+                    "metrics": ["NDCG"],
+                    "topk": [10],
+                    "valid_metric": "NDCG@10",
+                    "stopping_step": 1,
+                    "min_epochs": 1,
+                    "epochs": 2,
+                    "config": {**fixed, **pretraining},
+                },
+                "tuning": {"trials": 1},
+                "final": {"seeds": 1},
+            }
+        )
+    )
+    suite, work = load_suite(suite_file), tmp_path / "work"
+    ws = Workspace(suite, ResultStore(tmp_path / "store.jsonl"), work, "test")
+    cache_dirs = {ws.run_config(suite.datasets[0], model)["oie_cache_dir"] for model in suite.models}
+    assert cache_dirs == {str(work / "oie")}
+    tuning_config = Path(ws.fixed_config_file(suite.datasets[0], suite.models[1])).read_text()  # trials read it
+    assert f"oie_cache_dir: {work / 'oie'}" in tuning_config
+    with chdir(tmp_path):
+        run_suite(suite, tmp_path / "results", work, "test")
+    assert len(list((work / "oie" / TINY).glob("SASRec-*.pth"))) == 1
+    assert not list((work / "saved").rglob("*.pth.tmp*")) and not list((work / "saved").rglob("oie"))
+    runs = {e["model"]: e for e in ResultStore(tmp_path / "results" / "oie-share.jsonl").entries("run")}
+    assert set(runs) == {m.name for m in suite.models}

@@ -48,10 +48,23 @@ class Workspace:
     #: held while storing and while the progress bar moves (final runs side by side finish in their own threads)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def run_config(self, dataset: DatasetEntry, model: ModelEntry) -> dict[str, Any]:
+        """The suite's fixed settings, with one OIE cache for the whole suite unless the suite names its own.
+
+        OIE's pre-trained model is keyed by the dataset and every pre-training setting, not by the run's seed or
+        by the arm (``oie_permute_ids`` permutes at transfer): kept in a trial's or an arm's checkpoint folder,
+        each tuning trial and each arm would pre-train the same model again. ``oie_cache_dir`` is left out of
+        every stored key, so where the cache lives changes no stored result.
+        """
+        config = self.suite.run_config(dataset, model)
+        if not config.get("oie_cache_dir"):
+            config["oie_cache_dir"] = str(self.work_dir / "oie")
+        return config
+
     def fixed_config_file(self, dataset: DatasetEntry, model: ModelEntry) -> str:
         """The suite's fixed settings for (dataset, model), written as a yaml config file."""
         path = self.work_dir / "configs" / f"{slug(dataset.name)}-{slug(model.name)}.yaml"
-        text = yaml.safe_dump(self.suite.run_config(dataset, model), sort_keys=True)
+        text = yaml.safe_dump(self.run_config(dataset, model), sort_keys=True)
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             # written beside and renamed into place: a run side by side may be reading the same file
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -288,13 +301,8 @@ def stored_results(ws: Workspace) -> tuple[list[dict[str, Any]], list[dict[str, 
 
 def _run_folders(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, seed: int) -> dict[str, str]:
     """A checkpoint folder per seed: RecBole names a checkpoint by model and second, so two seeds run side by
-    side (``--jobs``) would write and read one file. OIE's pre-trained model (seeded by ``oie_seed``, not the
-    run's seed) stays shared by the model's seeds, unless the suite names its own ``oie_cache_dir``."""
-    model_dir = ws.work_dir / "saved" / slug(dataset.name) / slug(model.name)
-    folders = {"checkpoint_dir": str(model_dir / f"seed-{seed}")}
-    if not ws.suite.run_config(dataset, model).get("oie_cache_dir"):
-        folders["oie_cache_dir"] = str(model_dir / "oie")
-    return folders
+    side (``--jobs``) would write and read one file. (OIE's cache is suite-wide: ``Workspace.run_config``.)"""
+    return {"checkpoint_dir": str(ws.work_dir / "saved" / slug(dataset.name) / slug(model.name) / f"seed-{seed}")}
 
 
 def final_run(
