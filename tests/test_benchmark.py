@@ -628,7 +628,7 @@ def _fake_run(model: str, seed: int, test: float, early: float, consecutive: flo
 
 
 def test_report_tests_each_variant_against_its_base_early_and_after_early_stopping(tmp_path):
-    from recbole_llm.benchmark.report import curve_groups, write_suite_report
+    from recbole_llm.benchmark.report import _panel_title, curve_groups, write_suite_report
 
     suite = load_suite(_suite_with(tmp_path, variant_of="BPR"))
     runs = [_fake_run("BPR", s, 0.30, 0.10) for s in (2020, 2021, 2022)]
@@ -640,6 +640,8 @@ def test_report_tests_each_variant_against_its_base_early_and_after_early_stoppi
     assert "0.2800 / 0.1400 (+100.0%)" in row and "0.3000 / 0.3000 (+0.0%, p = 1)" in row
     assert row.endswith("| no significant difference |")
     assert curve_groups(suite, ["LightGCN", "BPR"]) == [("BPR", ["BPR", "LightGCN"])]
+    assert _panel_title("ml-100k", "BPR", suite) == "ml-100k: BPR and its variants"
+    assert _panel_title("ml-100k", "", suite) == "ml-100k"
     assert (tmp_path / "out" / f"{suite.name}_curves.png").read_bytes()[:4] == b"\x89PNG"
     plain = write_suite_report(
         load_suite(TINY), tmp_path / "plain", [_fake_run("BPR", 2020, 0.3, 0.1, None)], [], [], "t"

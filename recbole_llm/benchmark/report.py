@@ -399,11 +399,19 @@ def curves_png(runs: pd.DataFrame, path: Path, suite: Suite) -> None:
     for row, dataset in enumerate(datasets):
         sub = runs[runs["dataset"] == dataset]
         for column, (group, models) in enumerate(groups):
-            title = f"{dataset}: {group}" if group else dataset
-            _plot_curves(axes[row, column], sub, models, suite, title)
+            _plot_curves(axes[row, column], sub, models, suite, _panel_title(dataset, group, suite))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _panel_title(dataset: str, group: str, suite: Suite) -> str:
+    """Name a panel after its base model *and* its variants, so the title does not read as one model's curve."""
+    if not group:
+        return dataset
+    if any(m.variant_of == group for m in suite.models):
+        return f"{dataset}: {group} and its variants"
+    return f"{dataset}: {group}"
 
 
 def _history(value: Any) -> list:
