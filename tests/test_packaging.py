@@ -94,17 +94,29 @@ def test_wheel_ships_every_yaml_and_prompt(wheel):
     assert not any(name.startswith(("share/", "properties/")) or ".data/" in name for name in names)
 
 
-def test_installed_wheel_runs_from_an_empty_folder(tmp_path, wheel):
-    venv = _fresh_venv(tmp_path, wheel)
-    work = tmp_path / "empty"
-    work.mkdir()
-    env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": "1"}
-    # Our models on named datasets converted from the mini raw files (RECBOLE_LLM_RAW_DATA, set by conftest),
-    # one call of the installed entry point each, in one process (one start-up of torch and RecBole).
-    # ReviewGNN encodes ~1,300 reviews: with a tiny local encoder (a folder path) instead of MiniLM's minute on
-    # one thread; P4R's item profiles are encoded by the bundled MiniLM (the default, resolved offline).
+# Runs each (name, argv) of its JSON argument through the installed entry point, in one process (one start-up
+# of torch and RecBole); prints where recbole_llm was imported from, then "=== name" before each run.
+_DRIVER = (
+    "import json, sys\n"
+    "import recbole_llm\n"
+    "from recbole_llm.cli import main\n"
+    "print(recbole_llm.__file__, flush=True)\n"
+    "for name, argv in json.loads(sys.argv[1]).items():\n"
+    "    print(f'=== {name}', flush=True)\n"
+    "    if main(argv) != 0:\n"
+    "        sys.exit(f'{name} failed')\n"
+)
+
+
+def _model_runs(tmp_path: Path, work: Path) -> dict[str, list[str]]:
+    """Flags of one quick run per family of our models, on named datasets converted from the mini raw files
+    (RECBOLE_LLM_RAW_DATA, set by conftest).
+
+    ReviewGNN encodes ~1,300 reviews: with a tiny local encoder (a folder path) instead of MiniLM's minute on
+    one thread; P4R's item profiles are encoded by the bundled MiniLM (the default, resolved offline).
+    """
     save_tiny_encoder(tmp_path / "tiny_encoder")
-    runs = {
+    return {
         "ReviewGNN": [
             "--model=ReviewGNN",
             "--dataset=amazon-gift-cards",
@@ -129,18 +141,16 @@ def test_installed_wheel_runs_from_an_empty_folder(tmp_path, wheel):
             "--MAX_ITEM_LIST_LENGTH=10",
         ],
     }
-    driver = (
-        "import json, sys\n"
-        "import recbole_llm\n"
-        "from recbole_llm.cli import main\n"
-        "print(recbole_llm.__file__, flush=True)\n"
-        "for name, argv in json.loads(sys.argv[1]).items():\n"
-        "    print(f'=== {name}', flush=True)\n"
-        "    if main(argv) != 0:\n"
-        "        sys.exit(f'{name} failed')\n"
-    )
+
+
+def test_installed_wheel_runs_from_an_empty_folder(tmp_path, wheel):
+    venv = _fresh_venv(tmp_path, wheel)
+    work = tmp_path / "empty"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": "1"}
+    runs = _model_runs(tmp_path, work)
     argvs = json.dumps({name: [*flags, *_QUICK] for name, flags in runs.items()})
-    command = [str(venv / "bin" / "python"), "-c", driver, argvs]
+    command = [str(venv / "bin" / "python"), "-c", _DRIVER, argvs]
     result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     where, *parts = result.stdout.split("=== ")
