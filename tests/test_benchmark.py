@@ -235,6 +235,7 @@ def test_interrupted_tuning_resumes_on_a_fresh_machine_without_rerunning_stored_
     search = tmp_path / entry["trials_file"]
     assert len(pd.read_csv(search / "trials.csv")) == 1 and len(list((search / "ray").glob("trainable_*"))) == 1
     assert "1 trial(s) of the budget stored by an earlier search" in (search / "trials.md").read_text()
+    assert not list((search / "snapshots").glob("*"))  # every trial ended: no snapshot left to resume
 
 
 def test_random_search_configurations_follow_the_seed_alone():

@@ -240,6 +240,90 @@ def test_report_mixin_reports_every_validation_and_recbole_early_stopping(monkey
     assert [r["finished"] for r in reports] == [False, False, True]
 
 
+class _Killed(Exception):
+    """Stands for a kill of the trial's process right after a validation was reported."""
+
+
+# A 4-epoch BPR trial on ml-100k, as a search's worker runs it; snapshots after every validation.
+_TRIAL_PARAMS = {"learning_rate": 0.005, "embedding_size": 16, tune_runner.TRIAL_INDEX_KEY: 0}
+_VOLATILE = ("node_id", "resumed_at_epoch", "resumed_seconds")
+
+
+def _run_trial(tmp_path, monkeypatch, kill_after_epoch=None, trial_index=0):
+    """Run the trial outside Ray (``session.report`` recorded); the reports, or those before a kill."""
+    from recbole_llm.tune.trainable import TrialSettings, trainable
+
+    reports = []
+
+    def report(result):
+        reports.append(result)
+        if result["epoch"] == kill_after_epoch:
+            raise _Killed
+
+    monkeypatch.setattr("ray.air.session.report", report)
+    monkeypatch.chdir(tmp_path)
+    config = {"epochs": 4, "eval_step": 1, "state": "ERROR", "show_progress": False, "train_batch_size": 4096}
+    settings = TrialSettings("BPR", "ml-100k", None, config, 1, 0, str(tmp_path / "snapshots"), 0.0)
+    threads = torch.get_num_threads()
+    try:
+        trainable({**_TRIAL_PARAMS, tune_runner.TRIAL_INDEX_KEY: trial_index}, settings)
+    except _Killed:
+        pass
+    finally:
+        torch.set_num_threads(threads)
+    return reports
+
+
+def _plain_reports(reports):
+    return [{k: v for k, v in r.items() if k not in _VOLATILE} for r in reports]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_trial(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        return _run_trial(tmp_path_factory.mktemp("uninterrupted"), patch)
+
+
+def test_killed_trial_goes_on_from_its_snapshot_as_if_never_cut(uninterrupted_trial, tmp_path, monkeypatch):
+    """Killed after its 2nd validation, the trial (in the next search: another index) replays the 2 reports and
+    trains epochs 3-4 only, with the validations of the uninterrupted trial, bit for bit; its file then goes."""
+    assert not list((tmp_path / "snapshots").glob("*"))
+    cut = _run_trial(tmp_path, monkeypatch, kill_after_epoch=2)
+    assert [r["epoch"] for r in cut] == [1, 2] and len(list((tmp_path / "snapshots").glob("*.pt"))) == 1
+    resumed = _run_trial(tmp_path, monkeypatch, trial_index=5)
+    assert [r["epoch"] for r in resumed] == [1, 2, 3, 4]
+    assert [r["resumed_at_epoch"] for r in resumed] == [2] * 4 and all(r["resumed_seconds"] > 0 for r in resumed)
+    assert _plain_reports(resumed) == _plain_reports(uninterrupted_trial)
+    assert [r["valid_score"] for r in uninterrupted_trial] != [uninterrupted_trial[0]["valid_score"]] * 4  # it learns
+    assert not list((tmp_path / "snapshots").glob("*"))  # finished: nothing left to resume
+
+
+def test_unreadable_snapshot_is_a_warning_and_a_fresh_start(uninterrupted_trial, tmp_path, monkeypatch, caplog):
+    from recbole_llm.tune.trainable import TrialSettings, snapshot_path
+
+    config = {"epochs": 4, "eval_step": 1, "state": "ERROR", "show_progress": False, "train_batch_size": 4096}
+    settings = TrialSettings("BPR", "ml-100k", None, config, 1, 0, str(tmp_path / "snapshots"), 0.0)
+    path = snapshot_path(_TRIAL_PARAMS, settings)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"cut short by a full disk")
+    reports = _run_trial(tmp_path, monkeypatch)
+    assert "unreadable" in caplog.text
+    assert all("resumed_at_epoch" not in r for r in reports)
+    assert _plain_reports(reports) == _plain_reports(uninterrupted_trial)
+
+
+def test_a_resumed_trial_counts_its_time_before_the_snapshot():
+    from recbole_llm.tune.ledger import finished_trial
+
+    last = {"best_valid_score": 0.3, "finished": True, "training_iteration": 9, "epoch": 9, "time_total_s": 40.0}
+    _, fresh = finished_trial({"learning_rate": 0.01}, last, ["learning_rate"], "t1")
+    _, resumed = finished_trial(
+        {"learning_rate": 0.01}, {**last, "resumed_at_epoch": 6, "resumed_seconds": 100.0}, ["learning_rate"], "t1"
+    )
+    assert fresh["seconds"] == 40.0 and "resumed_at_epoch" not in fresh
+    assert (resumed["seconds"], resumed["resumed_at_epoch"], resumed["resumed_seconds"]) == (140.0, 6, 100.0)
+
+
 SHIPPED = sorted(p.stem for p in SEARCH_DIR.glob("*.yaml"))
 
 

@@ -130,7 +130,15 @@ def _tune_options(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, key: 
 
 # Tuning options that say where trials run, not what they search: left out of a trial set's key.
 RESOURCE_OPTIONS = frozenset(
-    {"cpus_per_trial", "gpus_per_trial", "max_concurrent", "ray_address", "ray_num_cpus", "verbose"}
+    {
+        "cpus_per_trial",
+        "gpus_per_trial",
+        "max_concurrent",
+        "ray_address",
+        "ray_num_cpus",
+        "verbose",
+        "snapshot_interval_s",
+    }
 )
 
 
@@ -235,14 +243,21 @@ def _search(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, config_file
         "completed": sum(t["status"] == "completed" for t in trials),
         "trials_file": portable_path(str(summary.output_dir)),
         "searches": searches,
-        # the time of the trials that earlier searches ran (this search's time is added by the caller)
-        "earlier_seconds": round(sum(t.get("seconds", 0.0) for t in trials if t["search"] != ledger.search), 1),
+        # the time of the trials that earlier searches ran, and of this search's resumed trials before their
+        # snapshots (this search's own time is added by the caller)
+        "earlier_seconds": round(sum(_earlier_seconds(t, ledger.search) for t in trials), 1),
     }
     if searches > 1:
         entry["note"] = f"trials stored by {searches} searches (a kill or another machine between them)" + (
             "; ASHA compared trials only within each search" if options.scheduler == "asha" else ""
         )
     return entry
+
+
+def _earlier_seconds(trial: dict[str, Any], search: str) -> float:
+    """A stored trial's time spent before ``search``: all of it if another search ran it, else its time
+    before the snapshot it resumed from (0 for a trial this search ran from the start)."""
+    return trial.get("seconds", 0.0) if trial["search"] != search else trial.get("resumed_seconds", 0.0)
 
 
 def _best_trial(trials: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ OPTION_TYPES: dict[str, type] = {
     "ray_address": str,
     "ray_num_cpus": int,
     "verbose": int,
+    "snapshot_interval_s": float,
 }
 
 

@@ -3,7 +3,8 @@
 Ray Tune saves a search's state in its own folder, on the machine that ran it. A ledger is the caller's
 record instead: ``run_tune`` asks it which trials are already done before it starts (a random search runs
 only its other configurations; optuna is told the stored results) and hands it each trial the moment the
-trial finishes, so a kill loses only the trials that were running.
+trial finishes, so a kill loses only the trials that were running (and those go on from their snapshots,
+``recbole_llm.tune.snapshot``, when the rerun is on the same machine).
 """
 
 from __future__ import annotations
@@ -44,15 +45,18 @@ def finished_trial(
     if not last_result or "best_valid_score" not in last_result:
         return None
     params = {key: plain(config.get(key)) for key in searched}
+    resumed_seconds = float(last_result.get("resumed_seconds", 0.0))
     outcome = {
         "best_valid_score": float(last_result["best_valid_score"]),
         "status": "completed" if last_result.get("finished") else "stopped early",
         "reports": int(last_result.get("training_iteration", 0)),
         "epochs": int(last_result.get("epoch", 0)),
         "best_epoch": None if last_result.get("best_epoch") is None else int(last_result["best_epoch"]),
-        "seconds": round(float(last_result.get("time_total_s", 0.0)), 1),
+        "seconds": round(float(last_result.get("time_total_s", 0.0)) + resumed_seconds, 1),
         "trial": trial_id,
     }
+    if "resumed_at_epoch" in last_result:  # went on from a snapshot: its seconds include the time before
+        outcome.update(resumed_at_epoch=int(last_result["resumed_at_epoch"]), resumed_seconds=round(resumed_seconds, 1))
     return params, outcome
 
 
@@ -72,6 +76,27 @@ class LedgerCallback(Callback):
         finished = finished_trial(trial.config, trial.last_result, self.searched, trial.trial_id)
         if finished is not None:
             self.ledger.add(*finished)
+
+
+class SnapshotCleanup(Callback):
+    """Removes a trial's snapshot once the trial has ended (ran to its end, or stopped by ASHA).
+
+    The trial removes it itself when it returns; a trial stopped by the scheduler never returns. Trials
+    that failed or were cut keep theirs, to go on next time. In the driver, so not through Ray Client.
+    """
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    def _discard(self, trial: Any) -> None:
+        from recbole_llm.tune.trainable import snapshot_path
+
+        path = snapshot_path(dict(trial.config), self.settings)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._discard(trial)
 
 
 def store_results(ledger: TrialLedger, results: Any, searched: Sequence[str]) -> None:

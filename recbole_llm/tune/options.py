@@ -28,6 +28,7 @@ class TuneOptions:
     ray_num_cpus: int | None = None  # local Ray only (default: all cores)
     output: str | None = None
     verbose: int = 1  # Ray's progress output (0 silent, 1 status table)
+    snapshot_interval_s: float | None = 60.0  # seconds between snapshots of a trial (0: each validation; None: off)
 
     def validate(self) -> None:
         """Raise :class:`SearchSpaceError` naming the flag of the first invalid option."""
@@ -46,6 +47,8 @@ class TuneOptions:
             raise SearchSpaceError(f"--max_concurrent must be >= 1, got {self.max_concurrent}")
         if self.reduction_factor <= 1:
             raise SearchSpaceError(f"--reduction_factor must be > 1, got {self.reduction_factor}")
+        if self.snapshot_interval_s is not None and self.snapshot_interval_s < 0:
+            raise SearchSpaceError(f"--snapshot_interval_s must be >= 0, got {self.snapshot_interval_s}")
         if self.grace_period is not None and self.grace_period < 1:
             raise SearchSpaceError(f"--grace_period must be >= 1, got {self.grace_period}")
 

@@ -25,6 +25,7 @@ _LAST_REPORT_COLUMNS = {
     "epoch": "epochs",
     "finished": "finished",
     "time_total_s": "seconds",
+    "resumed_seconds": "resumed_seconds",  # a trial that went on from a snapshot: its time before it
     "node_id": "node",
 }
 
@@ -95,7 +96,8 @@ def trials_table(results: ResultGrid, searched: Sequence[str], mode: str) -> pd.
     table = _outcomes(results, searched).merge(last, on="trial_dir", how="left")
     table = table.merge(_best_reports(results, mode), on="trial_dir", how="left")
     table["epochs"] = table["epochs"].fillna(0).astype(int)
-    table["seconds"] = table["seconds"].astype(float).round(1)
+    resumed = table.pop("resumed_seconds").astype(float).fillna(0.0)
+    table["seconds"] = (table["seconds"].astype(float) + resumed).round(1)
     table["status"] = np.select(
         [table["error"] != "", table["finished"].astype("boolean").fillna(False).to_numpy(dtype=bool)],
         ["error", "completed"],

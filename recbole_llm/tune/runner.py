@@ -38,6 +38,8 @@ FORWARDED_ENV = (
 )
 # Ray Tune's experiment folder inside the output folder.
 EXPERIMENT_NAME = "ray"
+# Snapshots of unfinished trials inside the output folder (recbole_llm.tune.snapshot).
+SNAPSHOT_DIR = "snapshots"
 
 
 @dataclass
@@ -236,6 +238,8 @@ def _plan(model, dataset, search_space, config_file_list, cmd_args, options: Tun
         config_dict={**fixed, **_absolute_paths(probe, fixed)},
         cpus_per_trial=options.cpus_per_trial,
         gpus_per_trial=options.gpus_per_trial,
+        snapshot_dir=None if options.snapshot_interval_s is None else str(output_dir / SNAPSHOT_DIR),
+        snapshot_interval_s=options.snapshot_interval_s or 0.0,
     )
     mode = "max" if probe["valid_metric_bigger"] else "min"
     max_reports = _max_reports(probe, space)
@@ -308,11 +312,12 @@ def _fit(plan: _Plan, options: TuneOptions, ledger: TrialLedger | None):
     """
     import ray
 
-    from recbole_llm.tune.ledger import LedgerCallback, store_results
+    from recbole_llm.tune.ledger import LedgerCallback, SnapshotCleanup, store_results
 
     client = ray.util.client.ray.is_connected()
     searched = list(plan.space)
     callbacks = [LedgerCallback(ledger, searched)] if ledger is not None and not client else []
+    callbacks.append(SnapshotCleanup(plan.settings))
     results = _tuner(plan, options, callbacks).fit()
     if ledger is not None and client:
         store_results(ledger, results, searched)
