@@ -7,6 +7,7 @@ import resource
 import sys
 from collections.abc import Sequence
 from logging import getLogger
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -17,6 +18,7 @@ from recbole_llm.config import Config
 from recbole_llm.data import create_dataset, data_preparation
 from recbole_llm.oie.pretrain import apply_oie_init
 from recbole_llm.trainer import get_trainer
+from recbole_llm.trainer.snapshot import TrainingSnapshot
 from recbole_llm.utils import get_model
 
 if TYPE_CHECKING:
@@ -86,45 +88,13 @@ def build(
     return dataset, train_data, valid_data, test_data, model, trainer
 
 
-def run_recbole_llm(
-    model: str | type | None = None,
-    dataset: str | None = None,
-    config_file_list: Sequence[str] | None = None,
-    config_dict: dict[str, Any] | None = None,
-    saved: bool = True,
-    cmd_args: Sequence[str] | None = None,
-    callback_fn: Callable[[int, float], None] | None = None,
-    trainer_mixins: Sequence[type] = (),
+def _run_result(
+    config: Config, trainer: AbstractTrainer, best_valid: tuple, test_result: dict, test_data, saved: bool
 ) -> dict[str, Any]:
-    """Train ``model`` on ``dataset``, evaluate the best checkpoint on the test split.
-
-    Returns RecBole's result dict (``best_valid_score``, ``valid_score_bigger``,
-    ``best_valid_result``, ``test_result``) plus ``epoch_times`` (seconds per training epoch),
-    ``peak_memory_mb``, ``saved_model_file`` and ``test_consecutive_share`` (sequential data: the
-    share of test targets whose id is the previous item's id + 1; None otherwise).
-    """
+    """What :func:`run_recbole_llm` returns (see there)."""
     from recbole_llm.data.inspect import consecutive_target_share
 
-    config = Config(model, dataset, config_file_list, config_dict, cmd_args=cmd_args)
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logger = getLogger()
-    logger.info(sys.argv)
-    logger.info(config)
-
-    _, train_data, valid_data, test_data, _, trainer = build(config, trainer_mixins)
-    if config["device"].type == "cuda":
-        torch.cuda.reset_peak_memory_stats(config["device"])
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data,
-        valid_data,
-        saved=saved,
-        show_progress=config["show_progress"],
-        callback_fn=callback_fn,
-    )
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    best_valid_score, best_valid_result = best_valid
     return {
         "model": config["model"],
         "dataset": config["dataset"],
@@ -138,6 +108,62 @@ def run_recbole_llm(
         "saved_model_file": trainer.saved_model_file if saved else None,
         "test_consecutive_share": consecutive_target_share(config, test_data),
     }
+
+
+def run_recbole_llm(
+    model: str | type | None = None,
+    dataset: str | None = None,
+    config_file_list: Sequence[str] | None = None,
+    config_dict: dict[str, Any] | None = None,
+    saved: bool = True,
+    cmd_args: Sequence[str] | None = None,
+    callback_fn: Callable[[int, float], None] | None = None,
+    trainer_mixins: Sequence[type] = (),
+    snapshot_file: str | Path | None = None,
+    snapshot_interval_s: float = 60.0,
+) -> dict[str, Any]:
+    """Train ``model`` on ``dataset``, evaluate the best checkpoint on the test split.
+
+    Returns RecBole's result dict (``best_valid_score``, ``valid_score_bigger``,
+    ``best_valid_result``, ``test_result``) plus ``epoch_times`` (seconds per training epoch),
+    ``peak_memory_mb``, ``saved_model_file`` and ``test_consecutive_share`` (sequential data: the
+    share of test targets whose id is the previous item's id + 1; None otherwise).
+    ``snapshot_file``: the run keeps its training state there (``recbole_llm.trainer.snapshot``, at most
+    every ``snapshot_interval_s`` seconds) and goes on from it when called again after a kill (the result
+    then has ``resumed_at_epoch`` and ``resumed_seconds``; ``callback_fn`` sees the earlier validations first).
+    """
+
+    config = Config(model, dataset, config_file_list, config_dict, cmd_args=cmd_args)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    _, train_data, valid_data, test_data, _, trainer = build(config, trainer_mixins)
+    if config["device"].type == "cuda":
+        torch.cuda.reset_peak_memory_stats(config["device"])
+    snapshot = None
+    if snapshot_file is not None:
+        snapshot = TrainingSnapshot(Path(snapshot_file), train_data, snapshot_interval_s)
+        snapshot.restore(trainer, callback_fn, saved=saved)
+        callback_fn = snapshot.callback(trainer, callback_fn)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data,
+        valid_data,
+        saved=saved,
+        show_progress=config["show_progress"],
+        callback_fn=callback_fn,
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    result = _run_result(config, trainer, (best_valid_score, best_valid_result), test_result, test_data, saved)
+    if snapshot is not None:
+        if snapshot.resumed_at_epoch is not None:
+            result.update(resumed_at_epoch=snapshot.resumed_at_epoch, resumed_seconds=snapshot.resumed_seconds)
+        snapshot.discard()
+    return result
 
 
 def objective_function(

@@ -285,14 +285,15 @@ def uninterrupted_trial(tmp_path_factory):
 
 
 def test_killed_trial_goes_on_from_its_snapshot_as_if_never_cut(uninterrupted_trial, tmp_path, monkeypatch):
-    """Killed after its 2nd validation, the trial (in the next search: another index) replays the 2 reports and
-    trains epochs 3-4 only, with the validations of the uninterrupted trial, bit for bit; its file then goes."""
+    """Killed as it reports its 2nd validation (before the snapshot after it), the trial (in the next search:
+    another index) replays the report of epoch 1 and trains epochs 2-4 only, with the validations of the
+    uninterrupted trial, bit for bit; its file then goes."""
     assert not list((tmp_path / "snapshots").glob("*"))
     cut = _run_trial(tmp_path, monkeypatch, kill_after_epoch=2)
     assert [r["epoch"] for r in cut] == [1, 2] and len(list((tmp_path / "snapshots").glob("*.pt"))) == 1
     resumed = _run_trial(tmp_path, monkeypatch, trial_index=5)
     assert [r["epoch"] for r in resumed] == [1, 2, 3, 4]
-    assert [r["resumed_at_epoch"] for r in resumed] == [2] * 4 and all(r["resumed_seconds"] > 0 for r in resumed)
+    assert [r["resumed_at_epoch"] for r in resumed] == [1] * 4 and all(r["resumed_seconds"] > 0 for r in resumed)
     assert _plain_reports(resumed) == _plain_reports(uninterrupted_trial)
     assert [r["valid_score"] for r in uninterrupted_trial] != [uninterrupted_trial[0]["valid_score"]] * 4  # it learns
     assert not list((tmp_path / "snapshots").glob("*"))  # finished: nothing left to resume

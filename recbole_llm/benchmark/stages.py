@@ -26,6 +26,7 @@ from recbole_llm.benchmark.store import ResultStore, content_key, model_code_ver
 from recbole_llm.benchmark.suite import DatasetEntry, ModelEntry, Suite, SuiteError
 from recbole_llm.compare import Job, run_job
 from recbole_llm.compare.hooks import oie_history
+from recbole_llm.trainer.snapshot import SNAPSHOT_SUFFIX
 
 
 class BenchmarkError(RuntimeError):
@@ -337,6 +338,7 @@ def final_run(
         label=model.name,
         config_file_list=(config_file,),
         threads=ws.threads_per_run(),
+        snapshot_file=str(ws.work_dir / "snapshots" / f"{key}{SNAPSHOT_SUFFIX}"),
     )
     record = run_job(job, extra_result=oie_history)  # AAE/SA history for sequential models (else nothing)
     if record["status"] != "ok":

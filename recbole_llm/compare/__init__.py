@@ -13,6 +13,7 @@ run) and ``comparison.png`` (bars with standard-deviation error bars).
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +31,7 @@ from recbole_llm.compare.report import (
     write_report,
 )
 from recbole_llm.compare.runner import ExtraResultHook, Job, best_epoch, run_job, train_and_evaluate
+from recbole_llm.trainer.snapshot import SNAPSHOT_SUFFIX
 
 __all__ = [
     "ChildOutcome",
@@ -78,7 +80,8 @@ def run_jobs(
     ``reference`` is a job label (default: the first job's). ``on_record`` sees each record as it is made.
     ``metrics`` names the table's test metrics (default: every ``name@k`` column of the results).
     ``resume``: keep the finished runs of ``output_dir/comparison.csv`` whose job key matches a job and
-    run only the others, so a comparison killed after hours loses at most the running job.
+    run only the others, so a comparison killed after hours loses at most the running job, and not even that:
+    with ``resume`` each run keeps a snapshot in ``output_dir/snapshots/`` and goes on from it.
     """
     if not jobs:
         raise ValueError("run_jobs needs at least one job")
@@ -98,6 +101,8 @@ def run_jobs(
             print(f"[compare] {job.name} seed={job.seed} ({index + 1}/{len(jobs)}) finished before, kept", flush=True)
             continue
         print(f"[compare] {job.name} seed={job.seed} ({index + 1}/{len(jobs)}) ...", flush=True)
+        if resume and job.snapshot_file is None:  # a killed run goes on from its snapshot in the rerun
+            job = dataclasses.replace(job, snapshot_file=str(output / "snapshots" / f"{job.key()}{SNAPSHOT_SUFFIX}"))
         record = run_job(job, extra_result, work)
         records.append(record)
         if on_record is not None:

@@ -42,6 +42,8 @@ class Job:
     timeout_s: float | None = None
     #: torch threads of the run's process (None: torch's default, every core); for runs side by side
     threads: int | None = None
+    #: where the run keeps its training state, to go on from it after a kill (``recbole_llm.trainer.snapshot``)
+    snapshot_file: str | None = None
 
     @property
     def name(self) -> str:
@@ -55,8 +57,8 @@ class Job:
         """A short hash of what decides the run's result, so a resumed comparison knows it finished.
 
         The settings and the model's code version (its source file's hash, as in the suites' store): a run
-        stored before the model's code changed is run again. Timeouts, thread counts and trainer mixins are
-        left out: they change how a run is watched or scheduled, not its settings.
+        stored before the model's code changed is run again. Timeouts, thread counts, trainer mixins and the
+        snapshot file are left out: they change how a run is watched or scheduled, not its settings.
         """
         settings = [self.dataset, self.overrides(), self.config_file_list, list(self.cmd_args)]
         spec = [self.name, self.model, _code_version(self.model), *settings]
@@ -94,7 +96,14 @@ def train_and_evaluate(job: Job) -> dict[str, Any]:
     kwargs["trainer_mixins"] = tuple(job.trainer_mixins)
     config_files = list(job.config_file_list) if job.config_file_list else None
     result = run_recbole_llm(
-        job.model, job.dataset, config_files, job.overrides(), saved=True, cmd_args=list(job.cmd_args), **kwargs
+        job.model,
+        job.dataset,
+        config_files,
+        job.overrides(),
+        saved=True,
+        cmd_args=list(job.cmd_args),
+        snapshot_file=job.snapshot_file,
+        **kwargs,
     )
     result["valid_history"] = history
     return result
@@ -131,6 +140,11 @@ def record_from_result(job: Job, result: Mapping[str, Any], wall_s: float) -> di
     record["wall_s"] = wall_s
     record["valid_history"] = history
     record["saved_model_file"] = result.get("saved_model_file")
+    if result.get("resumed_at_epoch") is not None:  # went on from a snapshot: its time before it counts too
+        record.update(
+            resumed_at_epoch=int(result["resumed_at_epoch"]), resumed_seconds=float(result["resumed_seconds"])
+        )
+        record["wall_s"] = wall_s + record["resumed_seconds"]
     if result.get("test_consecutive_share") is not None:  # sequential data only
         record["test_consecutive_share"] = float(result["test_consecutive_share"])
     return record

@@ -32,6 +32,8 @@ def history_path(saved_model_file: str) -> Path:
 class OIEMetricsMixin:
     """Adds ``self.oie_history`` (list of dicts) to a RecBole trainer; see the module docstring."""
 
+    snapshot_attributes = ("oie_history", "_oie_epochs_trained")
+
     def __init__(self, config, model) -> None:
         super().__init__(config, model)
         self.oie_history: list[dict] = []
@@ -78,7 +80,8 @@ class OIEMetricsMixin:
     def fit(
         self, train_data: AbstractDataLoader, valid_data: AbstractDataLoader | None = None, *args: Any, **kwargs: Any
     ) -> tuple[float, dict[str, float] | None]:
-        self.record_oie("init")
+        if self.start_epoch == 0:  # a run resumed from a snapshot has its "init" entry already
+            self.record_oie("init")
         return super().fit(train_data, valid_data, *args, **kwargs)
 
     def _valid_epoch(self, valid_data, show_progress=False):

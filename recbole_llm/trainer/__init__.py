@@ -10,6 +10,8 @@ reporting); the mixins the model class declares in ``trainer_mixins`` (ReviewGNN
 is on and the model is sequential (it switches itself off for a model without ``item_embedding``);
 and the model class's ``trainer_base`` (news models: ``NewsTrainer``), else RecBole's trainer for the
 model (``recbole.utils.get_trainer``). There are no per-model trainer files.
+:mod:`recbole_llm.trainer.snapshot` keeps a run's training state after a validation (mixins list the
+attributes that belong to it in ``snapshot_attributes``), so a killed run or trial goes on from there.
 """
 
 from __future__ import annotations

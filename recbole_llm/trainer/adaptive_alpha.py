@@ -16,6 +16,8 @@ from recbole_llm.config import setting
 class AdaptiveAlphaMixin:
     """Feeds each validation result to ``model.update_alpha`` (models with ``use_reviews``)."""
 
+    snapshot_attributes = ("alpha_history",)  # alpha itself is a model buffer, in the weights
+
     def __init__(self, config, model) -> None:
         super().__init__(config, model)
         self.alpha_valid_metric: str = str(setting(config, "alpha_valid_metric")).lower()

@@ -8,6 +8,8 @@ import time
 class EpochTimingMixin:
     """Times every call of ``_train_epoch`` (the whole chain of mixins below it) into ``self.epoch_times``."""
 
+    snapshot_attributes = ("epoch_times",)  # a resumed run keeps the times of its epochs before the snapshot
+
     def __init__(self, config, model) -> None:
         super().__init__(config, model)
         self.epoch_times: list[float] = []

@@ -4,7 +4,7 @@ Ray Tune saves a search's state in its own folder, on the machine that ran it. A
 record instead: ``run_tune`` asks it which trials are already done before it starts (a random search runs
 only its other configurations; optuna is told the stored results) and hands it each trial the moment the
 trial finishes, so a kill loses only the trials that were running (and those go on from their snapshots,
-``recbole_llm.tune.snapshot``, when the rerun is on the same machine).
+``recbole_llm.trainer.snapshot``, when the rerun is on the same machine).
 """
 
 from __future__ import annotations

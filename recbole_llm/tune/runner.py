@@ -38,7 +38,7 @@ FORWARDED_ENV = (
 )
 # Ray Tune's experiment folder inside the output folder.
 EXPERIMENT_NAME = "ray"
-# Snapshots of unfinished trials inside the output folder (recbole_llm.tune.snapshot).
+# Snapshots of unfinished trials inside the output folder (recbole_llm.trainer.snapshot).
 SNAPSHOT_DIR = "snapshots"
 
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import logging
+import hashlib
+import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recbole_llm.tune.snapshot import TrainingProgress, TrialSnapshot, snapshot_name
+from recbole_llm.trainer.snapshot import SNAPSHOT_SUFFIX, TrainingSnapshot
 from recbole_llm.tune.space import plain
-
-logger = logging.getLogger(__name__)
 
 # The index of a random search's configuration among those drawn up front (Ray's grid over them); not a setting.
 TRIAL_INDEX_KEY = "recbole_llm_trial_index"
@@ -28,7 +26,7 @@ class TrialSettings:
     config_dict: dict[str, Any]
     cpus_per_trial: float
     gpus_per_trial: float
-    snapshot_dir: str | None = None  # where cut trials keep their state (recbole_llm.tune.snapshot); None: nowhere
+    snapshot_dir: str | None = None  # where cut trials keep their state (recbole_llm.trainer.snapshot); None: nowhere
     snapshot_interval_s: float = 60.0  # least seconds between two snapshots of a trial (0: every validation)
 
 
@@ -40,31 +38,25 @@ class TuneReportMixin:
     ``early_stopping`` rule on the trainer's state, exactly what ``fit`` applies right after; a
     trial that reports ``finished`` ran to its end (ASHA did not stop it). ``node_id`` names the
     Ray node the trial ran on (column ``node`` of ``trials.csv``; on one machine all nodes share an IP).
-    With ``tune_snapshot`` set, the state after a validation is written before it is reported (a report
-    may end the trial), and a resumed trial's reports carry ``resumed_at_epoch`` and ``resumed_seconds``.
+    The reports are part of a snapshot (``recbole_llm.trainer.snapshot``): a resumed trial makes them
+    again (:meth:`replay_reports`), and its reports carry ``resumed_at_epoch`` and ``resumed_seconds``.
     """
+
+    snapshot_attributes = ("tune_reports", "tune_best_epoch", "tune_history")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.tune_reports = 0
         self.tune_best_epoch: int | None = None
-        self.tune_history: list[dict[str, Any]] = []  # every report, for a snapshot to replay
-        self.tune_snapshot: TrialSnapshot | None = None
+        self.tune_history: list[dict[str, Any]] = []  # every report, for a resumed trial to make again
         self.tune_resumed: dict[str, Any] = {}  # resumed_at_epoch / resumed_seconds of a resumed trial
-        self._tune_started = time.monotonic()
 
-    def tune_seconds(self) -> float:
-        """Seconds this trial has trained, the time before a resume included."""
-        return self.tune_resumed.get("resumed_seconds", 0.0) + time.monotonic() - self._tune_started
-
-    def resume_tuning(self, reports: list[dict[str, Any]], best_epoch: int | None, seconds: float) -> None:
-        """Go on from a snapshot: its reports are made again (Ray counts them; ASHA may stop the trial here)."""
+    def replay_reports(self, snapshot: TrainingSnapshot) -> None:
+        """After a resume: the reports made before the snapshot, again (Ray counts them; ASHA may stop here)."""
         from ray.air import session
 
-        self.tune_history, self.tune_reports, self.tune_best_epoch = list(reports), len(reports), best_epoch
-        self.tune_resumed = {"resumed_at_epoch": reports[-1]["epoch"] if reports else 0, "resumed_seconds": seconds}
-        self._tune_started = time.monotonic()
-        for report in reports:
+        self.tune_resumed = {"resumed_at_epoch": snapshot.resumed_at_epoch, "resumed_seconds": snapshot.resumed_seconds}
+        for report in self.tune_history:
             session.report({**report, **self.tune_resumed})
 
     def _valid_epoch(self, *args: Any, **kwargs: Any):
@@ -73,7 +65,7 @@ class TuneReportMixin:
 
         valid_score, valid_result = super()._valid_epoch(*args, **kwargs)
         self.tune_reports += 1
-        best, cur_step, stop, improved = early_stopping(
+        best, _, stop, improved = early_stopping(
             valid_score,
             self.best_valid_score,
             self.cur_step,
@@ -85,9 +77,6 @@ class TuneReportMixin:
             self.tune_best_epoch = epoch - 1
         report = self._tune_report(valid_score, valid_result, best, epoch, bool(stop))
         self.tune_history.append(report)
-        if self.tune_snapshot is not None and not report["finished"]:
-            best_result = valid_result if improved else self.best_valid_result
-            self.tune_snapshot.save(self, TrainingProgress(epoch, best, cur_step, best_result))
         session.report({**report, **self.tune_resumed})
         return valid_score, valid_result
 
@@ -127,16 +116,9 @@ def snapshot_path(params: dict[str, Any], settings: TrialSettings) -> Path | Non
     if settings.snapshot_dir is None:
         return None
     files = [Path(f).read_text(encoding="utf-8") for f in settings.config_file_list or ()]
-    shared = {**settings.config_dict, "config files": files}
-    name = snapshot_name(settings.model, settings.dataset, shared, searched_values(params))
-    return Path(settings.snapshot_dir) / name
-
-
-def _resume(trainer, snapshot: TrialSnapshot) -> None:
-    """Restore the trial's snapshot into ``trainer`` when there is one that fits."""
-    state = snapshot.load()
-    if state is not None and snapshot.restore(trainer, state):
-        logger.info("trial resumed from its snapshot after epoch %d (%s)", trainer.start_epoch, snapshot.path)
+    trial = [settings.model, settings.dataset, settings.config_dict, files, searched_values(params)]
+    digest = hashlib.sha256(json.dumps(trial, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    return Path(settings.snapshot_dir) / f"{digest[:20]}{SNAPSHOT_SUFFIX}"
 
 
 def trainable(params: dict[str, Any], settings: TrialSettings) -> None:
@@ -157,11 +139,12 @@ def trainable(params: dict[str, Any], settings: TrialSettings) -> None:
     init_logger(config)  # into this trial's own folder (Ray made it the working directory)
     _, train_data, valid_data, _, _, trainer = build(config, extra_mixins=(TuneReportMixin,))
     path = snapshot_path(params, settings)
-    if path is not None:
-        trainer.tune_snapshot = TrialSnapshot(path, train_data, settings.snapshot_interval_s)
-        _resume(trainer, trainer.tune_snapshot)
-    trainer.fit(train_data, valid_data, verbose=False, saved=False, show_progress=False)
+    snapshot = TrainingSnapshot(path, train_data, settings.snapshot_interval_s) if path is not None else None
+    if snapshot is not None and snapshot.restore(trainer):
+        trainer.replay_reports(snapshot)
+    callback = snapshot.callback(trainer) if snapshot is not None else None
+    trainer.fit(train_data, valid_data, verbose=False, saved=False, show_progress=False, callback_fn=callback)
     if trainer.tune_reports == 0:
         raise RuntimeError("the trial trained without a single validation: set eval_step >= 1 and epochs >= eval_step")
-    if trainer.tune_snapshot is not None:
-        trainer.tune_snapshot.discard()
+    if snapshot is not None:
+        snapshot.discard()
