@@ -65,3 +65,47 @@ def test_a_run_whose_best_checkpoint_is_gone_starts_afresh(uncut_run, tmp_path, 
     result, seen = _run(tmp_path, monkeypatch)
     assert "gone" in caplog.text and "resumed_at_epoch" not in result
     assert seen == reference_seen and result["test_result"] == reference["test_result"]
+
+
+def _bsarec_run(raw, folder, monkeypatch, kill_at_epoch=None):
+    """BSARec with dropout and OIE metrics on a 100-user LastFM slice, 4 epochs; (result or None, validations)."""
+    from oie_helpers import TINY, single_thread, tiny_config, write_lastfm_slice
+
+    monkeypatch.chdir(folder)
+    write_lastfm_slice(raw, folder, n_users=100)
+    config = tiny_config(folder, oie_metrics=True, epochs=4, hidden_dropout_prob=0.2, attn_dropout_prob=0.2)
+    config.update(stopping_step=10, checkpoint_dir=str(folder / "saved"))
+    seen = []
+
+    def callback(epoch_idx, score):
+        seen.append((epoch_idx, score))
+        if epoch_idx == kill_at_epoch:
+            raise _Killed
+
+    try:
+        with single_thread():
+            result = run_recbole_llm(
+                "BSARec", TINY, config_dict=config, callback_fn=callback,
+                snapshot_file=folder / "run.snapshot.pt", snapshot_interval_s=0.0,
+            )  # fmt: skip
+    except _Killed:
+        return None, seen
+    return result, seen
+
+
+def test_a_resumed_sequential_run_keeps_its_oie_history(mini_raw, tmp_path, monkeypatch):
+    """The OIE trainer's history (AAE/SA after init and every validation) is part of the snapshot: the resumed
+    run's history file is the uncut run's, with one "init" entry, and dropout draws the same masks."""
+    import json
+
+    from recbole_llm.oie.trainer import history_path
+
+    (tmp_path / "uncut").mkdir(), (tmp_path / "cut").mkdir()
+    reference, reference_seen = _bsarec_run(mini_raw, tmp_path / "uncut", monkeypatch)
+    _bsarec_run(mini_raw, tmp_path / "cut", monkeypatch, kill_at_epoch=1)
+    result, seen = _bsarec_run(mini_raw, tmp_path / "cut", monkeypatch)
+    assert result["resumed_at_epoch"] == 2 and seen == reference_seen
+    assert result["test_result"] == reference["test_result"]
+    histories = [json.loads(history_path(r["saved_model_file"]).read_text())["history"] for r in (reference, result)]
+    assert histories[0] == histories[1] and [h["stage"] for h in histories[1]].count("init") == 1
+    assert [h["epoch"] for h in histories[1] if h["stage"] == "valid"] == [1, 2, 3, 4]
