@@ -97,8 +97,7 @@ class TuneReportMixin:
 
 def _trial_config_dict(params: dict[str, Any], settings: TrialSettings) -> dict[str, Any]:
     """The trial's settings: shared ones, the sampled values, and the device Ray gave this worker."""
-    sampled = {k: plain(v) for k, v in params.items() if k != TRIAL_INDEX_KEY}
-    config_dict = {**settings.config_dict, **sampled}
+    config_dict = {**settings.config_dict, **searched_values(params)}
     config_dict["use_gpu"] = settings.gpus_per_trial > 0
     if settings.gpus_per_trial > 0:
         # RecBole's Config sets CUDA_VISIBLE_DEVICES from gpu_id: keep the GPU(s) Ray gave us.
