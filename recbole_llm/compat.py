@@ -114,7 +114,7 @@ class _TorchForRecBoleTrainer(types.ModuleType):
         return getattr(torch, name)
 
     @staticmethod
-    def load(f, map_location=None, **kwargs):
+    def load(f: Any, map_location: Any = None, **kwargs: Any) -> Any:
         kwargs.setdefault("weights_only", False)
         return torch.load(f, map_location=map_location, **kwargs)
 
@@ -130,7 +130,7 @@ def _install_collector_item_categories() -> None:
 
     original = Collector.data_collect
 
-    def data_collect(self, train_data):
+    def data_collect(self: Collector, train_data: Any) -> None:
         original(self, train_data)
         if self.register.need("data.item_categories"):
             from recbole_llm.metrics.category_diversity import item_category_matrix

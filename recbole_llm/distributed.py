@@ -234,7 +234,7 @@ class _GatheringEvaluator:
         self.evaluator = evaluator
         self.trainer = trainer
 
-    def evaluate(self, struct: DataStruct):
+    def evaluate(self, struct: DataStruct) -> dict[str, float]:
         return self.evaluator.evaluate(gather_data_struct(struct, self.trainer.eval_holds_padding))
 
     def __getattr__(self, name: str):

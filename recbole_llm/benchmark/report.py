@@ -26,7 +26,7 @@ def bigger_is_better(metric: str) -> bool:
 def flag_runs(runs: pd.DataFrame, suite: Suite) -> pd.Series:
     """Per run: 'best in first N epochs' when its checkpoint is that early, 'hit epoch cap' when it never stopped."""
 
-    def flags(row) -> str:
+    def flags(row: pd.Series) -> str:
         notes = []
         if pd.notna(row.get("best_epoch")) and row["best_epoch"] < suite.min_epochs:
             notes.append(f"best in first {suite.min_epochs} epochs")

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -132,7 +133,7 @@ class SeedRun:
             self._record("settings", settings(args))
         self.theta0 = self.state("theta0", lambda: None)  # saved once: every task vector starts here
 
-    def state(self, name: str, train) -> dict[str, torch.Tensor]:
+    def state(self, name: str, train: Callable[[], object]) -> dict[str, torch.Tensor]:
         """The saved state ``name``, or train it (``train()``, from theta_0) and save it first.
 
         Its training seconds are written beside it (``<name>.seconds``): a results file that reuses a state

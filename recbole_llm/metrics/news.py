@@ -147,7 +147,8 @@ class _ImpressionMetric(AbstractMetric):
     metric_need = ("rec.score", "data.label", IMPRESSION)
     smaller = False
 
-    def ranked(self, dataobject) -> RankedImpressions:
+    def ranked(self, dataobject: DataStruct) -> RankedImpressions:
+        """The batch's scores and labels grouped by impression."""
         return group_by_impression(
             dataobject.get("rec.score"), dataobject.get("data.label"), dataobject.get(IMPRESSION)
         )

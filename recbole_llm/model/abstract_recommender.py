@@ -9,8 +9,10 @@ embeddings that full-sort evaluation reuses across its many small user batches; 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
+from recbole.data.interaction import Interaction
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.model.loss import BPRLoss, EmbLoss
 from recbole.utils import InputType
@@ -20,7 +22,7 @@ from torch_geometric.utils import add_remaining_self_loops, coalesce, degree, to
 NORMALISATIONS = ("sym", "mean")
 
 
-def checked_choice(model_class: type, key: str, value) -> str:
+def checked_choice(model_class: type, key: str, value: object) -> str:
     """``value`` if ``properties/schema.yaml`` allows it for ``key`` in a run of ``model_class``, else a
     ValueError naming the key and the allowed values. The safety net for models built without the
     entry point's validation; the allowed values live only in the schema."""
@@ -132,12 +134,12 @@ class _SparseMatmul(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, matrix: torch.Tensor, matrix_t: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, matrix: torch.Tensor, matrix_t: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         ctx.matrix_t = matrix_t
         return torch.sparse.mm(matrix, dense)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, None, torch.Tensor | None]:
         dense_grad = torch.sparse.mm(ctx.matrix_t, grad) if ctx.needs_input_grad[2] else None
         return None, None, dense_grad
 
@@ -193,12 +195,13 @@ class GeneralGraphRecommender(GeneralRecommender):
         """Forget the cached propagated embeddings (the weights are about to change)."""
         self.restore_user_e, self.restore_item_e = None, None
 
-    def train(self, mode: bool = True):
+    def train(self, mode: bool = True) -> GeneralGraphRecommender:
         """Entering train or eval mode invalidates the cached full-sort embeddings."""
         self.invalidate_cache()
         return super().train(mode)
 
-    def load_state_dict(self, *args, **kwargs):
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        """Loading new weights invalidates the cached full-sort embeddings."""
         self.invalidate_cache()
         return super().load_state_dict(*args, **kwargs)
 
@@ -222,7 +225,7 @@ class GeneralGraphRecommender(GeneralRecommender):
                 self.restore_user_e, self.restore_item_e = self.forward()[:2]
         return self.restore_user_e, self.restore_item_e
 
-    def predict(self, interaction) -> torch.Tensor:
+    def predict(self, interaction: Interaction) -> torch.Tensor:
         """Scores of the batch's (user, item) pairs; in eval mode the propagation is cached like
         :meth:`full_sort_predict`'s (sampled evaluation calls this once per small batch)."""
         user_all, item_all = self.forward()[:2] if self.training else self.cached_final_vectors()
@@ -230,7 +233,8 @@ class GeneralGraphRecommender(GeneralRecommender):
         item = interaction[self.ITEM_ID]
         return torch.mul(user_all[user], item_all[item]).sum(dim=1)
 
-    def full_sort_predict(self, interaction) -> torch.Tensor:
+    def full_sort_predict(self, interaction: Interaction) -> torch.Tensor:
+        """Scores of every item for the batch's users, from the cached propagation."""
         user_all, item_all = self.cached_final_vectors()
         user = interaction[self.USER_ID]
         return torch.matmul(user_all[user], item_all.transpose(0, 1)).view(-1)
