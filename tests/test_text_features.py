@@ -202,7 +202,7 @@ class _CountingModel:
 
 
 def test_encoding_is_cached_in_chunks_so_a_kill_keeps_the_work(tmp_path):
-    texts = [f"profile text number {i}" for i in range(50)]
+    texts = [f"profile text number {i:02d}" for i in range(50)]  # one length: encoded in input order
     killed = TextEncoder(cache_dir=tmp_path, batch_size=4, cache_chunk=8, show_progress=False)
     killed._model = _CountingModel(fail_after_batches=5)  # dies during the 6th batch of 4 texts
     with pytest.raises(KeyboardInterrupt):
@@ -215,6 +215,21 @@ def test_encoding_is_cached_in_chunks_so_a_kill_keeps_the_work(tmp_path):
     assert model.encoded == texts[16:]
     expected = _CountingModel().encode(texts, 4, False, True)
     assert torch.equal(out, torch.from_numpy(expected))
+
+
+def test_texts_are_batched_by_length_and_returned_in_input_order(tmp_path):
+    """Longest first, so a batch pads little; the rows still come back in the caller's order and the cache
+    files each text under its own vector."""
+    texts = ["a" * n for n in (3, 40, 7, 25, 1, 12, 33, 5)]
+    encoder = TextEncoder(cache_dir=tmp_path, batch_size=2, cache_chunk=4, show_progress=False)
+    model = _CountingModel()
+    encoder._model = model
+    out = encoder.encode(texts)
+    assert model.encoded == sorted(texts, key=len, reverse=True)
+    expected = torch.from_numpy(_CountingModel().encode(texts, 2, False, True))
+    assert torch.equal(out, expected)
+    cached = TextEncoder(cache_dir=tmp_path, show_progress=False)
+    assert torch.equal(cached.encode(texts[::-1]), expected.flip(0)) and cached.cache_misses == 0
 
 
 def test_encoding_progress_is_shown_even_with_show_progress_false(tmp_path, capsys):
