@@ -839,3 +839,18 @@ def test_oie_arms_share_one_pretrained_model(tmp_path, mini_raw):
     assert not list((work / "saved").rglob("*.pth.tmp*")) and not list((work / "saved").rglob("oie"))
     runs = {e["model"]: e for e in ResultStore(tmp_path / "results" / "oie-share.jsonl").entries("run")}
     assert set(runs) == {m.name for m in suite.models}
+
+
+def test_key_is_the_same_before_and_after_a_named_dataset_is_converted(tmp_path, mini_raw):
+    """A converted dataset's own yaml enters the configuration: a fresh checkout, whose data folder is empty,
+    must compute the keys the committed results were stored under (after their conversion)."""
+    import yaml
+
+    from recbole_llm.benchmark.store import resolved_config
+
+    settings = {"data_path": str(tmp_path / "fresh"), "raw_data_path": str(mini_raw)}
+    fresh = resolved_config("BPR", "lastfm", None, settings)
+    assert (tmp_path / "fresh" / "lastfm" / "lastfm.yaml").is_file()
+    assert resolved_config("BPR", "lastfm", None, settings) == fresh
+    converter_yaml = yaml.safe_load((tmp_path / "fresh" / "lastfm" / "lastfm.yaml").read_text())
+    assert fresh["item_text_fields"] == converter_yaml["item_text_fields"]

@@ -11,6 +11,7 @@ folder ``<work_dir>/tune/<dataset>/<model>/<key>`` holds only logs and the last 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import threading
@@ -26,7 +27,10 @@ from recbole_llm.benchmark.store import ResultStore, content_key, model_code_ver
 from recbole_llm.benchmark.suite import DatasetEntry, ModelEntry, Suite, SuiteError
 from recbole_llm.compare import Job, run_job
 from recbole_llm.compare.hooks import oie_history
+from recbole_llm.data.named_datasets import DatasetNotFoundError
 from recbole_llm.trainer.snapshot import SNAPSHOT_SUFFIX
+
+logger = logging.getLogger(__name__)
 
 
 class BenchmarkError(RuntimeError):
@@ -304,7 +308,11 @@ def stored_results(ws: Workspace) -> tuple[list[dict[str, Any]], list[dict[str, 
     for dataset in ws.suite.datasets:
         for model in ws.suite.models_on(dataset):
             config_file = ws.fixed_config_file(dataset, model)
-            trial_set = ws.store.get(trial_set_key(ws, dataset, model, config_file))
+            try:
+                trial_set = ws.store.get(trial_set_key(ws, dataset, model, config_file))
+            except DatasetNotFoundError as err:  # its keys need its conversion
+                logger.warning("The report leaves out %s: %s", dataset.name, err)
+                break
             if trial_set is None:
                 continue
             trial_sets.append(trial_set)

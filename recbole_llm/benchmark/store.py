@@ -81,10 +81,20 @@ def model_class(model: str) -> type:
 
 def resolved_config(model: str, dataset: str, config_file_list: list[str] | None, config_dict: dict[str, Any]) -> dict:
     """RecBole's final configuration for these settings, without the volatile keys and inert defaults, and with
-    the speed-only settings at their stored values."""
+    the speed-only settings at their stored values.
+
+    A named dataset is converted (or found up to date) first: its converter writes settings of its own
+    (``<data_path>/<name>/<name>.yaml``) that enter the configuration, so a key computed before the
+    conversion would differ from the one a run stores after it, and a fresh checkout would not find the
+    committed results of that dataset.
+    """
     from recbole_llm.config import Config
+    from recbole_llm.data import named_datasets
 
     config = Config(model, dataset, config_file_list, dict(config_dict))
+    if dataset in named_datasets.NAMED_DATASETS:
+        named_datasets.prepare_named_dataset(config)
+        config = Config(model, dataset, config_file_list, dict(config_dict))
     return {
         k: SPEED_ONLY_KEYS.get(k, v)
         for k, v in config.final_config_dict.items()
