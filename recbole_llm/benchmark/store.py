@@ -83,16 +83,18 @@ def resolved_config(model: str, dataset: str, config_file_list: list[str] | None
     """RecBole's final configuration for these settings, without the volatile keys and inert defaults, and with
     the speed-only settings at their stored values.
 
-    A named dataset is converted (or found up to date) first: its converter writes settings of its own
+    A named dataset not converted yet is converted first: its converter writes settings of its own
     (``<data_path>/<name>/<name>.yaml``) that enter the configuration, so a key computed before the
     conversion would differ from the one a run stores after it, and a fresh checkout would not find the
-    committed results of that dataset.
+    committed results of that dataset. (A present folder is left to the run, which reconverts it if stale.)
     """
     from recbole_llm.config import Config
     from recbole_llm.data import named_datasets
 
     config = Config(model, dataset, config_file_list, dict(config_dict))
-    if dataset in named_datasets.NAMED_DATASETS:
+    if dataset in named_datasets.NAMED_DATASETS and not named_datasets.atomic_files_present(
+        config["data_path"], dataset, config
+    ):
         named_datasets.prepare_named_dataset(config)
         config = Config(model, dataset, config_file_list, dict(config_dict))
     return {
