@@ -134,6 +134,36 @@ def test_propagation_is_bit_identical_to_pyg_lgconv(trained, dirs):
     assert len(g_new) == len(g_old) > 0 and all(torch.equal(a, b) for a, b in zip(g_new, g_old))
 
 
+def _indexing_loss(model, batch):
+    """P4R's loss as it was before ``index_select`` (``tensor[index]`` gathers): the reference of the stored
+    benchmark runs (``EQUIVALENT_CODE_VERSIONS`` in recbole_llm/benchmark/store.py)."""
+    user, pos, neg = batch[model.USER_ID], batch[model.ITEM_ID], batch[model.NEG_ITEM_ID]
+    user_all, item_all, user_ego, item_ego = model.forward()
+    return model.bpr_loss(user_all[user], item_all[pos], item_all[neg], user_ego[user], item_ego[pos], item_ego[neg])
+
+
+def test_loss_gathers_are_bit_identical_to_indexing_on_one_thread(trained, dirs):
+    """On one thread the ``index_select`` loss and gradients equal the indexing ones to the bit; on more threads
+    indexing's backward (``index_put_`` with accumulate) is not even repeatable, ``index_select``'s is."""
+    _, train_data, _, _ = trained
+    model = P4R(_config(dirs, text_fusion="concat", projector="mlp"), train_data._dataset)
+    batch = next(iter(train_data))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        results = []
+        for loss_of in (model.calculate_loss, lambda b: _indexing_loss(model, b)):
+            model.zero_grad()
+            loss = loss_of(batch)
+            loss.backward()
+            results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    finally:
+        torch.set_num_threads(threads)
+    (loss_new, grads_new), (loss_old, grads_old) = results
+    assert torch.equal(loss_new, loss_old)
+    assert len(grads_new) == len(grads_old) > 0 and all(torch.equal(a, b) for a, b in zip(grads_new, grads_old))
+
+
 @pytest.mark.parametrize("fusion,projector,item_dim", [("replace", "linear", 64), ("concat", "mlp", 128)])
 def test_fusion_modes_train_end_to_end(trained, dirs, fusion, projector, item_dim):
     _, train_data, _, _ = trained

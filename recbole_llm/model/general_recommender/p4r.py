@@ -151,11 +151,13 @@ class P4R(GeneralGraphRecommender):
         pos_item = interaction[self.ITEM_ID]
         neg_item = interaction[self.NEG_ITEM_ID]
         user_all, item_all, user_ego, item_ego = self.forward()
+        # index_select, not tensor[index]: the same rows, but its backward (index_add_) is deterministic and
+        # several times faster on CPU than indexing's (index_put_ with accumulate, not repeatable on 2 threads)
         return self.bpr_loss(
-            user_all[user],
-            item_all[pos_item],
-            item_all[neg_item],
-            user_ego[user],
-            item_ego[pos_item],
-            item_ego[neg_item],
+            user_all.index_select(0, user),
+            item_all.index_select(0, pos_item),
+            item_all.index_select(0, neg_item),
+            user_ego.index_select(0, user),
+            item_ego.index_select(0, pos_item),
+            item_ego.index_select(0, neg_item),
         )
