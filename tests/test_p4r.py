@@ -143,8 +143,8 @@ def _indexing_loss(model, batch):
 
 
 def test_loss_gathers_are_bit_identical_to_indexing_on_one_thread(trained, dirs):
-    """On one thread the ``index_select`` loss and gradients equal the indexing ones to the bit; on more threads
-    indexing's backward (``index_put_`` with accumulate) is not even repeatable, ``index_select``'s is."""
+    """On one thread the ``index_select`` loss and gradients equal the indexing ones to the bit (on more threads
+    indexing's backward, ``index_put_`` with accumulate, is not repeatable, so only one thread can compare them)."""
     _, train_data, _, _ = trained
     model = P4R(_config(dirs, text_fusion="concat", projector="mlp"), train_data._dataset)
     batch = next(iter(train_data))
