@@ -7,12 +7,19 @@ import pickle
 import pytest
 import recbole
 import torch
+from recbole.model.general_recommender import NGCF, LightGCN
+from recbole.utils import init_seed
 
 import recbole_llm  # noqa: F401  (applies the patches)
 from recbole_llm import compat
+from recbole_llm.config import Config
+from recbole_llm.data import create_dataset, data_preparation
+from recbole_llm.quick_start import build_model
+
+from conftest import FAST
 
 
-@pytest.mark.parametrize("patch", compat.PATCHES + compat.RAY_SHIMS, ids=lambda p: p.name)
+@pytest.mark.parametrize("patch", compat.PATCHES + compat.MODEL_SHIMS + compat.RAY_SHIMS, ids=lambda p: p.name)
 def test_upstream_source_is_the_one_the_patch_was_written_for(patch):
     assert compat.source_hash(patch) == patch.source_sha256, (
         f"upstream changed {', '.join(patch.targets)}: re-read '{patch.name}' in recbole_llm/compat.py, "
@@ -100,3 +107,68 @@ def test_importing_recbole_sequential_models_leaves_anomaly_mode_off():
     assert torch.is_anomaly_enabled()
     compat._install_anomaly_mode_off()  # ... and the patch's install switches it off
     assert not torch.is_anomaly_enabled()
+
+
+@pytest.fixture(scope="module")
+def ml100k_lightgcn():
+    """RecBole's ml-100k split once for LightGCN (3 layers), and its first 8 training batches."""
+    config = Config("LightGCN", "ml-100k", config_dict={**FAST, "train_batch_size": 2048, "n_layers": 3})
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    return config, train_data, [batch for _, batch in zip(range(8), train_data)]
+
+
+def _lightgcn(config, train_data, csr: bool = False) -> LightGCN:
+    """RecBole's LightGCN from seed 2020, its adjacency held in CSR when ``csr``."""
+    init_seed(2020, True)
+    model = LightGCN(config, train_data._dataset)
+    assert compat.hold_adjacency_as_csr(model) if csr else model.norm_adj_matrix.layout == torch.sparse_coo
+    return model
+
+
+def _train(model: LightGCN, batches) -> LightGCN:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for batch in batches:
+        optimizer.zero_grad()
+        model.calculate_loss(batch).backward()
+        optimizer.step()
+    return model
+
+
+def test_lightgcn_csr_adjacency_is_bit_identical_on_one_thread(ml100k_lightgcn):
+    """Stored LightGCN runs stand for the CSR adjacency only if training gives the same parameters to the bit
+    (on one thread: on two, RecBole's LightGCN repeats to the bit in neither layout)."""
+    config, train_data, batches = ml100k_lightgcn
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        coo, csr = (_train(_lightgcn(config, train_data, flag), batches) for flag in (False, True))
+    finally:
+        torch.set_num_threads(threads)
+    assert csr.norm_adj_matrix.layout == torch.sparse_csr
+    untrained = _lightgcn(config, train_data).user_embedding.weight
+    assert not torch.equal(coo.user_embedding.weight, untrained)  # the steps did train
+    assert all(torch.equal(a, b) for a, b in zip(coo.parameters(), csr.parameters()))
+    users = {coo.USER_ID: torch.arange(1, 50)}
+    assert torch.equal(coo.full_sort_predict(users), csr.full_sort_predict(users))
+
+
+def test_csr_adjacency_only_for_recbole_lightgcn_on_cpu(ml100k_lightgcn):
+    """A subclass may read the COO indices, NGCF does (node dropout), another device was not measured:
+    all are left alone."""
+    config, train_data, _ = ml100k_lightgcn
+
+    class SubclassedLightGCN(LightGCN):
+        pass
+
+    ngcf_config = Config("NGCF", "ml-100k", config_dict=FAST)
+    on_meta = LightGCN(config, train_data._dataset)
+    on_meta.norm_adj_matrix = on_meta.norm_adj_matrix.to("meta")
+    for model in (SubclassedLightGCN(config, train_data._dataset), NGCF(ngcf_config, train_data._dataset), on_meta):
+        assert not compat.hold_adjacency_as_csr(model)
+        assert model.norm_adj_matrix.layout == torch.sparse_coo
+
+
+def test_runner_builds_recbole_lightgcn_with_csr_adjacency(ml100k_lightgcn):
+    config, train_data, _ = ml100k_lightgcn
+    model = build_model(config, train_data, train_data._dataset)
+    assert type(model) is LightGCN and model.norm_adj_matrix.layout == torch.sparse_csr
