@@ -36,12 +36,12 @@ an upstream change fails the test suite instead of silently breaking the patch.
 Model shims (:data:`MODEL_SHIMS`; RecBole's classes are not replaced, :func:`hold_adjacency_as_csr` changes one
 built model): RecBole's LightGCN keeps its normalised adjacency as an uncoalesced COO tensor, the slowest layout
 for ``torch.sparse.mm`` on the CPU (one product and its backward on globo at 128 dims, 2 threads: 70 ms uncoalesced,
-48 coalesced, 34 in CSR). Held in CSR, a training step takes 21% less on 2 threads (globo, 128 dims, 3 layers:
-189-195 -> 149-156 ms) and as long on one. On one thread the results are equal to the bit, which the tests check
-(and a whole run did: the demo's ml-100k LightGCN, 95 epochs, gave the same test metrics and validation history in
-both layouts); on 2 threads neither layout repeats to the bit (measured: two 30-step trainings from one seed end
-with different parameters), so results stored before the shim keep their keys, as with
-``EQUIVALENT_CODE_VERSIONS`` (recbole_llm/benchmark/store.py).
+48 coalesced, 34 in CSR). Held in CSR, a training step takes 21-27% less on 2 threads (globo, 128 dims, 3 layers:
+189-195 -> 149-156 ms; later, the machine slower, 227-242 -> 165-173 ms) and as long on one. On one thread the
+results are equal to the bit, which the tests check (and a whole run did: the demo's ml-100k LightGCN, 95 epochs,
+gave the same test metrics and validation history in both layouts); on 2 threads neither layout repeats to the
+bit (measured: two 30-step trainings from one seed end with different parameters), so results stored before the
+shim keep their keys, as with ``EQUIVALENT_CODE_VERSIONS`` (recbole_llm/benchmark/store.py).
 
 Ray shims (:data:`RAY_SHIMS`; nothing in Ray is replaced, our code calls them): Ray 2.6.3's
 ``ray.init("ray://...")`` switches the process into Ray Client mode before it connects, and when the
