@@ -41,11 +41,12 @@ uncoalesced, 48 coalesced, 34 in CSR). Held in CSR, a training step takes 21-27%
 autograd still spends about 40% of that step on ``A.t()`` (a CSC view that torch sorts back into CSR in every
 backward of every layer); the normalised adjacency equals its transpose to the bit, so
 :class:`SymmetricAdjacency` multiplies the gradient by ``A`` itself, the same arrays in the same order: 235-239 ->
-141-146 ms a step on globo (2 threads, measured back to back on 2026-12-06). On one thread the results are equal to
-the bit, which the tests check (and a whole run did for CSR: the demo's ml-100k LightGCN, 95 epochs, gave the same
-test metrics and validation history); on 2 threads no layout repeats to the bit (measured: two 15- or 30-step
-trainings from one seed end with different parameters), so results stored before the shim keep their keys, as
-with ``EQUIVALENT_CODE_VERSIONS`` (recbole_llm/benchmark/store.py).
+141-146 ms a step on globo (2 threads, measured back to back on 2026-12-06). The wrapper gives plain CSR's results
+to the bit (tested on one thread). CSR and RecBole's COO add the same terms, rounded alike on one CPU (a whole run,
+the demo's ml-100k LightGCN on one thread, 95 epochs: the same test metrics and validation history) and 1.8e-7 apart
+on another (an AVX-512 EPYC; the test allows 1e-6); on 2 threads no layout repeats to the bit (measured: two 15- or
+30-step trainings from one seed end with different parameters), so results stored before the shim keep their keys,
+as with ``EQUIVALENT_CODE_VERSIONS`` (recbole_llm/benchmark/store.py).
 
 Ray shims (:data:`RAY_SHIMS`; nothing in Ray is replaced, our code calls them): Ray 2.6.3's
 ``ray.init("ray://...")`` switches the process into Ray Client mode before it connects, and when the
