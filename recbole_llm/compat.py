@@ -33,20 +33,20 @@ an upstream change fails the test suite instead of silently breaking the patch.
    broadcast, which cannot send them (ReviewGNN's CSR matrix). Metrics of distributed
    runs are gathered by :class:`recbole_llm.distributed.DistributedEvalMixin`, not patched here.
 
-Model shims (:data:`MODEL_SHIMS`; RecBole's classes are not replaced, :func:`hold_adjacency_as_symmetric_csr`
+Model shims (:data:`MODEL_SHIMS`; RecBole's classes are not replaced, :func:`hold_lightgcn_adjacency_in_csr`
 changes one built model): RecBole's LightGCN keeps its normalised adjacency as an uncoalesced COO tensor, the slowest
 layout for ``torch.sparse.mm`` on the CPU (one product and its backward on globo at 128 dims, 2 threads: 70 ms
 uncoalesced, 48 coalesced, 34 in CSR). Held in CSR, a training step takes 21-27% less on 2 threads (globo, 128 dims,
 3 layers: 189-195 -> 149-156 ms; later, the machine slower, 227-242 -> 165-173 ms) and as long on one. In CSR,
 autograd still spends about 40% of that step on ``A.t()`` (a CSC view that torch sorts back into CSR in every
-backward of every layer); the normalised adjacency equals its transpose to the bit, so
-:class:`SymmetricAdjacency` multiplies the gradient by ``A`` itself, the same arrays in the same order: 235-239 ->
-141-146 ms a step on globo (2 threads, measured back to back on 2026-12-06). The wrapper gives plain CSR's results
-to the bit (tested on one thread). CSR and RecBole's COO add the same terms, rounded alike on one CPU (a whole run,
-the demo's ml-100k LightGCN on one thread, 95 epochs: the same test metrics and validation history) and 1.8e-7 apart
-on another (an AVX-512 EPYC; the test allows 1e-6); on 2 threads no layout repeats to the bit (measured: two 15- or
-30-step trainings from one seed end with different parameters), so results stored before the shim keep their keys,
-as with ``EQUIVALENT_CODE_VERSIONS`` (recbole_llm/benchmark/store.py).
+backward of every layer); :class:`ConstantSparseMatrix` builds that transpose once: 29-40% less a step on globo
+(2 threads, back to back, 2026-12-06: 142-152 -> 98-108 ms; and 235-239 -> 141-146 ms with ``A`` itself as the
+transpose, the same arrays for this exactly symmetric matrix). It gives plain CSR's results to the bit (tested). CSR and
+RecBole's COO add the same terms, rounded alike on one CPU (a whole run, the demo's ml-100k LightGCN on one thread,
+95 epochs: the same test metrics and validation history) and 1.8e-7 apart on another (an AVX-512 EPYC; the test
+allows 1e-6); on 2 threads no layout repeats to the bit (measured: two 15- or 30-step trainings from one seed end
+with different parameters), so results stored before the shim keep their keys, as with
+``EQUIVALENT_CODE_VERSIONS`` (recbole_llm/benchmark/store.py).
 
 Ray shims (:data:`RAY_SHIMS`; nothing in Ray is replaced, our code calls them): Ray 2.6.3's
 ``ray.init("ray://...")`` switches the process into Ray Client mode before it connects, and when the
@@ -309,7 +309,7 @@ def check_version(patch: Patch) -> None:
 #: whole class is hashed: the shim holds only if ``norm_adj_matrix`` is used by ``torch.sparse.mm`` alone.
 MODEL_SHIMS: tuple[Patch, ...] = (
     Patch(
-        "lightgcn_symmetric_csr_adjacency",
+        "lightgcn_csr_adjacency",
         ("recbole.model.general_recommender.lightgcn:LightGCN",),
         "062a52c2e8704b12",
         lambda: None,
@@ -317,31 +317,20 @@ MODEL_SHIMS: tuple[Patch, ...] = (
 )
 
 
-class _SymmetricSparseProduct(torch.autograd.Function):
-    """``A @ X`` whose backward is ``A @ grad``: right for ``A == A.t()``, and no transposition per backward."""
-
-    @staticmethod
-    def forward(ctx: Any, matrix: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(matrix)
-        return torch.sparse.mm(matrix, dense)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
-        (matrix,) = ctx.saved_tensors
-        return None, torch.sparse.mm(matrix, grad)
-
-
-class SymmetricAdjacency:
-    """A sparse CSR matrix equal to its transpose, served to ``torch.sparse.mm(adjacency, dense)``.
+class ConstantSparseMatrix:
+    """A constant CSR matrix with its transpose built once, served to ``torch.sparse.mm(matrix, dense)``.
 
     Why: autograd computes ``A.t() @ grad`` for the dense input, and for CSR that means sorting every nonzero into
-    a new CSR matrix in every backward (see the module docstring). Torch hands a call on this object to
-    ``__torch_function__`` (its protocol for tensor-like types); only ``torch.sparse.mm(adjacency, dense)`` is
-    served, anything else raises. Attributes (``layout``, ``shape``, ``device``) are the matrix's.
+    a new CSR matrix in every backward (see the module docstring); the product here is
+    :func:`recbole_llm.model.abstract_recommender.sparse_matmul`, the same two ``torch.sparse.mm`` calls on the
+    same arrays, so the same numbers. Torch hands a call on this object to ``__torch_function__`` (its protocol
+    for tensor-like types); only ``torch.sparse.mm(matrix, dense)`` is served, anything else raises. Attributes
+    (``layout``, ``shape``, ``device``) are the matrix's.
     """
 
     def __init__(self, matrix: torch.Tensor) -> None:
         self.matrix = matrix
+        self.matrix_t = matrix.t().to_sparse_csr()
 
     def __getattr__(self, name: str) -> Any:
         if name == "matrix" or name.startswith("__"):  # unset while unpickling; copy protocols are this object's
@@ -349,32 +338,22 @@ class SymmetricAdjacency:
         return getattr(self.matrix, name)
 
     def __repr__(self) -> str:
-        return f"SymmetricAdjacency({self.matrix!r})"
+        return f"ConstantSparseMatrix({self.matrix!r})"
 
     @classmethod
     def __torch_function__(cls, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        from recbole_llm.model.abstract_recommender import sparse_matmul
+
         is_product = func is torch.sparse.mm and len(args) == 2 and not kwargs
         if is_product and isinstance(args[0], cls) and isinstance(args[1], torch.Tensor):
-            return _SymmetricSparseProduct.apply(args[0].matrix, args[1])
+            return sparse_matmul(args[0].matrix, args[0].matrix_t, args[1])
         name = getattr(func, "__name__", func)
-        raise TypeError(f"SymmetricAdjacency serves torch.sparse.mm(adjacency, dense) only, not {name}: use .matrix")
+        raise TypeError(f"ConstantSparseMatrix serves torch.sparse.mm(matrix, dense) only, not {name}: use .matrix")
 
 
-def is_exactly_symmetric(matrix: torch.Tensor) -> bool:
-    """Whether a CSR matrix equals its transpose to the bit (indices, values): then ``A @ g`` is ``A.t() @ g``."""
-    transposed = matrix.t().to_sparse_csr()
-    return all(
-        torch.equal(a, b)
-        for a, b in zip(
-            (matrix.crow_indices(), matrix.col_indices(), matrix.values()),
-            (transposed.crow_indices(), transposed.col_indices(), transposed.values()),
-        )
-    )
-
-
-def hold_adjacency_as_symmetric_csr(model: torch.nn.Module) -> bool:
-    """Hold a RecBole LightGCN's CPU adjacency in CSR, as a :class:`SymmetricAdjacency` when it is exactly
-    symmetric (RecBole's normalised adjacency is); True when it changed it.
+def hold_lightgcn_adjacency_in_csr(model: torch.nn.Module) -> bool:
+    """Hold a RecBole LightGCN's CPU adjacency in CSR with its transpose (a :class:`ConstantSparseMatrix`); True
+    when it did.
 
     Only RecBole's own class (a subclass may use the COO indices) and only on the CPU, where it was measured.
     """
@@ -388,8 +367,7 @@ def hold_adjacency_as_symmetric_csr(model: torch.nn.Module) -> bool:
     check_version(MODEL_SHIMS[0])
     with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state": torch's, not the user's
         warnings.simplefilter("ignore", UserWarning)
-        csr = adjacency.coalesce().to_sparse_csr()
-        model.norm_adj_matrix = SymmetricAdjacency(csr) if is_exactly_symmetric(csr) else csr
+        model.norm_adj_matrix = ConstantSparseMatrix(adjacency.coalesce().to_sparse_csr())
     return True
 
 

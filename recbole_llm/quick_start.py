@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from recbole.utils import init_logger, init_seed, set_color
 
-from recbole_llm.compat import hold_adjacency_as_symmetric_csr, load_recbole_checkpoint
+from recbole_llm.compat import hold_lightgcn_adjacency_in_csr, load_recbole_checkpoint
 from recbole_llm.config import Config
 from recbole_llm.data import create_dataset, data_preparation
 from recbole_llm.oie.pretrain import apply_oie_init
@@ -49,7 +49,7 @@ def build_model(
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_class = getattr(config, "model_class", None) or get_model(config["model"])
     model = model_class(config, train_data._dataset).to(config["device"])
-    hold_adjacency_as_symmetric_csr(model)  # RecBole's LightGCN on the CPU: same results, faster (compat.py)
+    hold_lightgcn_adjacency_in_csr(model)  # RecBole's LightGCN on the CPU: same results, faster (compat.py)
     apply_oie_init(config, model, dataset)  # no-op unless `oie_init` is set
     return model
 
