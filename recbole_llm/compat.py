@@ -41,12 +41,13 @@ uncoalesced, 48 coalesced, 34 in CSR). Held in CSR, a training step takes 21-27%
 autograd still spends about 40% of that step on ``A.t()`` (a CSC view that torch sorts back into CSR in every
 backward of every layer); :class:`ConstantSparseMatrix` builds that transpose once: 29-40% less a step on globo
 (2 threads, back to back, 2026-12-06: 142-152 -> 98-108 ms; and 235-239 -> 141-146 ms with ``A`` itself as the
-transpose, the same arrays for this exactly symmetric matrix). It gives plain CSR's results to the bit (tested). CSR and
-RecBole's COO add the same terms, rounded alike on one CPU (a whole run, the demo's ml-100k LightGCN on one thread,
-95 epochs: the same test metrics and validation history) and 1.8e-7 apart on another (an AVX-512 EPYC; the test
-allows 1e-6); on 2 threads no layout repeats to the bit (measured: two 15- or 30-step trainings from one seed end
-with different parameters), so results stored before the shim keep their keys, as with
-``EQUIVALENT_CODE_VERSIONS`` (recbole_llm/benchmark/store.py).
+transpose, the same arrays for this exactly symmetric matrix); with int32 indices (the project's ``csr_matrix``)
+101-120 ms against 105-145 with int64 ones, alternated 4 times. It gives plain CSR's results to the bit (tested on
+one thread). CSR and RecBole's COO add the same terms, rounded alike on one CPU (a whole run, the demo's ml-100k
+LightGCN on one thread, 95 epochs: the same test metrics and validation history) and 1.8e-7 apart on another (an
+AVX-512 EPYC; the test allows 1e-6); on 2 threads no layout repeats to the bit (measured: two 15- or 30-step
+trainings from one seed end with different parameters), so results stored before the shim keep their keys, as
+with ``EQUIVALENT_CODE_VERSIONS`` (recbole_llm/benchmark/store.py).
 
 Ray shims (:data:`RAY_SHIMS`; nothing in Ray is replaced, our code calls them): Ray 2.6.3's
 ``ray.init("ray://...")`` switches the process into Ray Client mode before it connects, and when the
@@ -66,7 +67,6 @@ import importlib
 import inspect
 import os
 import types
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -318,7 +318,7 @@ MODEL_SHIMS: tuple[Patch, ...] = (
 
 
 class ConstantSparseMatrix:
-    """A constant CSR matrix with its transpose built once, served to ``torch.sparse.mm(matrix, dense)``.
+    """A constant CSR matrix and its transpose, built once, served to ``torch.sparse.mm(matrix, dense)``.
 
     Why: autograd computes ``A.t() @ grad`` for the dense input, and for CSR that means sorting every nonzero into
     a new CSR matrix in every backward (see the module docstring); the product here is
@@ -328,9 +328,20 @@ class ConstantSparseMatrix:
     (``layout``, ``shape``, ``device``) are the matrix's.
     """
 
-    def __init__(self, matrix: torch.Tensor) -> None:
+    def __init__(self, matrix: torch.Tensor, matrix_t: torch.Tensor) -> None:
         self.matrix = matrix
-        self.matrix_t = matrix.t().to_sparse_csr()
+        self.matrix_t = matrix_t
+
+    @classmethod
+    def from_coo(cls, coo: torch.Tensor) -> ConstantSparseMatrix:
+        """Both matrices built by the project's ``csr_matrix`` (int32 indices, which torch's CPU product takes)."""
+        from recbole_llm.model.abstract_recommender import csr_matrix, transposed_csr_matrix
+
+        coo = coo.coalesce()
+        size = (coo.shape[0], coo.shape[1])
+        return cls(
+            csr_matrix(coo.indices(), coo.values(), size), transposed_csr_matrix(coo.indices(), coo.values(), size)
+        )
 
     def __getattr__(self, name: str) -> Any:
         if name == "matrix" or name.startswith("__"):  # unset while unpickling; copy protocols are this object's
@@ -365,9 +376,7 @@ def hold_lightgcn_adjacency_in_csr(model: torch.nn.Module) -> bool:
     if adjacency.layout != torch.sparse_coo or adjacency.device.type != "cpu":
         return False
     check_version(MODEL_SHIMS[0])
-    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state": torch's, not the user's
-        warnings.simplefilter("ignore", UserWarning)
-        model.norm_adj_matrix = ConstantSparseMatrix(adjacency.coalesce().to_sparse_csr())
+    model.norm_adj_matrix = ConstantSparseMatrix.from_coo(adjacency)
     return True
 
 
