@@ -427,6 +427,26 @@ def test_restricted_rerun_reports_the_whole_suite_from_the_store(tiny_suite, tmp
     assert "| LightGCN" in text and "| BPR" in text and "every stored result of the suite" in text
 
 
+def test_a_report_written_during_a_search_counts_its_stored_trials(tiny_suite, tmp_path):
+    """A search on large data spans days and its trial set is stored only at its end: a report written meanwhile
+    (here BPR's trial set and runs taken out of the store, its trials kept) says how many trials are stored."""
+    output = tmp_path / "results"
+    shutil.copytree(tiny_suite.output, output)
+    entries = _stored(output)
+    bpr_set = next(e for e in entries if e["kind"] == "trials" and e["model"] == "BPR")
+    kept = [e for e in entries if e["key"] != bpr_set["key"] and not (e["kind"] == "run" and e["model"] == "BPR")]
+    (output / "tiny.jsonl").write_text("".join(json.dumps(e) + "\n" for e in kept))
+    trials = sum(e["kind"] == "trial" and e["set_key"] == bpr_set["key"] for e in kept)
+    whole = load_suite(TINY)
+    with chdir(tmp_path):
+        report = run_suite(
+            restrict(whole, models="LightGCN"), output, tmp_path / "work", "only LightGCN", report_suite=whole
+        ).read_text()
+    assert trials >= 1 and _stored(output) == kept  # nothing ran
+    assert f"ml-100k: BPR (tuning, {trials} of {whole.trials} trials stored)" in report
+    assert "not tuned yet" not in report
+
+
 def test_cli_reports_the_whole_suite_except_for_a_final_stage_run_elsewhere(monkeypatch, tmp_path):
     """``--benchmark=... --models=BPR`` hands the whole suite to the report; ``--tuned_from`` (the demo: final runs
     in their own folder) reports only its own runs."""

@@ -146,11 +146,13 @@ def run_suite(
                 ws.store.add(entry)
     with _progress(suite) as bar:
         trial_sets, runs, failed = _run_stages(ws, bar)
+    searching = None
     if report_suite is not None and report_suite != suite:
-        trial_sets, runs = stored_results(dataclasses.replace(ws, suite=report_suite))
+        trial_sets, runs, searching = stored_results(dataclasses.replace(ws, suite=report_suite))
         command += "  # the report shows every stored result of the suite"
         suite = report_suite
-    return write_suite_report(suite, output_dir, runs, trial_sets, failed, command, ws.store.entries("trial"))
+    trials = ws.store.entries("trial")
+    return write_suite_report(suite, output_dir, runs, trial_sets, failed, command, trials, searching)
 
 
 def _literal(text: str) -> Any:

@@ -228,24 +228,43 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def unfinished_models(suite: Suite, dataset: str, runs: pd.DataFrame, trial_sets: list[dict[str, Any]]) -> list[str]:
-    """'NGCF (not tuned yet)', 'SGL (tuned, 2 of 5 seeds)' for each model of ``dataset`` short of its seeds."""
+def unfinished_models(
+    suite: Suite,
+    dataset: str,
+    runs: pd.DataFrame,
+    trial_sets: list[dict[str, Any]],
+    searching: dict[tuple[str, str], int] | None = None,
+) -> list[str]:
+    """'NGCF (not tuned yet)', 'SGL (tuned, 2 of 5 seeds)' for each model of ``dataset`` short of its seeds.
+
+    ``searching`` ((dataset, model) -> trials stored of its unfinished search, :func:`stored_results`) turns
+    'not tuned yet' into 'tuning, 3 of 8 trials stored': searches on large data span days, and a report
+    committed in between should say how far they got.
+    """
     entry = next(d for d in suite.datasets if d.name == dataset)
     tuned = {t["model"] for t in trial_sets if t.get("dataset") == dataset}
     seeds_done = runs[runs["dataset"] == dataset].groupby("model").size() if len(runs) else pd.Series(dtype=int)
     missing = []
     for model in suite.models_on(entry):
         done = int(seeds_done.get(model.name, 0))
-        if model.name not in tuned:
+        stored = (searching or {}).get((dataset, model.name), 0)
+        if model.name not in tuned and stored:
+            missing.append(f"{model.name} (tuning, {stored} of {suite.trials} trials stored)")
+        elif model.name not in tuned:
             missing.append(f"{model.name} (not tuned yet)")
         elif done < len(suite.seeds):
             missing.append(f"{model.name} (tuned, {done} of {len(suite.seeds)} seeds)")
     return missing
 
 
-def status_line(suite: Suite, runs: pd.DataFrame, trial_sets: list[dict[str, Any]]) -> str:
+def status_line(
+    suite: Suite,
+    runs: pd.DataFrame,
+    trial_sets: list[dict[str, Any]],
+    searching: dict[tuple[str, str], int] | None = None,
+) -> str:
     """Whether every table is final, so a report written part-way through a suite says so itself."""
-    pending = {d.name: unfinished_models(suite, d.name, runs, trial_sets) for d in suite.datasets}
+    pending = {d.name: unfinished_models(suite, d.name, runs, trial_sets, searching) for d in suite.datasets}
     pending = {name: models for name, models in pending.items() if models}
     if not pending:
         return f"- Status: complete: every model on every dataset tuned and run with all {len(suite.seeds)} seeds."
@@ -259,12 +278,13 @@ def dataset_section(
     runs: pd.DataFrame,
     trial_sets: list[dict[str, Any]],
     early_peaks: dict[str, int] | None = None,
+    searching: dict[tuple[str, str], int] | None = None,
 ) -> list[str]:
     """Everything a reader needs about one dataset: the results table, verdicts, variants and the tuning table."""
     lines = [f"## {dataset}", ""]
     if not len(runs):
         return lines + ["(no finished final run yet)", ""]
-    missing = unfinished_models(suite, dataset, runs, trial_sets)
+    missing = unfinished_models(suite, dataset, runs, trial_sets, searching)
     if missing:
         lines += [
             f"**Partial**: not finished yet: {', '.join(missing)}. The strongest baseline, the ▲/▼ marks and the "
@@ -441,6 +461,7 @@ def header_lines(
     trial_sets: list[dict[str, Any]],
     failed: list[dict[str, Any]],
     entries: list[dict[str, Any]],
+    searching: dict[tuple[str, str], int] | None = None,
 ) -> list[str]:
     """The preamble: command, machine, protocol, budgets, wall times and status, so the numbers can be rerun."""
     protocol = {k: v for k, v in suite.protocol.items() if k != "config"}
@@ -470,7 +491,7 @@ def header_lines(
             "trial stored without its best epoch counts when it ended exactly at `min_epochs`, a lower bound)."
         ),
     ]
-    lines.append(status_line(suite, pd.DataFrame(entries), trial_sets))
+    lines.append(status_line(suite, pd.DataFrame(entries), trial_sets, searching))
     if suite.report.get("paper"):
         lines.append(f"- The paper's claim: {suite.report['paper']}")
     lines += [f"- Note: {note}" for note in suite.report.get("notes", [])]
@@ -493,16 +514,18 @@ def write_suite_report(
     failed: list[dict[str, Any]],
     command: str,
     trials: list[dict[str, Any]] | None = None,
+    searching: dict[tuple[str, str], int] | None = None,
 ) -> Path:
     """Write ``<suite>.md``, ``.csv``, ``.png`` and ``_curves.png`` from the stored runs of this configuration;
-    ``trials`` (the stored tuning trials) add to each tuning table the trials ended at an early peak."""
+    ``trials`` (the stored tuning trials) add to each tuning table the trials ended at an early peak;
+    ``searching`` counts the trials of searches not finished (:func:`unfinished_models`)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     runs = runs_frame(entries, suite)
-    lines = header_lines(suite, command, trial_sets, failed, entries)
+    lines = header_lines(suite, command, trial_sets, failed, entries, searching)
     peaks = None if trials is None else early_peak_counts(trials, suite)
     for dataset in (d.name for d in suite.datasets):
         sub = runs[runs["dataset"] == dataset] if len(runs) else runs
-        lines += dataset_section(suite, dataset, sub, trial_sets, peaks)
+        lines += dataset_section(suite, dataset, sub, trial_sets, peaks, searching)
     stem = output_dir / suite.name
     if len(runs):
         table = runs.drop(columns=["valid_history", "oie_history"], errors="ignore").copy()

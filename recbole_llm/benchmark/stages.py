@@ -301,26 +301,29 @@ def final_run_key(
     return content_key("run", model.model, {"dataset": dataset.name, "label": model.name, "config": config})
 
 
-def stored_results(ws: Workspace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(trial sets, final runs) of the whole suite found in the store, nothing run: a run restricted to some
-    models or datasets still reports every result of the suite, not only its own."""
-    trial_sets, runs = [], []
+def stored_results(ws: Workspace) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[tuple[str, str], int]]:
+    """(trial sets, final runs, searching) of the whole suite found in the store, nothing run: a run restricted
+    to some models or datasets still reports every result of the suite, not only its own. ``searching`` maps
+    (dataset, model) to the trials stored of a search not finished yet (a trial set is stored only at its end)."""
+    trial_sets, runs, searching = [], [], {}
     for dataset in ws.suite.datasets:
         for model in ws.suite.models_on(dataset):
             config_file = ws.fixed_config_file(dataset, model)
             try:
-                trial_set = ws.store.get(trial_set_key(ws, dataset, model, config_file))
+                set_key = trial_set_key(ws, dataset, model, config_file)
             except DatasetNotFoundError as err:  # its keys need its conversion
                 logger.warning("The report leaves out %s: %s", dataset.name, err)
                 break
+            trial_set = ws.store.get(set_key)
             if trial_set is None:
+                searching[(dataset.name, model.name)] = len(StoredTrials(ws, set_key).entries())
                 continue
             trial_sets.append(trial_set)
             for seed in ws.suite.seeds:
                 key = final_run_key(ws, dataset, model, trial_set["best_params"], seed, config_file)
                 if key in ws.store:
                     runs.append(ws.store.get(key))
-    return trial_sets, runs
+    return trial_sets, runs, searching
 
 
 def _run_folders(ws: Workspace, dataset: DatasetEntry, model: ModelEntry, seed: int) -> dict[str, str]:
