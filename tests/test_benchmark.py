@@ -7,6 +7,7 @@ process, and every run trains on one thread.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -310,6 +311,25 @@ def test_changed_setting_gives_new_keys(tmp_path):
         {"config": resolved_config("BPR", "ml-100k", None, {"learning_rate": 0.01, "checkpoint_dir": "x"})},
     )
     assert first == same == moved and first != other
+
+
+def test_trial_order_flag_keeps_the_trial_set_key(tmp_path):
+    """``--trials_last=2`` changes only the order of a search's trials, so its stored trials still count."""
+    from recbole_llm.benchmark import split_overrides
+    from recbole_llm.benchmark.stages import Workspace, trial_set_key
+
+    suite = load_suite(TINY)
+    _, tuning = split_overrides(["--trials_last=2"])
+    reordered = dataclasses.replace(suite, tuning={**suite.tuning, **tuning})
+    assert tuning == {"trials_last": 2}
+
+    def key(s):
+        ws = Workspace(s, ResultStore(tmp_path / "s.jsonl"), tmp_path / "work", "test")
+        return trial_set_key(ws, s.datasets[0], s.models[0], ws.fixed_config_file(s.datasets[0], s.models[0]))
+
+    with chdir(tmp_path):
+        assert key(reordered) == key(suite)
+        assert key(dataclasses.replace(suite, tuning={**suite.tuning, "reduction_factor": 2.0})) != key(suite)
 
 
 def test_key_follows_how_a_named_dataset_is_converted(monkeypatch):

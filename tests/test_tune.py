@@ -180,6 +180,9 @@ def test_search_replaces_a_half_initialized_ray(local_ray):
         ("dataset: {choice: [ml-100k]}\n", [], ["dataset", "cannot be searched"]),
         ("embedding_size: {grid: [16, 32]}\n", ["--search_alg=nope"], ["search_alg"]),
         ("embedding_size: {choice: [16]}\n", ["--num_samples=two"], ["num_samples"]),
+        ("embedding_size: {choice: [16, 32]}\n", ["--trials_last=0"], ["trials_last", "from 1"]),
+        ("embedding_size: {choice: [16, 32]}\n", ["--trials_last=3", "--num_samples=2"], ["draws 2 trials"]),
+        ("embedding_size: {choice: [16, 32]}\n", ["--search_alg=optuna", "--trials_last=1"], ["trials_last"]),
     ],
 )
 def test_invalid_search_fails_before_any_trial_naming_the_key(
@@ -198,6 +201,25 @@ def test_invalid_search_fails_before_any_trial_naming_the_key(
         assert text in message
     assert time.perf_counter() - start < 20
     assert not (tmp_path / "out").exists()
+
+
+def test_trials_last_moves_trials_to_the_end_of_a_random_search():
+    """``--trials_last=3,1``: the same configurations, those two last and in that order (a long trial left to a
+    machine with time for it); the trials a ledger holds are still skipped."""
+    from recbole_llm.tune.space import sample_configs
+
+    space = recbole_tune.load_search_space({"learning_rate": {"loguniform": [1.0e-4, 1.0e-2]}})
+    configs = sample_configs(space, 4, seed=7)
+
+    class Ledger:
+        def stored(self):
+            return [(configs[1], 0.1)]
+
+    options = recbole_tune.TuneOptions(num_samples=4, trials_last="3,1")
+    count, points, _, held = tune_runner._trials_to_run(options, space, 7, Ledger())
+    assert options.trials_last == (3, 1) and (count, held) == (3, 1)
+    assert points == [configs[3], configs[2], configs[0]]
+    assert tune_runner._trials_to_run(recbole_tune.TuneOptions(num_samples=4), space, 7, None)[1] == configs
 
 
 def test_grid_needs_random_search():

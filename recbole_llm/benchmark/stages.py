@@ -143,6 +143,7 @@ RESOURCE_OPTIONS = frozenset(
         "ray_num_cpus",
         "verbose",
         "snapshot_interval_s",
+        "trials_last",  # the order of the trials, not which ones
     }
 )
 

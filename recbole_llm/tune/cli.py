@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from recbole_llm.tune.options import TuneOptions
+from recbole_llm.tune.options import TuneOptions, trial_numbers
 from recbole_llm.tune.runner import run_tune
 from recbole_llm.tune.space import SearchSpaceError
 
 # The tuning flags (fields of TuneOptions set from the command line) and how each is read.
-OPTION_TYPES: dict[str, type] = {
+OPTION_TYPES: dict[str, Callable[[str], Any]] = {
     "num_samples": int,
     "search_alg": str,
     "scheduler": str,
@@ -27,6 +27,7 @@ OPTION_TYPES: dict[str, type] = {
     "ray_num_cpus": int,
     "verbose": int,
     "snapshot_interval_s": float,
+    "trials_last": trial_numbers,
 }
 
 
@@ -41,6 +42,8 @@ def split_tune_flags(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str
             continue
         try:
             options[name] = OPTION_TYPES[name](value)
+        except SearchSpaceError:  # a reader's own message (a ValueError too)
+            raise
         except ValueError as exc:
             raise SearchSpaceError(f"--{name}: cannot read '{value}' as {OPTION_TYPES[name].__name__}") from exc
     return options, rest

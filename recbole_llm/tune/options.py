@@ -29,6 +29,12 @@ class TuneOptions:
     output: str | None = None
     verbose: int = 1  # Ray's progress output (0 silent, 1 status table)
     snapshot_interval_s: float | None = 60.0  # seconds between snapshots of a trial (0: each validation; None: off)
+    # Random search: these trials of the sampled order (1-based) run after all the others, e.g. long ones that could
+    # not finish before a job's wall-time limit (on a new machine a stopped trial starts again from its first epoch).
+    trials_last: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.trials_last = trial_numbers(self.trials_last)
 
     def validate(self) -> None:
         """Raise :class:`SearchSpaceError` naming the flag of the first invalid option."""
@@ -40,6 +46,10 @@ class TuneOptions:
             )
         if self.scheduler not in SCHEDULERS:
             raise SearchSpaceError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got '{self.scheduler}'")
+        if self.trials_last and self.search_alg != "random":
+            raise SearchSpaceError(
+                "--trials_last needs --search_alg=random: only a random search draws its trials first"
+            )
         self._check_search_package()
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
             raise SearchSpaceError("--cpus_per_trial must be > 0 and --gpus_per_trial >= 0")
@@ -67,3 +77,12 @@ class TuneOptions:
     def grace(self, max_reports: int) -> int:
         """ASHA's grace period: evaluations a trial always gets (at most the whole run)."""
         return min(self.grace_period or 5, max_reports)
+
+
+def trial_numbers(value: object) -> tuple[int, ...]:
+    """``--trials_last=3,5`` (text, one number or a sequence) -> (3, 5); one clear error for anything else."""
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+    texts = [str(item).strip() for item in items if str(item).strip()]
+    if not all(text.isdigit() and int(text) >= 1 for text in texts):
+        raise SearchSpaceError(f"--trials_last takes trial numbers from 1 (e.g. --trials_last=3,5), got '{value}'")
+    return tuple(int(text) for text in texts)

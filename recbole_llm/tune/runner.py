@@ -142,11 +142,24 @@ def _trials_to_run(options: TuneOptions, space: SearchSpace, seed: int, ledger) 
     stored = ledger.stored() if ledger is not None else []
     if options.search_alg == "random":
         done = {canonical(params) for params, _ in stored}
-        configs = sample_configs(space, options.num_samples, seed)
+        configs = deferred(sample_configs(space, options.num_samples, seed), options.trials_last)
         points = [config for config in configs if canonical(config) not in done]
         return len(points), points, [], len(configs) - len(points)
     held = len(stored)
     return max(0, options.num_samples - held), [p for p, _ in stored], [score for _, score in stored], held
+
+
+def deferred(configs: list[dict[str, Any]], last: Sequence[int]) -> list[dict[str, Any]]:
+    """``configs`` with the trials numbered ``last`` (1-based, sampled order) moved to the end, in that order.
+
+    Only the order changes, not which configurations run: a search spread over machines that each run for a
+    limited time can leave a trial too long for the time left to a later machine.
+    """
+    beyond = [n for n in last if n > len(configs)]
+    if beyond:
+        raise SearchSpaceError(f"--trials_last: this search draws {len(configs)} trials, no trial {beyond[0]}")
+    moved = [configs[n - 1] for n in dict.fromkeys(last)]
+    return [c for i, c in enumerate(configs, start=1) if i not in last] + moved
 
 
 def _scheduler(options: TuneOptions, max_reports: int):
