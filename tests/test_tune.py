@@ -33,7 +33,7 @@ def local_ray():
     import ray
 
     compat.shutdown_ray()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     compat.shutdown_ray()
 
@@ -163,6 +163,19 @@ def test_search_replaces_a_half_initialized_ray(local_ray):
     assert compat.ray_half_initialized()
     with tune_runner._ray_session(recbole_tune.TuneOptions(ray_num_cpus=1)):
         assert ray.is_initialized() and not compat.ray_half_initialized()
+    assert not ray.is_initialized()
+
+
+def test_search_without_an_address_starts_its_own_ray_whatever_ray_address_names(monkeypatch):
+    """Without ``--ray_address`` a search starts a local Ray of ``ray_num_cpus``: a cluster named by the
+    ``RAY_ADDRESS`` variable (or by the address file a ``ray start`` leaves) is not joined, where Ray 2.6.3
+    would refuse the CPU count (``When connecting to an existing cluster, num_cpus ... must not be provided``)."""
+    import ray
+
+    compat.shutdown_ray()
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # nothing listens there
+    with tune_runner._ray_session(recbole_tune.TuneOptions(ray_num_cpus=1)):
+        assert ray.cluster_resources()["CPU"] == 1
     assert not ray.is_initialized()
 
 

@@ -204,7 +204,8 @@ def _ray_session(options: TuneOptions) -> Iterator[None]:
         if options.ray_address:
             ray.init(address=options.ray_address, **kwargs)
         else:
-            ray.init(num_cpus=options.ray_num_cpus or os.cpu_count(), **kwargs)
+            # "local": a new Ray of this process, not the cluster that RAY_ADDRESS or a `ray start` names
+            ray.init(address="local", num_cpus=options.ray_num_cpus or os.cpu_count(), **kwargs)
         yield
     finally:
         shutdown_ray()  # also after a failed start, so the next search in this process starts clean
