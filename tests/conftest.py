@@ -44,6 +44,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Test files that start Ray clusters share one worker of ``make test``'s two: side by side, a 2-node test cluster
+# and two more local Rays with their trial processes would crowd 2 cores under Ray's own 30 s start-up waits.
+RAY_FILES = {"test_benchmark", "test_ray_cluster", "test_tune"}
+
 # Settings that keep RecBole runs in tests small and quiet; tests add their own.
 FAST = {"epochs": 1, "show_progress": False, "state": "ERROR", "use_gpu": False, "train_batch_size": 4096}
 
@@ -59,6 +63,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "shared_datasets" in getattr(item, "fixturenames", ()):
             item.add_marker(REAL_DATA_MARK)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unused (and not checked) where xdist is absent
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``make test`` runs ``-n 2 --dist loadfile``: each test file on one worker (its module fixtures built
+    once), and the RAY_FILES, as one unit, on the same worker one after another.
+
+    (xdist's ``loadgroup`` with ``xdist_group`` marks would say this, but pytest-xdist 3.8 renames the node
+    ids that carry the group, which pytest 9.2 no longer lets it do: every test is then scheduled alone.)
+    """
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class RayFilesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "Ray files" if Path(scope).stem in RAY_FILES else scope
+
+    return RayFilesTogether(config, log)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -11,6 +11,7 @@ the benchmark uses it).
 from __future__ import annotations
 
 import shutil
+from contextlib import chdir
 from pathlib import Path
 
 import numpy as np
@@ -88,9 +89,11 @@ def _text_columns(frame: pd.DataFrame) -> list[str]:
 
 @pytest.fixture(scope="module")
 def built(data_root):
-    """Dataset, loaders and an untrained ReviewGNN built like the quick start does."""
+    """Dataset, loaders and an untrained ReviewGNN built like the quick start does (in the module's own folder:
+    RecBole's trainer makes ``saved/`` and ``log_tensorboard/`` in the working directory)."""
     config = _config(data_root / "data", data_root / "cache")
-    return build(config)
+    with chdir(data_root):
+        return build(config)
 
 
 class _EncodeSpy:
@@ -275,7 +278,8 @@ def silent_built(data_root):
     for column in _text_columns(frame):
         frame.loc[first, column] = ""
     _write_inter(frame, _inter_file(folder))
-    return build(_config(folder, data_root / "cache"))
+    with chdir(data_root):  # as in ``built``
+        return build(_config(folder, data_root / "cache"))
 
 
 def _twin(model: ReviewGNN, config, dataset, shared: bool) -> ReviewGNN:
