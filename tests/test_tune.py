@@ -166,7 +166,7 @@ def test_search_replaces_a_half_initialized_ray(local_ray):
     assert not ray.is_initialized()
 
 
-def test_search_without_an_address_starts_its_own_ray_whatever_ray_address_names(monkeypatch):
+def test_search_without_an_address_starts_its_own_ray_whatever_ray_address_names(monkeypatch, caplog):
     """Without ``--ray_address`` a search starts a local Ray of ``ray_num_cpus``: a cluster named by the
     ``RAY_ADDRESS`` variable (or by the address file a ``ray start`` leaves) is not joined, where Ray 2.6.3
     would refuse the CPU count (``When connecting to an existing cluster, num_cpus ... must not be provided``)."""
@@ -174,9 +174,11 @@ def test_search_without_an_address_starts_its_own_ray_whatever_ray_address_names
 
     compat.shutdown_ray()
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # nothing listens there
-    with tune_runner._ray_session(recbole_tune.TuneOptions(ray_num_cpus=1)):
-        assert ray.cluster_resources()["CPU"] == 1
+    with caplog.at_level("WARNING", logger=tune_runner.__name__):
+        with tune_runner._ray_session(recbole_tune.TuneOptions(ray_num_cpus=1)):
+            assert ray.cluster_resources()["CPU"] == 1
     assert not ray.is_initialized()
+    assert "RAY_ADDRESS=127.0.0.1:9 is set but --ray_address is not" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,6 +24,8 @@ from recbole_llm.tune.space import (
     validate_search_space,
 )
 from recbole_llm.tune.trainable import TRIAL_INDEX_KEY, TrialSettings, trainable
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from recbole_llm.tune.ledger import TrialLedger
@@ -204,6 +207,12 @@ def _ray_session(options: TuneOptions) -> Iterator[None]:
         if options.ray_address:
             ray.init(address=options.ray_address, **kwargs)
         else:
+            if os.environ.get("RAY_ADDRESS"):  # Ray's own habit would join it: say why this search does not
+                logger.warning(
+                    "RAY_ADDRESS=%s is set but --ray_address is not: starting a local Ray "
+                    "(--ray_address=auto runs the search on that cluster)",
+                    os.environ["RAY_ADDRESS"],
+                )
             # "local": a new Ray of this process, not the cluster that RAY_ADDRESS or a `ray start` names
             ray.init(address="local", num_cpus=options.ray_num_cpus or os.cpu_count(), **kwargs)
         yield
