@@ -75,6 +75,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """
     if config.getvalue("dist") != "loadfile":
         return None
+    return ray_files_together()(config, log)
+
+
+def ray_files_together() -> type:
+    """xdist's file scheduler, with the RAY_FILES as one scope (its ``_split_scope`` names a test's unit of work;
+    tests/test_compat.py checks that the override still takes effect with the installed xdist)."""
     from xdist.scheduler import LoadFileScheduling
 
     class RayFilesTogether(LoadFileScheduling):
@@ -82,7 +88,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
             scope = super()._split_scope(nodeid)
             return "Ray files" if Path(scope).stem in RAY_FILES else scope
 
-    return RayFilesTogether(config, log)
+    return RayFilesTogether
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

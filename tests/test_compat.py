@@ -234,3 +234,17 @@ def test_constant_sparse_matrix_refuses_anything_but_the_product():
         torch.add(matrix, 1.0)
     with pytest.raises(TypeError, match="only, not mm"):
         torch.mm(matrix, torch.ones(40, 2))
+
+
+def test_make_test_schedules_the_ray_files_as_one_unit_of_work():
+    """``make test``'s xdist scheduler (tests/conftest.py) keeps each test file whole and puts the Ray-starting
+    files in one unit of work: the override of the installed xdist's ``_split_scope`` takes effect."""
+    pytest.importorskip("xdist")
+    from conftest import RAY_FILES, ray_files_together
+
+    scheduler_class = ray_files_together()
+    scheduler = scheduler_class.__new__(scheduler_class)  # _split_scope reads the node id only
+    ids = [f"tests/{stem}.py::test_{i}" for stem in (*sorted(RAY_FILES), "test_p4r", "test_popk") for i in range(2)]
+    scopes = [scheduler._split_scope(nodeid) for nodeid in ids]
+    assert len(set(scopes[: 2 * len(RAY_FILES)])) == 1  # the Ray files: one unit
+    assert len(set(scopes)) == 3 and scopes[-1] == "tests/test_popk.py"  # other files: one unit each
