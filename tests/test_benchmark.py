@@ -761,6 +761,20 @@ def test_a_report_written_part_way_says_what_is_still_to_run(tmp_path):
     assert "Status: complete" in complete and "Partial" not in complete
 
 
+def test_a_part_way_verdict_also_gives_the_change_on_the_seeds_both_models_ran():
+    """Part-way, the strongest baseline may have fewer seeds than the model: the paired test sees only the shared
+    seeds, so the verdict line must give the change on them too, not only the change between unequal means."""
+    from recbole_llm.benchmark.report import verdicts
+
+    suite = load_suite(TINY)
+    runs = [_fake_run("LightGCN", s, t, 0.1) for s, t in zip((2020, 2021, 2022), (0.40, 0.42, 0.50))]
+    runs += [_fake_run("BPR", s, t, 0.1) for s, t in zip((2020, 2021), (0.30, 0.33))]
+    (line,) = verdicts(pd.DataFrame(runs), suite, "ndcg@10", "BPR")
+    assert "+39.7% over all seeds, +30.2% on the 2 shared seeds (paired t-test p = " in line
+    (complete,) = verdicts(pd.DataFrame(runs[:2] + runs[3:]), suite, "ndcg@10", "BPR")
+    assert "on test ndcg@10: +30.2% (paired t-test p = " in complete and "shared" not in complete
+
+
 def test_a_metric_only_some_datasets_have_gets_no_empty_column():
     """CategoryDiversity exists where items have categories: the other datasets' tables must not show it as NaN."""
     from recbole_llm.compare import metric_columns

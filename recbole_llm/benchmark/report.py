@@ -114,10 +114,25 @@ def verdicts(runs: pd.DataFrame, suite: Suite, metric: str, reference: str | Non
             )
         )
         p_text = "n/a" if pd.isna(p) else f"{p:.3g}"
+        shared = _shared_seed_change(runs, model, reference, metric)
         lines.append(
-            f"- {model} vs {reference} on test {metric}: {change:+.1f}% (paired t-test p = {p_text}): {verdict}."
+            f"- {model} vs {reference} on test {metric}: {change:+.1f}%{shared} (paired t-test p = {p_text}): "
+            f"{verdict}."
         )
     return lines
+
+
+def _shared_seed_change(runs: pd.DataFrame, model: str, reference: str, metric: str) -> str:
+    """Part-way through a suite the two models may have run different seeds: then also give the change on the
+    seeds both ran, because that is the difference the paired test judges (the means above use all seeds)."""
+    sub, ref = (runs[runs["model"] == m][["seed", metric]].dropna() for m in (model, reference))
+    if set(sub["seed"]) == set(ref["seed"]):
+        return ""
+    paired = sub.merge(ref, on="seed", suffixes=("", "_ref"))
+    if paired.empty:
+        return " over all seeds (no seed shared)"
+    change = _change(paired[metric].mean(), paired[f"{metric}_ref"].mean())
+    return f" over all seeds, {change} on the {len(paired)} shared seed{'s' * (len(paired) > 1)}"
 
 
 def _change(value: float, base: float) -> str:
