@@ -11,7 +11,7 @@ import pandas as pd
 
 from recbole_llm.benchmark.suite import Suite
 from recbole_llm.compare import machine_description, metric_columns, summarise
-from recbole_llm.compare.report import SIGNIFICANCE, paired_p_value
+from recbole_llm.compare.report import SIGNIFICANCE, paired_p_value, paired_scores
 
 LOWER_IS_BETTER = ("rmse", "mae", "logloss", "averagepopularity", "giniindex")
 #: Training epochs after which the variants table compares validation scores: the horizon of the earlier,
@@ -125,10 +125,10 @@ def verdicts(runs: pd.DataFrame, suite: Suite, metric: str, reference: str | Non
 def _shared_seed_change(runs: pd.DataFrame, model: str, reference: str, metric: str) -> str:
     """Part-way through a suite the two models may have run different seeds: then also give the change on the
     seeds both ran, because that is the difference the paired test judges (the means above use all seeds)."""
-    sub, ref = (runs[runs["model"] == m][["seed", metric]].dropna() for m in (model, reference))
-    if set(sub["seed"]) == set(ref["seed"]):
+    sub, ref = (set(runs[runs["model"] == m].dropna(subset=[metric])["seed"]) for m in (model, reference))
+    if sub == ref:
         return ""
-    paired = sub.merge(ref, on="seed", suffixes=("", "_ref"))
+    paired = paired_scores(runs, model, reference, metric)
     if paired.empty:
         return " over all seeds (no seed shared)"
     change = _change(paired[metric].mean(), paired[f"{metric}_ref"].mean())

@@ -34,13 +34,19 @@ def metric_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in runs.columns if "@" in c and not c.startswith("valid_") and runs[c].notna().any()]
 
 
+def paired_scores(runs: pd.DataFrame, model: str, reference: str, metric: str) -> pd.DataFrame:
+    """Scores of both models on the seeds both ran with a score (columns ``metric`` and ``metric_ref``): the pairs
+    a paired test compares, kept in one place so that every figure said to be paired pairs the same way."""
+    sub = runs[runs["model"] == model][["seed", metric]]
+    ref = runs[runs["model"] == reference][["seed", metric]]
+    return sub.merge(ref, on="seed", suffixes=("", "_ref")).dropna()
+
+
 def paired_p_value(runs: pd.DataFrame, model: str, reference: str, metric: str) -> float:
     """Paired t-test over the seeds both models ran; NaN with fewer than 2 pairs or identical scores."""
     from scipy import stats
 
-    sub = runs[runs["model"] == model][["seed", metric]]
-    ref = runs[runs["model"] == reference][["seed", metric]]
-    paired = sub.merge(ref, on="seed", suffixes=("", "_ref")).dropna()
+    paired = paired_scores(runs, model, reference, metric)
     if len(paired) < 2 or np.allclose(paired[metric], paired[f"{metric}_ref"]):
         return float("nan")
     return float(stats.ttest_rel(paired[metric], paired[f"{metric}_ref"]).pvalue)
