@@ -271,3 +271,23 @@ def test_resume_flag_reaches_the_comparison(monkeypatch, tmp_path):
     argv = ["--compare=BPR", "--dataset=amazon-gift-cards", "--seeds=1", f"--output={tmp_path}", "--resume"]
     assert main(argv) == 0
     assert seen["resume"] is True and seen["output_dir"] == str(tmp_path)
+
+
+def test_paired_figures_pair_runs_by_seed_and_leave_out_seeds_without_a_score():
+    """Rows come in any order and part-way a seed may lack a score: pairs must match seeds, not positions."""
+    from scipy import stats
+
+    from recbole_llm.compare.report import paired_p_value, paired_scores
+
+    runs = pd.DataFrame(
+        {
+            "model": ["A", "A", "A", "A", "B", "B", "B", "B", "B"],
+            "seed": [2020, 2021, 2022, 2023, 2023, 2022, 2020, 2021, 2024],
+            "ndcg@10": [0.30, 0.32, 0.35, float("nan"), 0.22, 0.20, 0.25, 0.21, 0.24],
+        }
+    )
+    paired = paired_scores(runs, "A", "B", "ndcg@10").sort_values("seed")
+    assert paired["seed"].tolist() == [2020, 2021, 2022]
+    assert paired["ndcg@10_ref"].tolist() == [0.25, 0.21, 0.20]
+    expected = stats.ttest_rel([0.30, 0.32, 0.35], [0.25, 0.21, 0.20]).pvalue
+    assert paired_p_value(runs, "A", "B", "ndcg@10") == pytest.approx(expected)
